@@ -1,0 +1,62 @@
+"""Records crossing the sandbox seam: what to run, under which limits, and the verdict."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Hashable
+
+# Every status a verdict can carry. `error` verdicts name the exception type
+# in `error_type`; the report shows them as "error:<Type>".
+STATUSES = (
+    "passed",
+    "failed",  # an AssertionError escaped the checks
+    "error",  # any other exception
+    "syntax_error",
+    "timeout",
+    "out_of_memory",
+    "output_limit",
+    "sandbox_violation",  # a blocked syscall, file or network access
+    "suspicious",  # ran to the end but used introspection / exit machinery
+    "harness_error",  # the sandbox itself failed; not the program's fault
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one program. `cpu_s` is the honest limit; `wall_s` a generous cap."""
+
+    cpu_s: float = 3.0
+    wall_s: float | None = None  # default: 3 * cpu_s + 2
+    memory_mb: int = 4096  # RLIMIT_AS
+    output_bytes: int = 1 << 20  # stdout+stderr captured at most; more is output_limit
+    file_size_mb: int = 64  # RLIMIT_FSIZE
+    open_files: int = 64  # RLIMIT_NOFILE
+
+    @property
+    def wall_cap_s(self) -> float:
+        return self.wall_s if self.wall_s is not None else 3 * self.cpu_s + 2
+
+
+@dataclass(frozen=True)
+class Job:
+    """One program to run. `key` comes back with its verdict, untouched."""
+
+    key: Hashable
+    source: str
+    limits: Limits = Limits()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    error_type: str | None = None
+    detail: str = ""  # short tail of stderr / reason, at most a few hundred chars
+    duration_s: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    @property
+    def label(self) -> str:
+        """`error:<Type>` for errors, the status otherwise."""
+        return f"error:{self.error_type}" if self.status == "error" and self.error_type else self.status

@@ -1,0 +1,101 @@
+"""The task seam: what every benchmark adapter gives the harness.
+
+A task turns its dataset into ordered `Problem`s, each with the exact prompt a
+model sees, cuts a raw completion at the task's stop sequences, and assembles
+the test program(s) a sandbox runs. Nothing here knows about models,
+sandboxes or reports.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+
+class TaskError(ValueError):
+    """A user-facing problem with task data or a task request (one line, exit 2)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One benchmark problem, exactly as the model and the tests will see it."""
+
+    task_id: str
+    prompt: str  # the exact text fed to the model
+    reference: str  # a completion that must pass (canonical / reference solution)
+    entry_point: str | None = None
+    data: Mapping = field(default_factory=dict, compare=False, hash=False)  # raw record
+
+
+@dataclass(frozen=True)
+class Task:
+    """A named, versioned benchmark variant.
+
+    Subclasses implement `clean` and `programs`. `suites` names the test
+    programs `programs` returns, in order; they are cumulative: a sample
+    passes suite i only when suites 1..i all pass (e.g. EvalPlus
+    ("base", "plus")). The harness's headline verdict is the last suite.
+    """
+
+    name: str
+    version: str
+    problems: tuple[Problem, ...]
+    stop: tuple[str, ...] = ()
+    timeout_s: float = 3.0
+    default_k: tuple[int, ...] = (1, 10, 100)
+    suites: tuple[str, ...] = ("test",)
+    source: str = ""  # where the problems came from (file path or hub id)
+
+    def problem(self, task_id: str) -> Problem:
+        index = self._index()
+        if task_id not in index:
+            raise TaskError(f"unknown task_id {task_id!r} for task {self.name!r}")
+        return index[task_id]
+
+    def _index(self) -> dict[str, Problem]:
+        cached = self.__dict__.get("_index_cache")
+        if cached is None:
+            cached = {p.task_id: p for p in self.problems}
+            object.__setattr__(self, "_index_cache", cached)
+        return cached
+
+    def clean(self, problem: Problem, raw_completion: str) -> str:
+        """Cut a raw model completion at the first stop sequence."""
+        return truncate_at_stop(raw_completion, self.stop)
+
+    def programs(self, problem: Problem, completion: str) -> dict[str, str]:
+        """The test program of each suite for `completion`, keyed by suite name."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """Hash of everything that decides a score: prompts, tests, suites, stops."""
+        h = hashlib.sha256()
+        h.update(json.dumps([self.name, self.version, list(self.stop), list(self.suites)]).encode())
+        for p in self.problems:
+            progs = self.programs(p, "<<COMPLETION>>")
+            h.update(json.dumps([p.task_id, p.prompt, progs], sort_keys=True).encode())
+        return h.hexdigest()[:16]
+
+    def describe(self) -> dict:
+        """Manifest entry for this task."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "fingerprint": self.fingerprint(),
+            "n_problems": len(self.problems),
+            "stop": list(self.stop),
+            "timeout_s": self.timeout_s,
+            "suites": list(self.suites),
+            "source": self.source,
+        }
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Cut `text` at the earliest occurrence of any stop sequence."""
+    cut = len(text)
+    for s in stop:
+        i = text.find(s)
+        if i != -1 and i < cut:
+            cut = i
+    return text[:cut]
