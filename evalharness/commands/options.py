@@ -1,0 +1,70 @@
+"""Option groups shared by the commands that load a task, run a sandbox or write a report."""
+from __future__ import annotations
+
+import argparse
+
+from tasks import Task, load_task
+
+from ..errors import UsageError
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {value}")
+    return value
+
+
+def k_list(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(sorted({int(x) for x in text.split(",") if x.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--k takes comma-separated integers, got {text!r}") from None
+    if not ks or ks[0] < 1:
+        raise argparse.ArgumentTypeError(f"--k values must be >= 1, got {text!r}")
+    return ks
+
+
+def add_task_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, help="task name (see `evalharness tasks`)")
+    p.add_argument("--problems", metavar="FILE", help="HumanEval-format JSONL(.gz) problem file")
+    p.add_argument("--data-file", metavar="FILE", help="local dataset file for MBPP / EvalPlus tasks")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N problems")
+
+
+def add_sandbox_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=positive_int, help="sandbox worker processes (default: one per core)")
+    p.add_argument("--timeout", type=positive_float, metavar="S",
+                   help="CPU seconds per program (default: the task's)")
+    p.add_argument("--sandbox", default="auto", choices=("auto", "process", "hardened", "bwrap"),
+                   help="isolation tier (default: the strongest this machine allows)")
+
+
+def add_report_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--k", type=k_list, metavar="K,..", help="pass@k values (default: the task's, e.g. 1,10,100)")
+    p.add_argument("--confidence", type=float, default=0.9, help="confidence level of intervals (default 0.9)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def load_task_from_args(args: argparse.Namespace) -> Task:
+    task = load_task(args.task, problems_file=args.problems, data_file=args.data_file)
+    if args.limit:
+        from dataclasses import replace
+
+        task = replace(task, problems=task.problems[: args.limit])
+    if not 0 < getattr(args, "confidence", 0.9) < 1:
+        raise UsageError("--confidence must be between 0 and 1")
+    return task
