@@ -6,11 +6,13 @@ execution.
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+import hashlib
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
 
 import reports
 from sandboxes import Job, Limits
-from tasks import Task
+from tasks import Problem, Task
 
 from .records import Result, Sample
 from .runstore import RunDir, key_of
@@ -54,3 +56,63 @@ def write_report(run: RunDir, task: Task, ks: tuple[int, ...], confidence: float
 
 def _latest_per_key(rows: list[dict]) -> list[dict]:
     return list({key_of(r): r for r in rows}.values())
+
+
+@dataclass(frozen=True)
+class SamplingPass:
+    """One sampling pass of a run: n samples per problem at one temperature (greedy when 0)."""
+
+    temperature: float
+    n: int
+
+
+@dataclass(frozen=True)
+class GenerationWork:
+    """The samples still to generate for one problem in one pass."""
+
+    problem: Problem
+    sampling: SamplingPass
+    sample_idxs: tuple[int, ...]
+
+
+def plan_generation(task: Task, passes: Sequence[SamplingPass], done: set[tuple]) -> list[GenerationWork]:
+    """Every (problem, pass) with the sample indices not yet in `done` (resume skips the rest)."""
+    work = []
+    for sampling in passes:
+        for problem in task.problems:
+            missing = tuple(i for i in range(sampling.n)
+                            if (problem.task_id, i, sampling.temperature) not in done)
+            if missing:
+                work.append(GenerationWork(problem, sampling, missing))
+    return work
+
+
+def generate(task: Task, generator, work: Sequence[GenerationWork], settings, seed: int,
+             batch_size: int) -> Iterator[Sample]:
+    """Generate the planned samples, yielding each problem's samples as soon as they are done."""
+    from dataclasses import replace
+
+    from .decoding import Request
+    from .seeds import sample_seed
+
+    for temperature in dict.fromkeys(w.sampling.temperature for w in work):
+        group = [w for w in work if w.sampling.temperature == temperature]
+        requests = [
+            Request(prompt=w.problem.prompt, n=len(w.sample_idxs),
+                    seeds=tuple(sample_seed(seed, w.problem.task_id, i, temperature) for i in w.sample_idxs),
+                    stop=task.stop)
+            for w in group
+        ]
+        pass_settings = replace(settings, temperature=temperature)
+        for index, completions in generator.generate(requests, pass_settings, batch_size):
+            w = group[index]
+            for sample_idx, c in zip(w.sample_idxs, completions):
+                yield Sample(
+                    w.problem.task_id, sample_idx, task.clean(w.problem, c.raw_text), temperature,
+                    {"raw_completion": c.raw_text, "prompt_sha": _sha(w.problem.prompt), "tokens": c.tokens,
+                     "finish_reason": c.finish_reason, "stats": c.stats},
+                )
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

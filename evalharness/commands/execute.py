@@ -15,13 +15,15 @@ from ..records import Sample, read_samples_file
 from ..runstore import JsonlAppender, RunDir, key_of
 from ..summary import print_summary
 from ..manifest import base_manifest
-from .options import add_report_options, add_sandbox_options, add_task_options, load_task_from_args
+from .options import positive_int, add_report_options, add_sandbox_options, add_task_options, load_task_from_args
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("execute", help="execute a samples file against a task's tests and report pass@k",
                        description=__doc__)
-    p.add_argument("samples", help="JSONL(.gz) with task_id and completion per line")
+    p.add_argument("samples", nargs="?", help="JSONL(.gz) with task_id and completion per line")
+    p.add_argument("--reference", type=positive_int, nargs="?", const=1, metavar="COPIES",
+                   help="instead of SAMPLES, score the task's reference solutions (COPIES of each, default 1)")
     add_task_options(p)
     add_sandbox_options(p)
     add_report_options(p)
@@ -30,11 +32,17 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if (args.samples is None) == (args.reference is None):
+        raise UsageError("give either a SAMPLES file or --reference")
     task = load_task_from_args(args)
-    samples = read_samples_file(args.samples, task)
-    wanted = {p.task_id for p in task.problems}
-    samples = [s for s in samples if s.task_id in wanted]  # --limit
-    out = Path(args.out) if args.out else _default_out(Path(args.samples), task.name)
+    if args.reference:
+        samples = [Sample(p.task_id, i, p.reference) for p in task.problems for i in range(args.reference)]
+        out = Path(args.out or f"runs/{task.name}-reference")
+    else:
+        samples = read_samples_file(args.samples, task)
+        wanted = {p.task_id for p in task.problems}
+        samples = [s for s in samples if s.task_id in wanted]  # --limit
+        out = Path(args.out) if args.out else _default_out(Path(args.samples), task.name)
     limits = Limits(cpu_s=args.timeout or task.timeout_s)
 
     run_dir = RunDir(out)
@@ -43,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     with SandboxPool(workers=args.workers, tier=args.sandbox) as pool:
         manifest = base_manifest("execute", task)
         manifest["sandbox"] = pool.describe()
-        manifest["samples_file"] = str(Path(args.samples).resolve())
+        manifest["samples_file"] = str(Path(args.samples).resolve()) if args.samples else "reference"
         run_dir.open(manifest, identity)
         todo = _record_samples(run_dir, samples)
         t0 = time.monotonic()

@@ -68,3 +68,38 @@ def load_task_from_args(args: argparse.Namespace) -> Task:
     if not 0 < getattr(args, "confidence", 0.9) < 1:
         raise UsageError("--confidence must be between 0 and 1")
     return task
+
+
+def float_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"temperatures must be >= 0, got {text!r}")
+    return values
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="tiny",
+                   help="Meta MTP checkpoint dir, HF model dir, or a built-in name (default: tiny)")
+    p.add_argument("--tokenizer", metavar="PATH", help="tokenizer.model or HF tokenizer dir, if not beside the model")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), help="default: bf16 on cuda, fp32 on cpu")
+
+
+def add_decoding_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("decoding")
+    g.add_argument("--n", type=positive_int, default=1, help="samples per problem (default 1)")
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    g.add_argument("--temperatures", type=float_list, metavar="T,..",
+                   help="sweep several temperatures, n samples each; report the best per k, named as such")
+    g.add_argument("--protocol", choices=("mtp-paper",),
+                   help="mtp-paper: n=200 at T=0.1 (pass@1) and T=0.8 (pass@10/100), top-p 0.95")
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--top-k", type=int, default=0)
+    g.add_argument("--max-new-tokens", type=positive_int, default=512)
+    g.add_argument("--batch-size", type=positive_int, default=16, help="rows decoded together")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--speculative", type=int, default=0, metavar="K",
+                   help="self-speculative decoding with K heads (0 = plain)")
