@@ -195,3 +195,13 @@ def _sum_lists(lists) -> list:
                 total.append(0)
             total[i] += v
     return total
+
+
+def generate_only(run: RunDir, task: Task, generator, plan: GenerationPlan, quiet: bool = False) -> dict:
+    """Fill the run's samples.jsonl (resumably) without executing anything."""
+    work = plan_generation(task, plan.passes, {key_of(r) for r in run.samples()})
+    generated: list[Sample] = []
+    t0 = time.monotonic()
+    _generate_to(run.samples_path, task, generator, work, plan, quiet, on_sample=generated.append)
+    elapsed = time.monotonic() - t0
+    return speed_record(_decode_stats(generated), elapsed, 0, 0.0, elapsed)

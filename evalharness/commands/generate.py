@@ -1,0 +1,30 @@
+"""`evalharness generate --model PATH --task NAME`: generation only, scored later by `execute`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..evaluate import generate_only
+from .options import add_decoding_options, add_model_options, add_task_options
+from .run import prepare
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("generate", help="generate samples into a run directory (no execution)",
+                       description=__doc__)
+    add_model_options(p)
+    add_task_options(p)
+    add_decoding_options(p)
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--out", help="run directory (default: runs/<task>-<model>-<settings hash>)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    task, generator, plan, _, run_dir, manifest, identity = prepare(args, "generate")
+    run_dir.open(manifest, identity)
+    speed = generate_only(run_dir, task, generator, plan, quiet=args.quiet)
+    print(f"{speed['samples_generated']} samples generated ({speed['tokens_generated']} tokens, "
+          f"{speed['tokens_per_s']} tokens/s) -> {run_dir.samples_path}", file=sys.stdout)
+    print(f"score them with: evalharness execute {run_dir.samples_path} --task {task.name}", file=sys.stdout)
+    return 0
