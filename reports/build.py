@@ -1,0 +1,259 @@
+"""report.json from plain result rows: pass@k with bootstrap CIs, status counts, failures, timing.
+
+Inputs are the rows of results.jsonl (dicts); nothing here knows where they
+came from. Problems of the task without any result are listed as missing, and
+pass@k is the mean over the evaluated problems only. Rows that carry a
+"temperature" (the paper's protocol: several sampling passes in one run) get
+per-temperature pass@k, and the headline pass@k takes, per k, the best
+temperature, as the MTP paper reports it.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .passk import estimate_pass_at_k, pass_at_k_entry
+from .stats import DEFAULT_RESAMPLES, bootstrap_means, check_confidence, percentile_interval
+
+N_SLOWEST = 10
+N_EXAMPLES = 5
+# Every top-level key build_report can write; anything else in a stored report came in through `extra`.
+REPORT_KEYS = ("task", "task_fingerprint", "n_problems", "n_problems_total", "missing_problems", "n_samples",
+               "confidence", "ks", "bootstrap", "status_counts", "pass_at_k", "pass_at_k_by_suite",
+               "temperatures", "by_temperature", "best_temperature", "failure_taxonomy", "slowest_problems",
+               "per_problem", "speed", "unknown_task_ids")
+
+
+@dataclass
+class ProblemCounts:
+    """Samples n and correct c per evaluated problem (in task order), overall and per suite."""
+
+    task_ids: list[str]
+    n: np.ndarray
+    c: np.ndarray
+    c_by_suite: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def from_rows(cls, rows: list[dict], order: list[str], suites: list[str]) -> "ProblemCounts":
+        n, c = Counter(), Counter()
+        c_suite = {s: Counter() for s in suites}
+        for r in rows:
+            tid = r["task_id"]
+            n[tid] += 1
+            c[tid] += bool(r["passed"])
+            for s in suites:
+                c_suite[s][tid] += bool(((r.get("suites") or {}).get(s) or {}).get("passed"))
+        ids = [t for t in order if n[t]]
+        as_array = lambda counter: np.array([counter[t] for t in ids], dtype=np.int64)  # noqa: E731
+        return cls(ids, as_array(n), as_array(c), {s: as_array(c_suite[s]) for s in suites})
+
+
+def status_label(row: dict) -> str:
+    """`error:<Type>` for errors, the status otherwise (as sandboxes.Verdict.label)."""
+    status = row.get("status") or ("passed" if row.get("passed") else "failed")
+    return f"error:{row['error_type']}" if status == "error" and row.get("error_type") else status
+
+
+def per_problem_pass_at_k(n, c, k: int) -> np.ndarray:
+    """Per-problem pass@k; NaN where the problem has fewer than k samples."""
+    n, c = np.asarray(n), np.asarray(c)
+    out = np.full(n.shape, np.nan)
+    ok = n >= k
+    out[ok] = estimate_pass_at_k(n[ok], c[ok], k)
+    return out
+
+
+def pass_at_k_table(n, c, ks, confidence: float = 0.9, seed: int = 0,
+                    n_resamples: int = DEFAULT_RESAMPLES) -> dict:
+    """{"pass@k": entry} with estimate and bootstrap percentile CI for every computable k."""
+    entries = {f"pass@{k}": pass_at_k_entry(n, c, k) for k in ks}
+    computable = [k for k in ks if entries[f"pass@{k}"]["computable"]]
+    if computable:
+        values = np.stack([estimate_pass_at_k(n, c, k) for k in computable], axis=1)
+        low, high = percentile_interval(bootstrap_means(values, n_resamples, seed), confidence)
+        for j, k in enumerate(computable):
+            entries[f"pass@{k}"].update(ci_low=float(low[j]), ci_high=float(high[j]))
+    return entries
+
+
+def build_report(results_rows: list[dict], *, task: str, task_fingerprint: str, problem_ids: list[str],
+                 ks=(1, 10, 100), confidence: float = 0.9, seed: int = 0, speed: dict | None = None,
+                 extra: dict | None = None, n_resamples: int = DEFAULT_RESAMPLES) -> dict:
+    """The report.json dict (see RUNFORMAT.md) for one run's result rows."""
+    check_confidence(confidence)
+    ks = tuple(sorted({int(k) for k in ks}))
+    rows = list({_key(r): r for r in results_rows}.values())  # a re-executed key: the last row wins
+    known = set(problem_ids)
+    unknown = sorted({r["task_id"] for r in rows} - known)
+    rows = [r for r in rows if r["task_id"] in known]
+    order = list(dict.fromkeys(problem_ids))
+    suites = _suite_names(rows)
+    temperatures = sorted({r.get("temperature") for r in rows}, key=_temperature_sort_key)
+    sweep = temperatures != [None]
+    table = lambda counts: pass_at_k_table(counts.n, counts.c, ks, confidence, seed, n_resamples)  # noqa: E731
+
+    groups = {}
+    for t in temperatures:
+        group_rows = [r for r in rows if r.get("temperature") == t] if sweep else rows
+        counts = ProblemCounts.from_rows(group_rows, order, suites)
+        block = {"n_problems": len(counts.task_ids), "n_samples": len(group_rows), "pass_at_k": table(counts)}
+        if suites:
+            block["pass_at_k_by_suite"] = {
+                s: pass_at_k_table(counts.n, counts.c_by_suite[s], ks, confidence, seed, n_resamples)
+                for s in suites}
+        groups[t] = (counts, group_rows, block)
+
+    evaluated = {r["task_id"] for r in rows}
+    report = {
+        "task": task,
+        "task_fingerprint": task_fingerprint,
+        "n_problems": len(evaluated),
+        "n_problems_total": len(order),
+        "missing_problems": [t for t in order if t not in evaluated],
+        "n_samples": len(rows),
+        "confidence": confidence,
+        "ks": list(ks),
+        "bootstrap": {"method": "percentile, resampling problems", "resamples": n_resamples, "seed": seed},
+        "status_counts": dict(Counter(status_label(r) for r in rows).most_common()),
+    }
+    if not sweep:
+        block = groups[None][2]
+        report["pass_at_k"] = block["pass_at_k"]
+        if suites:
+            report["pass_at_k_by_suite"] = block["pass_at_k_by_suite"]
+    else:
+        report["temperatures"] = temperatures
+        report["by_temperature"] = {_temperature_key(t): block for t, (_, _, block) in groups.items()}
+        report["best_temperature"], report["pass_at_k"] = _best_temperature(groups, ks)
+        if suites:
+            report["pass_at_k_by_suite"] = {
+                s: {name: {**groups[e["temperature"]][2]["pass_at_k_by_suite"][s][name],
+                           "temperature": e["temperature"]} if e["computable"] else e
+                    for name, e in report["pass_at_k"].items()}
+                for s in suites}
+    report["failure_taxonomy"] = failure_taxonomy(rows)
+    report["slowest_problems"] = slowest_problems(rows)
+    report["per_problem"] = [row for t, (counts, _, _) in groups.items()
+                             for row in _per_problem_rows(counts, ks, t)]
+    if speed is not None:
+        report["speed"] = speed
+    if unknown:
+        report["unknown_task_ids"] = unknown
+    for key, value in (extra or {}).items():
+        if key in report:
+            raise ValueError(f"extra key {key!r} would overwrite a report field")
+        report[key] = value
+    return report
+
+
+def _best_temperature(groups: dict, ks) -> tuple[dict, dict]:
+    """Per k, the temperature with the highest estimate (ties: the lower temperature)."""
+    best, headline = {}, {}
+    for k in ks:
+        name = f"pass@{k}"
+        candidates = [(block["pass_at_k"][name], t) for t, (_, _, block) in groups.items()
+                      if block["pass_at_k"][name]["computable"]]
+        if not candidates:
+            reasons = {_temperature_key(t): block["pass_at_k"][name]["reason"] for t, (_, _, block) in groups.items()}
+            headline[name] = {"estimate": None, "ci_low": None, "ci_high": None, "computable": False,
+                              "reason": "at no temperature: " +
+                                        "; ".join(f"T={t}: {r}" for t, r in reasons.items())}
+            continue
+        entry, t = max(candidates, key=lambda et: (et[0]["estimate"], -_temperature_sort_key(et[1])))
+        best[name] = {"temperature": t, "estimate": entry["estimate"], "ci_low": entry["ci_low"],
+                      "ci_high": entry["ci_high"]}
+        headline[name] = {**entry, "temperature": t}
+    return best, headline
+
+
+def failure_taxonomy(rows: list[dict]) -> list[dict]:
+    """Non-passing samples grouped by status label, most frequent first, with example problems."""
+    by_label = defaultdict(list)
+    for r in rows:
+        if not r["passed"]:
+            by_label[status_label(r)].append(r)
+    total = sum(len(v) for v in by_label.values())
+    out = []
+    for label, group in sorted(by_label.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        problems = list(dict.fromkeys(r["task_id"] for r in group))
+        detail = next((r["detail"] for r in group if r.get("detail")), "")
+        out.append({"label": label, "count": len(group), "share": len(group) / total,
+                    "n_problems": len(problems), "examples": problems[:N_EXAMPLES],
+                    "example_detail": detail[:200]})
+    return out
+
+
+def slowest_problems(rows: list[dict], limit: int = N_SLOWEST) -> list[dict]:
+    """Problems with the highest mean sample duration (timeouts are usually here)."""
+    durations, timeouts = defaultdict(list), Counter()
+    for r in rows:
+        durations[r["task_id"]].append(float(r.get("duration_s") or 0.0))
+        timeouts[r["task_id"]] += r.get("status") == "timeout"
+    stats = [{"task_id": t, "mean_duration_s": float(np.mean(d)), "max_duration_s": float(np.max(d)),
+              "n": len(d), "timeouts": timeouts[t]} for t, d in durations.items()]
+    stats.sort(key=lambda s: (-s["mean_duration_s"], s["task_id"]))
+    return stats[:limit]
+
+
+def _per_problem_rows(counts: ProblemCounts, ks, temperature) -> list[dict]:
+    columns = {f"pass@{k}": per_problem_pass_at_k(counts.n, counts.c, k) for k in ks}
+    out = []
+    for i, tid in enumerate(counts.task_ids):
+        row = {"task_id": tid}
+        if temperature is not None:
+            row["temperature"] = temperature
+        row.update(n=int(counts.n[i]), c=int(counts.c[i]))
+        row.update({name: (None if np.isnan(v[i]) else float(v[i])) for name, v in columns.items()})
+        if counts.c_by_suite:
+            row["c_by_suite"] = {s: int(v[i]) for s, v in counts.c_by_suite.items()}
+        out.append(row)
+    return out
+
+
+def _suite_names(rows: list[dict]) -> list[str]:
+    names = {}
+    for r in rows:
+        for s in r.get("suites") or {}:
+            names.setdefault(s, None)
+    return list(names) if len(names) > 1 else []
+
+
+def _key(row: dict) -> tuple:
+    return (row["task_id"], row.get("sample_idx"), row.get("temperature"))
+
+
+def _temperature_key(t) -> str:
+    return "unspecified" if t is None else f"{float(t):g}"
+
+
+def _temperature_sort_key(t) -> float:
+    return -1.0 if t is None else float(t)
+
+
+def speed_from_samples(sample_rows: list[dict]) -> dict | None:
+    """Decoding speed summed over generated samples' stats; None when no sample has stats.
+
+    acceptance_per_head[h] = drafts of head h accepted / forward passes (each
+    verifying forward checks one draft per head).
+    """
+    stats = [(r, r["stats"]) for r in sample_rows if isinstance(r.get("stats"), dict)]
+    if not stats:
+        return None
+    forwards = sum(int(s.get("forwards") or 0) for _, s in stats)
+    tokens = sum(int(r.get("tokens") or 0) for r, _ in stats)
+    speed = {"source": "samples.jsonl stats", "samples": len(stats), "tokens": tokens, "forwards": forwards}
+    if forwards and tokens:
+        speed["tokens_per_forward"] = tokens / forwards
+    elif any("tokens_per_forward" in s for _, s in stats):
+        speed["tokens_per_forward"] = float(np.mean([s["tokens_per_forward"] for _, s in stats
+                                                     if "tokens_per_forward" in s]))
+    heads = [s["accepted_per_head"] for _, s in stats if s.get("accepted_per_head")]
+    if heads and forwards:
+        width = max(len(h) for h in heads)
+        accepted = np.zeros(width)
+        for h in heads:
+            accepted[: len(h)] += h
+        speed["acceptance_per_head"] = [float(a) for a in accepted / forwards]
+    return speed

@@ -1,0 +1,178 @@
+"""Paired comparison of two runs of the same task, and the CI regression gate built on it.
+
+Both take report dicts (their per_problem rows carry n and c) or lists of
+result rows. The comparison is paired over the problems both runs evaluated:
+the same bootstrap resamples apply to both sides. Runs with one sample per
+problem on both sides also get McNemar's exact test, the classic test for
+greedy pass/fail pairs, which then decides significance.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .build import build_report, per_problem_pass_at_k
+from .stats import DEFAULT_RESAMPLES, check_confidence, mcnemar_exact, paired_bootstrap
+
+_METRIC = re.compile(r"pass@([1-9][0-9]*)")
+
+
+class ComparisonError(ValueError):
+    """The two runs cannot be compared as asked (other task, bad metric, missing problems)."""
+
+
+@dataclass(frozen=True)
+class Side:
+    """One run reduced to what a comparison needs: per-problem (n, c) per temperature."""
+
+    task: str | None
+    fingerprint: str | None
+    counts: dict  # temperature -> {task_id: (n, c)}
+    headline: dict  # "pass@k" -> temperature chosen for the report's headline
+
+    @classmethod
+    def of(cls, report_or_rows, ks=(1, 10, 100)) -> "Side":
+        report = report_or_rows
+        if isinstance(report_or_rows, (list, tuple)):
+            ids = list(dict.fromkeys(r["task_id"] for r in report_or_rows))
+            report = build_report(list(report_or_rows), task=None, task_fingerprint=None, problem_ids=ids,
+                                  ks=ks, n_resamples=1)
+        if not isinstance(report, dict) or "per_problem" not in report:
+            raise ComparisonError("expected a report (with per_problem rows) or a list of result rows")
+        counts: dict = {}
+        for row in report["per_problem"]:
+            counts.setdefault(row.get("temperature"), {})[row["task_id"]] = (int(row["n"]), int(row["c"]))
+        headline = {name: e.get("temperature") for name, e in (report.get("pass_at_k") or {}).items()}
+        return cls(report.get("task"), report.get("task_fingerprint"), counts, headline)
+
+    def temperature_for(self, metric: str):
+        if metric in self.headline:
+            return self.headline[metric]
+        if len(self.counts) == 1:
+            return next(iter(self.counts))
+        raise ComparisonError(f"{metric} is not in the report; re-render it with that k")
+
+
+def parse_metric(metric: str) -> int:
+    m = _METRIC.fullmatch(metric)
+    if not m:
+        raise ComparisonError(f"unknown metric {metric!r}; expected pass@K, e.g. pass@1")
+    return int(m.group(1))
+
+
+def compare(a, b, *, ks=None, confidence: float = 0.9, seed: int = 0,
+            n_resamples: int = DEFAULT_RESAMPLES) -> dict:
+    """b versus a: per-k difference (b - a) with paired bootstrap CI and p-value, and flipped problems.
+
+    `a` and `b` are reports or lists of result rows. Reports of different task
+    fingerprints are refused (ComparisonError).
+    """
+    try:
+        check_confidence(confidence)
+    except ValueError as e:
+        raise ComparisonError(str(e)) from None
+    side_a, side_b = Side.of(a, ks or (1, 10, 100)), Side.of(b, ks or (1, 10, 100))
+    if side_a.fingerprint and side_b.fingerprint and side_a.fingerprint != side_b.fingerprint:
+        raise ComparisonError(f"runs are of different tasks: {side_a.task} ({side_a.fingerprint}) vs "
+                              f"{side_b.task} ({side_b.fingerprint}); only runs of the same task compare")
+    if ks is None:
+        ks = sorted({parse_metric(m) for m in side_a.headline} & {parse_metric(m) for m in side_b.headline}) or [1]
+    metrics = {f"pass@{k}": _compare_metric(side_a, side_b, k, confidence, seed, n_resamples) for k in ks}
+    first = next(iter(metrics.values()))
+    return {
+        "task": side_a.task or side_b.task,
+        "task_fingerprint": side_a.fingerprint or side_b.fingerprint,
+        "confidence": confidence,
+        "n_common": first["n_common"],
+        "only_a": first["only_a"],
+        "only_b": first["only_b"],
+        "metrics": metrics,
+        "lost": first["lost"],
+        "gained": first["gained"],
+    }
+
+
+def _compare_metric(side_a: Side, side_b: Side, k: int, confidence, seed, n_resamples) -> dict:
+    metric = f"pass@{k}"
+    ta, tb = side_a.temperature_for(metric), side_b.temperature_for(metric)
+    ca, cb = side_a.counts.get(ta, {}), side_b.counts.get(tb, {})
+    common = [t for t in ca if t in cb]
+    out = {"metric": metric, "n_common": len(common), "only_a": [t for t in ca if t not in cb],
+           "only_b": [t for t in cb if t not in ca], "a": None, "b": None, "difference": None,
+           "ci_low": None, "ci_high": None, "p_value": None, "test": None, "computable": False, "reason": None}
+    if ta is not None or tb is not None:
+        out.update(temperature_a=ta, temperature_b=tb)
+    na, ca_ = (np.array([ca[t][j] for t in common], dtype=np.int64) for j in (0, 1))
+    nb, cb_ = (np.array([cb[t][j] for t in common], dtype=np.int64) for j in (0, 1))
+    solved_a, solved_b = ca_ > 0, cb_ > 0
+    out["lost"] = [t for t, x, y in zip(common, solved_a, solved_b) if x and not y]
+    out["gained"] = [t for t, x, y in zip(common, solved_a, solved_b) if y and not x]
+    if not common:
+        out["reason"] = "no problems evaluated by both runs"
+        return out
+    if k > min(na.min(), nb.min()):
+        out["reason"] = f"k={k} > n={int(min(na.min(), nb.min()))} samples for some problems"
+        return out
+    va, vb = per_problem_pass_at_k(na, ca_, k), per_problem_pass_at_k(nb, cb_, k)
+    boot = paired_bootstrap(va, vb, confidence, n_resamples, seed)
+    out.update(a=float(va.mean()), b=float(vb.mean()), difference=boot["difference"], ci_low=boot["ci_low"],
+               ci_high=boot["ci_high"], p_value=boot["p_value"], test="paired bootstrap", computable=True)
+    if k == 1 and na.max() == 1 and nb.max() == 1:
+        out.update(p_value=mcnemar_exact(len(out["lost"]), len(out["gained"])), test="McNemar exact",
+                   bootstrap_p_value=boot["p_value"])
+    return out
+
+
+def gate(candidate, baseline, *, metric: str = "pass@1", max_drop: float = 1.0, confidence: float = 0.9,
+         seed: int = 0, allow_partial: bool = False, n_resamples: int = DEFAULT_RESAMPLES) -> dict:
+    """Fail when `metric` dropped by more than `max_drop` percentage points AND the drop is significant.
+
+    Significant means p < 1 - confidence (two-sided), the test being McNemar's for
+    single-sample runs, the paired bootstrap otherwise. A candidate that did not
+    evaluate every baseline problem is refused unless allow_partial.
+    """
+    k = parse_metric(metric)
+    if max_drop < 0:
+        raise ComparisonError(f"--max-drop must be >= 0 points, got {max_drop}")
+    cmp = compare(baseline, candidate, ks=[k], confidence=confidence, seed=seed, n_resamples=n_resamples)
+    m = cmp["metrics"][metric]
+    if cmp["only_a"] and not allow_partial:
+        raise ComparisonError(f"the run lacks {len(cmp['only_a'])} problem(s) the baseline has "
+                              f"(e.g. {cmp['only_a'][0]}); finish the run or pass --allow-partial")
+    if not m["computable"]:
+        raise ComparisonError(f"{metric} is not computable: {m['reason']}")
+    drop = -100.0 * m["difference"]
+    significant = m["p_value"] < 1.0 - confidence
+    failed = drop > max_drop and significant
+    if failed:
+        verdict = f"{metric} dropped {drop:.1f} points (> {max_drop:g} allowed) and the drop is significant"
+    elif drop > max_drop:
+        verdict = f"{metric} dropped {drop:.1f} points but the drop is not significant (p={m['p_value']:.3g})"
+    elif drop > 0:
+        verdict = f"{metric} dropped {drop:.1f} points, within the {max_drop:g} allowed"
+    else:
+        verdict = f"{metric} did not drop ({-drop:+.1f} points)"
+    return {
+        "passed": not failed,
+        "verdict": verdict,
+        "metric": metric,
+        "max_drop": max_drop,
+        "confidence": confidence,
+        "baseline": m["a"],
+        "candidate": m["b"],
+        "drop_points": drop,
+        "ci_low_points": 100.0 * m["ci_low"],
+        "ci_high_points": 100.0 * m["ci_high"],
+        "p_value": m["p_value"],
+        "test": m["test"],
+        "significant": bool(significant),
+        "n_common": cmp["n_common"],
+        "only_baseline": cmp["only_a"],
+        "only_candidate": cmp["only_b"],
+        "lost": m["lost"],
+        "gained": m["gained"],
+        "task": cmp["task"],
+        "task_fingerprint": cmp["task_fingerprint"],
+    }
