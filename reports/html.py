@@ -24,7 +24,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem 
 color:#1f2328;padding:0 1rem}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #d0d7de}
 table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}
-th,td{border:1px solid #d0d7de;padding:.25rem .6rem;text-align:left}th{background:#f6f8fa}
+th,td{border:1px solid #d0d7de;padding:.25rem .6rem;text-align:left;white-space:nowrap}th{background:#f6f8fa}
+td.wrap{white-space:normal;max-width:28rem}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .muted{color:#656d76}.warn{color:#9a6700}
 .plots{display:flex;flex-wrap:wrap;gap:1rem}.plots figure{margin:0}
@@ -113,7 +114,11 @@ def _pass_table(table: dict, conf: str) -> str:
 
 def _table(header: list[str], rows: list[list]) -> str:
     def cell(v):
-        cls = " class='num'" if isinstance(v, (int, float)) or (isinstance(v, str) and _numeric(v)) else ""
+        cls = ""
+        if isinstance(v, (int, float)) or (isinstance(v, str) and _numeric(v)):
+            cls = " class='num'"
+        elif len(str(v)) > 40:
+            cls = " class='wrap'"
         return f"<td{cls}>{html.escape(str(v))}</td>"
 
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)

@@ -21,8 +21,8 @@ def resample_counts(n_problems: int, n_resamples: int = DEFAULT_RESAMPLES, seed:
     rng = np.random.default_rng(seed)
     for start in range(0, n_resamples, _CHUNK):
         size = min(_CHUNK, n_resamples - start)
-        draws = rng.integers(0, n_problems, size=(size, n_problems))
-        flat = draws + (np.arange(size) * n_problems)[:, None]
+        draws = rng.integers(0, n_problems, size=(size, n_problems), dtype=np.int32)
+        flat = draws + (np.arange(size, dtype=np.int64) * n_problems)[:, None]
         counts = np.bincount(flat.ravel(), minlength=size * n_problems).reshape(size, n_problems)
         yield counts.astype(np.float64)  # float: the matrix product then runs in BLAS
 
@@ -34,7 +34,7 @@ def bootstrap_means(values, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0)
     """
     values = np.asarray(values, dtype=np.float64)
     one_metric = values.ndim == 1
-    matrix = values[:, None] if one_metric else values
+    matrix = np.ascontiguousarray(values[:, None] if one_metric else values)
     n = matrix.shape[0]
     if n == 0:
         raise ValueError("bootstrap needs at least one problem")

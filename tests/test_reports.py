@@ -110,7 +110,7 @@ def test_bootstrap_matrix_product_equals_explicit_resampling():
     values = np.random.default_rng(3).random((30, 2))
     means = reports.bootstrap_means(values, n_resamples=50, seed=7)
     rng = np.random.default_rng(7)
-    draws = rng.integers(0, 30, size=(50, 30))
+    draws = rng.integers(0, 30, size=(50, 30), dtype=np.int32)
     assert np.allclose(means, values[draws].mean(axis=1))
     counts = next(resample_counts(30, 50, seed=7))
     assert (counts.sum(axis=1) == 30).all()

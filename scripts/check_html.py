@@ -1,0 +1,97 @@
+#!/usr/bin/env python
+"""Render a report.html and screenshot it with headless Chromium, offline, to check it by eye.
+
+    python scripts/check_html.py [RUN_DIR] [--out shot.png] [--html report.html]
+
+Without RUN_DIR a synthetic paper-protocol run (two temperatures, MTP speed
+stats) is rendered. Exit 0 when Chromium wrote a non-blank screenshot, 1 when
+it did not, 2 when no Chromium is installed (`apt-get install -y chromium`).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import reports
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--hide-scrollbars", "--window-size=1200,2400"]
+
+
+def synthetic_report() -> dict:
+    """164 problems, 20 samples at T=0.1 and T=0.8, a few error types and timeouts, MTP speed."""
+    rng = np.random.default_rng(0)
+    ids = [f"HumanEval/{i}" for i in range(164)]
+    difficulty = rng.beta(0.8, 1.2, size=len(ids))
+    failures = ["failed", "error", "timeout", "syntax_error"]
+    rows = []
+    for temperature, spread in ((0.1, 0.6), (0.8, 1.0)):
+        for tid, p in zip(ids, difficulty):
+            rate = p ** (1 / spread) if spread != 1 else p
+            for idx in range(20):
+                ok = rng.random() < rate
+                status = "passed" if ok else failures[rng.integers(0, 4)]
+                rows.append({"task_id": tid, "sample_idx": idx, "temperature": temperature, "status": status,
+                             "passed": ok, "error_type": "NameError" if status == "error" else None,
+                             "duration_s": float(rng.gamma(2, 0.05) + (3.0 if status == "timeout" else 0)),
+                             "detail": "" if ok else f"{status}: synthetic"})
+    speed = {"tokens_per_forward": 2.41, "acceptance_per_head": [0.78, 0.52, 0.31], "tokens_per_s": 118.0}
+    return reports.build_report(rows, task="humaneval", task_fingerprint="synthetic", problem_ids=ids, ks=(1, 10, 100),
+                                speed=speed)
+
+
+def find_chromium() -> str | None:
+    return next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+def screenshot(html_path: Path, png_path: Path, chromium: str) -> None:
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={png_path}",
+                        html_path.resolve().as_uri()],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+
+
+def is_blank(png_path: Path) -> bool:
+    from matplotlib.image import imread
+
+    image = imread(png_path)
+    return float(np.ptp(image[..., :3])) < 0.05
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", nargs="?", help="run directory (default: a synthetic report)")
+    parser.add_argument("--out", default="report_screenshot.png", help="screenshot PNG path")
+    parser.add_argument("--html", help="also keep the rendered HTML here")
+    args = parser.parse_args(argv)
+    chromium = find_chromium()
+    if chromium is None:
+        print("check_html: no chromium found (apt-get install -y chromium)", file=sys.stderr)
+        return 2
+    if args.run:
+        from evalharness.commands.report import rebuild_report
+
+        report = rebuild_report(args.run)
+    else:
+        report = synthetic_report()
+    with tempfile.TemporaryDirectory() as tmp:
+        html_path = Path(args.html) if args.html else Path(tmp) / "report.html"
+        html_path.write_text(reports.render_html(report), encoding="utf-8")
+        png_path = Path(args.out)
+        screenshot(html_path, png_path, chromium)
+    if not png_path.is_file() or is_blank(png_path):
+        print(f"check_html: no usable screenshot at {png_path}", file=sys.stderr)
+        return 1
+    print(png_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

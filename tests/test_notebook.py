@@ -1,0 +1,82 @@
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from evalharness.notebook import load_run, load_runs, plot_runs
+from test_reports_fixtures import greedy_outcomes, outcome_rows, write_run
+
+
+def records(df: pd.DataFrame) -> list[dict]:
+    """DataFrame rows back as JSON-like dicts; cells that are missing (NaN/NA) are dropped."""
+    out = []
+    for row in df.to_dict("records"):
+        clean = {}
+        for key, value in row.items():
+            if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+                continue
+            clean[key] = value.item() if hasattr(value, "item") else value
+        out.append(clean)
+    return out
+
+
+def without_none(row: dict) -> dict:
+    return {k: v for k, v in row.items() if v is not None}
+
+
+def test_load_run_round_trips_every_field(tmp_path):
+    samples, results = outcome_rows({"Syn/0": [True, "error:ZeroDivisionError"], "Syn/1": ["timeout"]}, 0.8)
+    samples[0]["model_extra"] = {"nested": [1, 2]}
+    results[0]["suites"] = {"base": {"status": "passed", "passed": True, "error_type": None},
+                            "plus": {"status": "passed", "passed": True, "error_type": None}}
+    path = write_run(tmp_path / "run", samples=samples, results=results)
+    run = load_run(path)
+    assert run.manifest == json.loads((path / "manifest.json").read_text())
+    assert records(run.samples) == [without_none(r) for r in samples]
+    assert records(run.results) == [without_none(r) for r in results]
+    assert run.results["status"].dtype == "category"
+    assert run.samples["sample_idx"].dtype == "int64" and run.results["sample_idx"].dtype == "int64"
+    assert run.results["temperature"].dtype == "float64"
+
+
+def test_truncated_last_line_is_ignored(tmp_path):
+    path = write_run(tmp_path / "run", {"Syn/0": [True, False, True]})
+    with open(path / "results.jsonl", "a") as f:
+        f.write('{"task_id": "Syn/0", "sample_idx": 3, "sta')
+    run = load_run(path)
+    assert len(run.results) == 3 and run.report["n_samples"] == 3
+
+
+def test_problems_pass_at_k_and_compare(tmp_path):
+    a = load_run(write_run(tmp_path / "a", greedy_outcomes(30)))
+    b = load_run(write_run(tmp_path / "b", greedy_outcomes(30, flipped=5)))
+    problems = a.problems
+    assert list(problems.columns[:3]) == ["task_id", "n", "c"] and len(problems) == 30
+    assert problems["n"].dtype == "int64" and problems["pass@1"].dtype == "float64"
+    assert problems["solve_rate"].mean() == pytest.approx(20 / 30)
+    assert problems["pass@10"].isna().all()  # n = 1 < 10
+    table = a.pass_at_k([1, 10], confidence=0.8)
+    assert table.loc["pass@1", "estimate"] == pytest.approx(20 / 30)
+    assert table.loc["pass@1", "ci_low"] < table.loc["pass@1", "estimate"] < table.loc["pass@1", "ci_high"]
+    assert not table.loc["pass@10", "computable"]
+    wide = a.pass_at_k([1], confidence=0.99)
+    assert wide.loc["pass@1", "ci_high"] - wide.loc["pass@1", "ci_low"] > \
+        table.loc["pass@1", "ci_high"] - table.loc["pass@1", "ci_low"]
+    cmp = a.compare(b)
+    assert cmp["metrics"]["pass@1"]["difference"] == pytest.approx(-5 / 30) and len(cmp["lost"]) == 5
+
+
+def test_load_runs_and_plot_runs(tmp_path):
+    write_run(tmp_path / "runs" / "one", greedy_outcomes(20), model="small")
+    write_run(tmp_path / "runs" / "two", greedy_outcomes(20, flipped=3), model="big")
+    (tmp_path / "runs" / "not_a_run").mkdir()
+    df = load_runs(str(tmp_path / "runs" / "*"))
+    assert list(df["model"]) == ["small", "big"] and set(df["task"]) == {"synthetic"}
+    assert df["pass@1"].tolist() == pytest.approx([13 / 20, 10 / 20])
+    assert (df["pass@1 ci_low"] <= df["pass@1"]).all() and df["pass@10"].isna().all()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ax = plot_runs(df, "pass@1")
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["small", "big"]
