@@ -1,4 +1,5 @@
-"""Execution backends: run one program under limits, return an honest verdict."""
-from .types import STATUSES, Job, Limits, Verdict
+"""Execution backends: run untrusted programs under limits, return honest verdicts."""
+from .pool import TIERS, SandboxPool, probe_tiers
+from .types import STATUSES, Job, Limits, SandboxUnavailable, Verdict
 
-__all__ = ["STATUSES", "Job", "Limits", "Verdict"]
+__all__ = ["STATUSES", "TIERS", "Job", "Limits", "SandboxPool", "SandboxUnavailable", "Verdict", "probe_tiers"]

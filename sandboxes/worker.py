@@ -1,0 +1,509 @@
+"""A warm sandbox worker: pre-imports common modules once, then forks a fresh child per program.
+
+Started by `SandboxPool` as `python -I -c <boot> <config-json>`. It speaks JSON
+lines: jobs arrive on stdin, verdicts leave on stdout. Where the machine
+allows (root, or unprivileged user namespaces) the worker makes itself pid 1
+of a new pid + mount namespace: children cannot see or signal anything
+outside, /proc shows only them, and one `kill(-1)` removes every process a
+program left behind. Otherwise it falls back to a subreaper plus
+process-group kills.
+
+Verdict protocol: the child writes a per-job secret token to a private pipe
+(fd 3) only after `exec` of the program returned normally. Exit status alone
+never passes; an exception is reported on the same pipe as JSON.
+"""
+from __future__ import annotations
+
+import builtins
+import json
+import math
+import os
+import re
+import resource
+import secrets
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+
+# Modules programs commonly import: loaded once here so `import x` in a
+# program is a dict lookup. They live in sys.modules only, never in a
+# program's globals.
+PREIMPORTS = (
+    "abc", "array", "bisect", "cmath", "collections", "collections.abc", "copy", "dataclasses", "datetime",
+    "decimal", "enum", "fractions", "functools", "hashlib", "heapq", "itertools", "json", "math", "numbers",
+    "operator", "random", "re", "statistics", "string", "textwrap", "typing", "unicodedata", "queue",
+    "string", "struct", "time", "traceback", "contextlib", "io", "types", "weakref", "pprint",
+)
+
+VERDICT_FD = 3
+_SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+_TAIL = 2000  # bytes of output kept for the verdict detail
+
+# Forgery / exit machinery markers (SANDBOX.md): a pass of a program using any
+# of them is reported `suspicious`, not `passed`.
+MARKERS = re.compile(
+    r"_getframe|\binspect\b|\bgc\b|\bctypes\b|\bf_back\b|\bco_consts\b|\bsettrace\b|\bsetprofile\b"
+    r"|\b_exit\b|\bsys\s*\.\s*exit\b|\bexit\s*\(|\bquit\s*\(|\batexit\b|excepthook|\bbuiltins\b|__builtins__"
+    r"|\bf_locals\b|\bf_globals\b|\btb_frame\b|\bgi_frame\b|\bcr_frame\b|__traceback__|\bco_code\b"
+    r"|/proc/|\b__eq__\b|\b__ne__\b|\bmock\b|\bVERDICT_FD\b"
+)
+
+
+def forgery_markers(source: str) -> list[str]:
+    return sorted({m.group(0) for m in MARKERS.finditer(source)})
+
+
+class Worker:
+    def __init__(self, config: dict):
+        self.tier = config.get("tier", "process")
+        self.layers: dict[str, dict] = {}
+        self.pid1 = False  # pid 1 of a private pid namespace
+        self.scratch = ""
+        self.landlock_abi = 0
+        self.ruleset_fd = -1
+        self.host_pidns = config.get("host_pidns", "")
+        self.read_paths: list[str] = list(config.get("read_paths", []))
+        self.devnull = os.open(os.devnull, os.O_RDWR)
+        self.userns_per_program = False
+
+    # ------------------------------------------------------------ start-up
+
+    def isolate(self, want_namespaces: bool) -> None:
+        """Become pid 1 of a new pid+mount namespace with a private /proc and a tmpfs scratch."""
+        from . import _linux
+
+        self.scratch = tempfile.mkdtemp(prefix="evalharness-sbx-")
+        if want_namespaces:
+            try:
+                flags = _linux.CLONE_NEWPID | _linux.CLONE_NEWNS
+                if os.geteuid() != 0:
+                    flags |= _linux.CLONE_NEWUSER
+                    uid, gid = os.getuid(), os.getgid()
+                _linux.unshare(flags)
+                if os.geteuid() != 0 and flags & _linux.CLONE_NEWUSER:
+                    with open("/proc/self/setgroups", "w") as f:
+                        f.write("deny")
+                    with open("/proc/self/uid_map", "w") as f:
+                        f.write(f"{uid} {uid} 1")
+                    with open("/proc/self/gid_map", "w") as f:
+                        f.write(f"{gid} {gid} 1")
+                pid = os.fork()
+                if pid:  # outer shell: wait for the namespace's pid 1, then clean up
+                    os.close(0)
+                    os.close(1)
+                    try:
+                        _, status = os.waitpid(pid, 0)
+                    finally:
+                        shutil.rmtree(self.scratch, ignore_errors=True)
+                    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+                self.pid1 = True
+                _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+                _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
+                _linux.mount("proc", "/proc", "proc", _linux.MS_NOSUID | _linux.MS_NODEV | _linux.MS_NOEXEC)
+                self._layer("pid_mount_namespace", True, "worker is pid 1 of a private pid+mount ns; /proc shows only its programs")
+                try:
+                    _linux.mount("tmpfs", self.scratch, "tmpfs", _linux.MS_NOSUID | _linux.MS_NODEV,
+                                 "size=512m,mode=0700")
+                    self._layer("scratch_tmpfs", True, "program dirs on a private 512 MiB tmpfs")
+                except OSError as e:
+                    self._layer("scratch_tmpfs", False, str(e))
+                return
+            except OSError as e:
+                if self.pid1:
+                    raise
+                self._layer("pid_mount_namespace", False, f"{e}; falling back to subreaper + process-group kill")
+        else:
+            self._layer("pid_mount_namespace", False, "provided by the outer bubblewrap")
+        try:
+            _linux.prctl(_linux.PR_SET_CHILD_SUBREAPER, 1)
+            self._layer("subreaper", True, "orphaned grandchildren are reparented to the worker and killed")
+        except OSError as e:
+            self._layer("subreaper", False, str(e))
+
+    def _layer(self, name: str, active: bool, reason: str) -> None:
+        self.layers[name] = {"active": active, "reason": reason}
+
+    def setup_hardening(self) -> None:
+        """Probe, in this worker, the layers the hardened tier adds per program."""
+        from . import _linux
+
+        hardened = self.tier in ("hardened", "bwrap")
+        if not hardened:
+            return
+        try:
+            self.landlock_abi = _linux.landlock_abi()
+            self.ruleset_fd = _linux.landlock_ruleset(self.landlock_abi, self.read_paths, [self.scratch],
+                                                      ["/dev/null", "/dev/zero", "/dev/urandom"])
+            self._layer("landlock", True, f"ABI {self.landlock_abi}: read-only runtime, write only the program dir"
+                        + (", no TCP" if self.landlock_abi >= 4 else "")
+                        + (", scoped signals" if self.landlock_abi >= 6 else ""))
+        except OSError as e:
+            self._layer("landlock", False, str(e))
+        self._layer("seccomp", _linux.X86_64, "no sockets, processes, exec, foreign signals, ptrace, namespaces"
+                    if _linux.X86_64 else "filter written for x86_64 only")
+        if self.tier == "hardened":
+            # try once in a throwaway child whether a user+net namespace can be made
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    _linux.unshare(_linux.CLONE_NEWUSER | _linux.CLONE_NEWNET | _linux.CLONE_NEWIPC)
+                    os._exit(0)
+                except BaseException:
+                    os._exit(1)
+            _, status = os.waitpid(pid, 0)
+            self.userns_per_program = status == 0
+            self._layer("user_net_namespace", self.userns_per_program,
+                        "fresh user+net+ipc namespace per program" if self.userns_per_program
+                        else "unshare(CLONE_NEWUSER|CLONE_NEWNET) refused here")
+
+    # ------------------------------------------------------------- one job
+
+    def run(self, job: dict) -> dict:
+        limits = job["limits"]
+        token = secrets.token_hex(16)
+        workdir = tempfile.mkdtemp(dir=self.scratch)
+        out_r, out_w = os.pipe()
+        ver_r, ver_w = os.pipe()
+        start = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            self._child(job["source"], token, out_w, ver_w, workdir, limits)  # never returns
+        os.close(out_w)
+        os.close(ver_w)
+        try:
+            outcome, output, report = self._watch(pid, out_r, ver_r, start, limits)
+            self._kill_leftovers(pid)
+            _, status, usage = os.wait4(pid, 0)
+            self._reap_all()
+            duration = time.monotonic() - start
+        finally:
+            os.close(out_r)
+            os.close(ver_r)
+            shutil.rmtree(workdir, ignore_errors=True)
+        verdict = self._classify(job, token, outcome, output, report, status, usage, limits)
+        verdict["duration_s"] = round(duration, 4)
+        verdict["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 4)
+        return verdict
+
+    def _watch(self, pid: int, out_r: int, ver_r: int, start: float, limits: dict):
+        """Collect output and the verdict pipe until the child exits, the wall cap or the output cap."""
+        pidfd = os.pidfd_open(pid)
+        poller = select.poll()
+        for fd in (out_r, ver_r, pidfd):
+            poller.register(fd, select.POLLIN)
+        deadline = start + limits["wall_s"]
+        cap = limits["output_bytes"]
+        head, tail, total = bytearray(), bytearray(), 0
+        report = bytearray()
+        outcome = "exited"
+        open_fds = {out_r, ver_r}
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    outcome = "wall_timeout"
+                    break
+                events = poller.poll(max(1, math.ceil(left * 1000)))
+                exited = False
+                for fd, _ in events:
+                    if fd == pidfd:
+                        exited = True
+                        continue
+                    data = os.read(fd, 1 << 16)
+                    if not data:
+                        poller.unregister(fd)
+                        open_fds.discard(fd)
+                        continue
+                    if fd == ver_r:
+                        if len(report) < 4096:
+                            report += data[: 4096 - len(report)]
+                        continue
+                    total += len(data)
+                    if len(head) < _TAIL:
+                        head += data[: _TAIL - len(head)]
+                    tail = (tail + data)[-_TAIL:]
+                if total > cap:
+                    outcome = "output_limit"
+                    break
+                if exited:
+                    break
+            if outcome != "exited":
+                self._kill_group(pid)
+            # drain what is already buffered without waiting for lingering holders
+            for fd in open_fds:
+                os.set_blocking(fd, False)
+                try:
+                    while (data := os.read(fd, 1 << 16)):
+                        if fd == ver_r:
+                            report += data[: max(0, 4096 - len(report))]
+                        else:
+                            total += len(data)
+                            tail = (tail + data)[-_TAIL:]
+                            if total > cap:
+                                outcome = "output_limit" if outcome == "exited" else outcome
+                                break
+                except BlockingIOError:
+                    pass
+        finally:
+            os.close(pidfd)
+        output = bytes(tail) if total <= _TAIL else bytes(head[:200]) + b"\n...\n" + bytes(tail[-(_TAIL - 200):])
+        return outcome, output, bytes(report)
+
+    def _kill_group(self, pid: int) -> None:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def _kill_leftovers(self, pid: int) -> None:
+        """Kill the program's process group, and in a private pid namespace every other process."""
+        self._kill_group(pid)
+        if (self.pid1 and os.getpid() == 1) or self._private_pidns():
+            try:
+                os.kill(-1, signal.SIGKILL)  # everything in this namespace except us
+            except OSError:
+                pass
+        else:
+            self._kill_children(exclude=pid)
+
+    def _private_pidns(self) -> bool:
+        """True inside bubblewrap's own pid namespace (never the host's): kill(-1) is then contained."""
+        try:
+            return bool(self.host_pidns) and os.readlink("/proc/self/ns/pid") != self.host_pidns
+        except OSError:
+            return False
+
+    def _kill_children(self, exclude: int) -> None:
+        """Subreaper fallback: kill and reap orphans reparented to us, until none are left."""
+        me = os.getpid()
+        for _ in range(100):
+            kids = set()
+            for tid in os.listdir(f"/proc/{me}/task"):
+                try:
+                    with open(f"/proc/{me}/task/{tid}/children") as f:
+                        kids.update(int(x) for x in f.read().split())
+                except OSError:
+                    pass
+            kids.discard(exclude)
+            if not kids:
+                return
+            for k in kids:
+                try:
+                    os.killpg(k, signal.SIGKILL)
+                except OSError:
+                    pass
+                try:
+                    os.kill(k, signal.SIGKILL)
+                except OSError:
+                    pass
+                try:
+                    os.waitpid(k, 0)
+                except ChildProcessError:
+                    pass
+
+    def _reap_all(self) -> None:
+        if self.pid1 or self._private_pidns():  # everything left was just sent SIGKILL
+            while True:
+                try:
+                    os.waitpid(-1, 0)
+                except ChildProcessError:
+                    return
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+
+    def _classify(self, job, token, outcome, output, report, status, usage, limits) -> dict:
+        text = output.decode("utf-8", "replace")
+        detail = text[-300:]
+        cpu = usage.ru_utime + usage.ru_stime
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+        if outcome == "output_limit":
+            return {"status": "output_limit", "detail": f"more than {limits['output_bytes']} bytes of output"}
+        if outcome == "wall_timeout":
+            return {"status": "timeout", "detail": f"wall-clock cap {limits['wall_s']:g}s (cpu {cpu:.2f}s)"}
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= limits["cpu_s"]):
+            return {"status": "timeout", "detail": f"cpu limit {limits['cpu_s']:g}s"}
+        tok = token.encode()
+        if report == tok and code == 0:
+            markers = forgery_markers(job["source"])
+            if markers:
+                return {"status": "suspicious", "detail": "passed, but uses " + ", ".join(markers)}
+            return {"status": "passed", "detail": ""}
+        if report.endswith(tok) and code == 0:
+            return {"status": "suspicious", "detail": "ran to the end but wrote to the verdict channel"}
+        if sig:
+            name = signal.Signals(sig).name if sig in signal.valid_signals() else str(sig)
+            if sig == signal.SIGSYS:
+                return {"status": "sandbox_violation", "error_type": name, "detail": "blocked system call"}
+            if "MemoryError" in text or "Cannot allocate memory" in text:
+                return {"status": "out_of_memory", "error_type": name, "detail": detail}
+            return {"status": "error", "error_type": name, "detail": detail or f"killed by {name}"}
+        line = report.rsplit(b"\n", 2)[-2] if report.endswith(b"\n") and b"\n" in report else b""
+        try:
+            rep = json.loads(line) if line else None
+        except ValueError:
+            rep = None
+        if isinstance(rep, dict) and rep.get("status") in ("failed", "error", "syntax_error", "out_of_memory",
+                                                             "sandbox_violation", "harness_error"):
+            return {"status": rep["status"], "error_type": rep.get("error_type"), "detail": detail}
+        return {"status": "error", "error_type": "EarlyExit",
+                "detail": f"exited with code {code} before the checks finished; " + detail}
+
+    # ------------------------------------------------------------ the child
+
+    def _child(self, source: str, token: str, out_w: int, ver_w: int, workdir: str, limits: dict):
+        """Runs in the forked child: confine, run the program with fresh globals, report. Never returns."""
+        try:
+            os.setsid()
+            os.dup2(self.devnull, 0)
+            os.dup2(out_w, 1)
+            os.dup2(out_w, 2)
+            os.dup2(ver_w, VERDICT_FD)
+            os.chdir(workdir)
+            os.environ.clear()
+            os.environ.update(_SAFE_ENV, HOME=workdir, TMPDIR=workdir)
+            tempfile.tempdir = workdir
+            sys.argv = ["<program>"]
+            self._limits(limits)
+            self._harden(workdir)
+            os.closerange(VERDICT_FD + 1, 1 << 20)  # worker pipes, ruleset, everything else
+        except BaseException as e:  # noqa: BLE001 - anything here is the harness's fault
+            _report("harness_error", type(e).__name__, f"sandbox setup failed: {e}")
+            os._exit(70)
+        _run_program(source, token, self.tier != "process")
+
+    def _limits(self, limits: dict) -> None:
+        from . import _linux
+
+        cpu = max(1, math.ceil(limits["cpu_s"]))
+        mem = limits["memory_mb"] << 20
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_size_mb"] << 20,) * 2)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits["open_files"],) * 2)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if not self.pid1:
+            _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    def _harden(self, workdir: str) -> None:
+        if self.tier not in ("hardened", "bwrap"):
+            return
+        from . import _linux
+
+        if self.userns_per_program:
+            _linux.unshare(_linux.CLONE_NEWUSER | _linux.CLONE_NEWNET | _linux.CLONE_NEWIPC)
+        if self.ruleset_fd >= 0:
+            _linux.landlock_enforce(self.ruleset_fd)
+        if _linux.X86_64:
+            _linux.seccomp_install(os.getpid())
+
+
+def _report(status: str, error_type: str | None, message: str = "") -> None:
+    line = json.dumps({"status": status, "error_type": error_type}) + "\n"
+    try:
+        if message:
+            os.write(2, message.encode("utf-8", "replace") + b"\n")
+        os.write(VERDICT_FD, line.encode())
+    except OSError:
+        pass
+
+
+def _run_program(source: str, token: str, permission_is_violation: bool):
+    """Compile and exec `source` in fresh globals; the token goes out only if exec returned."""
+    out, err = sys.stdout, sys.stderr
+    assertion, memory, permission = AssertionError, MemoryError, PermissionError
+    globals_ = {"__name__": "__main__", "__builtins__": builtins}
+    try:
+        code = compile(source, "<program>", "exec")
+    except (SyntaxError, ValueError) as e:
+        os.write(2, "".join(traceback.format_exception_only(type(e), e)).encode("utf-8", "replace"))
+        _report("syntax_error", type(e).__name__)
+        os._exit(1)
+    del source
+    try:
+        exec(code, globals_)
+    except BaseException as e:  # noqa: BLE001 - classify everything the program raised
+        if isinstance(e, assertion):
+            status = "failed"
+        elif isinstance(e, memory):
+            status = "out_of_memory"
+        elif isinstance(e, permission) and permission_is_violation:
+            status = "sandbox_violation"
+        else:
+            status = "error"
+        try:
+            tb = "".join(traceback.format_exception(type(e), e, e.__traceback__.tb_next, limit=-3))
+        except BaseException:  # noqa: BLE001 - a hostile __str__
+            tb = type(e).__name__ + "\n"
+        try:
+            out.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+        try:
+            os.write(2, tb[-2000:].encode("utf-8", "replace"))
+        except OSError:
+            pass
+        _report(status, type(e).__name__)
+        os._exit(1)
+    for stream in (out, err):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001
+            pass
+    os.write(VERDICT_FD, token.encode())
+    os._exit(0)
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    proto_out = os.dup(1)
+    worker = Worker(config)
+    os.dup2(worker.devnull, 0)
+    os.dup2(2, 1)  # stray prints of the worker go to stderr, never into the protocol
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    worker.isolate(want_namespaces=config.get("namespaces", True))
+    worker.setup_hardening()
+    for name in PREIMPORTS:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    for p in config.get("drop_paths", []):
+        while p in sys.path:
+            sys.path.remove(p)
+    os.write(proto_out, (json.dumps({"ready": True, "pid": os.getpid(), "layers": worker.layers}) + "\n").encode())
+    reader = proto_in
+    buf = b""
+    while True:
+        chunk = reader.read(1 << 16)
+        if not chunk:
+            break
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            job = json.loads(line)
+            try:
+                verdict = worker.run(job)
+            except BaseException as e:  # noqa: BLE001 - keep serving; the job gets harness_error
+                verdict = {"status": "harness_error", "error_type": type(e).__name__, "detail": str(e)[:300]}
+            verdict["id"] = job["id"]
+            data = (json.dumps(verdict) + "\n").encode()
+            while data:
+                data = data[os.write(proto_out, data):]
+    if worker.pid1:
+        os._exit(0)
+    shutil.rmtree(worker.scratch, ignore_errors=True)
