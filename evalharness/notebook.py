@@ -19,7 +19,7 @@ import pandas as pd
 import reports
 
 from .errors import UsageError
-from .runstore import MANIFEST, RunDir, read_jsonl
+from .runstore import MANIFEST, RunDir, key_of, read_jsonl
 
 _SAMPLE_COLUMNS = {"task_id": "string", "sample_idx": "int64", "completion": "string"}
 _RESULT_COLUMNS = {"task_id": "string", "sample_idx": "int64", "passed": "bool", "duration_s": "float64"}
@@ -63,7 +63,8 @@ class Run:
                     report = json.loads(stored.read_text(encoding="utf-8"))
                 except (json.JSONDecodeError, UnicodeDecodeError):
                     report = None
-            if not report or report.get("n_samples") != len(self._result_rows):
+            executed = len({key_of(r) for r in self._result_rows})
+            if not report or report.get("n_samples") != executed:
                 from .commands.report import rebuild_report
 
                 report = rebuild_report(self.path)
@@ -119,7 +120,10 @@ def load_run(path) -> Run:
     results_df = _frame(results, _RESULT_COLUMNS)
     if "status" in results_df:
         results_df["status"] = results_df["status"].astype("category")
-    return Run(run_dir.path, manifest, _frame(samples, _SAMPLE_COLUMNS), results_df, results)
+    samples_df = _frame(samples, _SAMPLE_COLUMNS)
+    if "finish_reason" in samples_df:
+        samples_df["finish_reason"] = samples_df["finish_reason"].astype("category")
+    return Run(run_dir.path, manifest, samples_df, results_df, results)
 
 
 def load_runs(pattern: str, metrics=("pass@1", "pass@10", "pass@100")) -> pd.DataFrame:

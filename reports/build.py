@@ -90,7 +90,7 @@ def build_report(results_rows: list[dict], *, task: str, task_fingerprint: str, 
     rows = [r for r in rows if r["task_id"] in known]
     order = list(dict.fromkeys(problem_ids))
     suites = _suite_names(rows)
-    temperatures = sorted({r.get("temperature") for r in rows}, key=_temperature_sort_key)
+    temperatures = sorted({r.get("temperature") for r in rows}, key=_temperature_sort_key) or [None]
     sweep = temperatures != [None]
     table = lambda counts: pass_at_k_table(counts.n, counts.c, ks, confidence, seed, n_resamples)  # noqa: E731
 
@@ -178,11 +178,16 @@ def failure_taxonomy(rows: list[dict]) -> list[dict]:
     out = []
     for label, group in sorted(by_label.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         problems = list(dict.fromkeys(r["task_id"] for r in group))
-        detail = next((r["detail"] for r in group if r.get("detail")), "")
+        detail = next((_last_line(r["detail"]) for r in group if (r.get("detail") or "").strip()), "")
         out.append({"label": label, "count": len(group), "share": len(group) / total,
                     "n_problems": len(problems), "examples": problems[:N_EXAMPLES],
                     "example_detail": detail[:200]})
     return out
+
+
+def _last_line(text: str) -> str:
+    """The line that names the error in a stderr tail (a traceback's last line)."""
+    return text.strip().splitlines()[-1].strip()
 
 
 def slowest_problems(rows: list[dict], limit: int = N_SLOWEST) -> list[dict]:

@@ -13,7 +13,7 @@ import io
 import numpy as np
 
 from .build import per_problem_pass_at_k
-from .markdown import pct
+from .markdown import _value, pct
 from .stats import bootstrap_means, percentile_interval
 
 CURVE_POINTS = 24
@@ -132,14 +132,6 @@ def _numeric(text: str) -> bool:
         return True
     except ValueError:
         return False
-
-
-def _value(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, list):
-        return ", ".join(_value(x) for x in v)
-    return str(v)
 
 
 # ---- plots -------------------------------------------------------------------------------------

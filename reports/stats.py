@@ -61,9 +61,9 @@ def paired_bootstrap(values_a, values_b, confidence: float = 0.9, n_resamples: i
     """Mean difference b - a over the same problems, its percentile CI and a two-sided p-value.
 
     Both sides are resampled with the same problem indices (a paired design).
-    The p-value inverts the percentile interval: the smallest alpha at which the
-    (1 - alpha) interval excludes 0, so "p < 1 - confidence" and "the CI excludes 0"
-    agree.
+    The p-value inverts the percentile interval: about the smallest alpha at which
+    the (1 - alpha) interval excludes 0, so "p < 1 - confidence" and "the CI
+    excludes 0" agree.
     """
     a = np.asarray(values_a, dtype=np.float64)
     b = np.asarray(values_b, dtype=np.float64)
@@ -72,10 +72,8 @@ def paired_bootstrap(values_a, values_b, confidence: float = 0.9, n_resamples: i
     diffs = b - a
     dist = bootstrap_means(diffs, n_resamples, seed)
     low, high = percentile_interval(dist, confidence)
-    if np.all(diffs == 0):
-        p = 1.0
-    else:
-        p = min(1.0, 2.0 * min(np.mean(dist <= 0), np.mean(dist >= 0)))
+    tail = min(np.count_nonzero(dist <= 0), np.count_nonzero(dist >= 0))
+    p = min(1.0, 2.0 * (tail + 1) / (n_resamples + 1))  # +1: a finite resampling never proves p = 0
     return {"difference": float(diffs.mean()), "ci_low": float(low), "ci_high": float(high), "p_value": float(p)}
 
 

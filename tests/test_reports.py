@@ -165,3 +165,22 @@ def test_compare_refuses_other_tasks_and_lists_flips():
     with pytest.raises(reports.ComparisonError, match="different tasks") as e:
         reports.compare(ra, {**rb, "task_fingerprint": "other"})
     assert isinstance(e.value, ValueError)
+
+
+def test_compare_of_sweeps_pairs_each_sides_headline_temperature():
+    _, a_low = outcome_rows({f"P/{i}": [i < 10, False] for i in range(20)}, 0.1)
+    _, a_high = outcome_rows({f"P/{i}": [i < 4, i < 4] for i in range(20)}, 0.8)
+    _, b_high = outcome_rows({f"P/{i}": [i < 16, i < 16] for i in range(20)}, 0.8)
+    a, b = build(a_low + a_high, ks=(1, 2)), build(b_high, ks=(1, 2))
+    m = reports.compare(a, b)["metrics"]
+    assert (m["pass@1"]["temperature_a"], m["pass@1"]["temperature_b"]) == (0.1, 0.8)
+    assert m["pass@1"]["difference"] == pytest.approx(16 / 20 - 10 / 40)
+    assert m["pass@2"]["temperature_a"] == 0.1 and m["pass@2"]["difference"] == pytest.approx(16 / 20 - 10 / 20)
+    assert m["pass@1"]["test"] == "paired bootstrap" and m["pass@1"]["p_value"] < 0.01
+
+
+def test_empty_results_give_a_report_with_nothing_computable():
+    report = build([], ids=["P/0"])
+    assert report["missing_problems"] == ["P/0"] and "temperatures" not in report
+    assert report["pass_at_k"]["pass@1"]["reason"] == "no problems evaluated"
+    assert "## pass@k" in reports.render_markdown(report) and "<html" in reports.render_html(report)
