@@ -175,6 +175,12 @@ def pass_at_k_curve_png(report: dict) -> str | None:
         line, = ax.plot(ks, 100 * values.mean(axis=0), marker="o", markersize=3, label=label)
         ax.fill_between(ks, 100 * low, 100 * high, alpha=0.2, color=line.get_color())
     ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    largest = max(int(n.min()) for n, _ in groups.values())
+    ax.set_xticks(sorted({1, largest} | {k for k in report.get("ks", []) if k <= largest}))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("k")
     ax.set_ylabel("pass@k (%)")
     ax.set_ylim(0, 100)
