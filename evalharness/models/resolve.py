@@ -44,6 +44,8 @@ def tiny_checkpoint(seed: int = 0) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".tiny-{seed}-", dir=target.parent))
     try:
         make_tiny_checkpoint(tmp, n_future=4, tokenizer="bytes", seed=seed)
+        if target.exists() and not is_mtp_checkpoint(target):
+            shutil.rmtree(target, ignore_errors=True)  # a damaged earlier copy
         try:
             tmp.rename(target)
         except OSError:  # another process won the race; its copy is identical

@@ -1,0 +1,119 @@
+"""The MTP transformer: heads are independent blocks on the trunk, and the KV cache is exact."""
+import pytest
+import torch
+
+from evalharness.models.transformer import ModelArgs, MTPTransformer
+
+VOCAB = 97
+
+
+def tiny(n: int, kv_heads: int | None = None, seed: int = 0, n_layers: int | None = None) -> MTPTransformer:
+    torch.manual_seed(seed)
+    args = ModelArgs(dim=48, n_layers=n_layers or n + 2, n_heads=4, n_kv_heads=kv_heads, vocab_size=VOCAB,
+                     multiple_of=16, n_future_tokens=n, max_seq_len=64)
+    return MTPTransformer(args).eval()
+
+
+def test_state_dict_names_are_metas():
+    names = set(tiny(3).state_dict())
+    assert {"tok_embeddings.weight", "norm.weight", "output.weight", "layers.2.attention.wq.weight",
+            "layers.0.feed_forward.w2.weight", "layers.1.ffn_norm.weight", "extra_heads.1.attention_norm.weight",
+            "extra_heads.0.feed_forward.w3.weight"} <= names
+    assert not any(k.startswith("layers.3.") or k.startswith("extra_heads.2.") for k in names)  # 5 blocks: 3 + 2
+
+
+@pytest.mark.parametrize("n,kv", [(2, None), (4, 2)])
+def test_each_head_is_a_plain_model_on_the_trunk(n, kv):
+    """Head j's logits equal an independent n=1 model made of trunk + head j + shared norm/output."""
+    model = tiny(n, kv)
+    tokens = torch.randint(0, VOCAB, (2, 11))
+    with torch.no_grad():
+        logits = model(tokens)
+    assert logits.shape == (2, 11, n, VOCAB)
+    state = model.state_dict()
+    trunk = model.args.n_layers - n
+    head_prefixes = [f"layers.{trunk}."] + [f"extra_heads.{j}." for j in range(n - 1)]
+    for j, prefix in enumerate(head_prefixes):
+        plain = MTPTransformer(ModelArgs(**{**vars(model.args), "n_layers": trunk + 1, "n_future_tokens": 1}))
+        sub = {k: v for k, v in state.items() if not k.startswith(("layers.", "extra_heads."))}
+        sub.update({k: v for k, v in state.items() if k.startswith("layers.") and int(k.split(".")[1]) < trunk})
+        sub.update({f"layers.{trunk}." + k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        plain.load_state_dict(sub, strict=True)
+        with torch.no_grad():
+            ref = plain.eval()(tokens)[:, :, 0]
+        torch.testing.assert_close(logits[:, :, j], ref, rtol=0, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens, n_heads=1)[:, :, 0], logits[:, :, 0], rtol=0, atol=1e-6)
+
+
+def reference(model, seq: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(seq.unsqueeze(0))[0]
+
+
+@pytest.mark.parametrize("kv", [None, 2])
+def test_cached_forward_matches_uncached(kv):
+    """Right-padded batched prefill, per-row start positions, blocks, single tokens and a rewind."""
+    model = tiny(3, kv, seed=1)
+    seqs = torch.randint(0, VOCAB, (2, 20))
+    refs = [reference(model, s) for s in seqs]
+    model.setup_cache(2, 32)
+    lengths = [5, 9]
+    batch = seqs[:, :9].clone()
+    batch[0, 5:] = 0  # padding of the shorter prompt, written to slots 5..8 and never read
+    pos = torch.tensor([0, 0])
+    with torch.no_grad():
+        out = model(batch, pos)
+        for r in range(2):
+            torch.testing.assert_close(out[r, : lengths[r]], refs[r][: lengths[r]], rtol=0, atol=1e-5)
+        # a block of 3 at different positions per row
+        pos = torch.tensor(lengths)
+        block = torch.stack([seqs[r, lengths[r]: lengths[r] + 3] for r in range(2)])
+        out = model(block, pos)
+        for r in range(2):
+            torch.testing.assert_close(out[r], refs[r][lengths[r]: lengths[r] + 3], rtol=0, atol=1e-5)
+        pos = pos + 3
+        # speculative rewind: a rejected block writes garbage at pos..pos+3; then redo from pos
+        model(torch.randint(0, VOCAB, (2, 4)), pos)
+        for _ in range(4):  # token by token
+            step = torch.stack([seqs[r, pos[r]: pos[r] + 1] for r in range(2)])
+            out = model(step, pos)
+            for r in range(2):
+                torch.testing.assert_close(out[r, 0], refs[r][pos[r]], rtol=0, atol=1e-5)
+            pos = pos + 1
+
+
+def test_reorder_cache_fans_out_and_drops_rows():
+    model = tiny(2, seed=2)
+    prompt = torch.randint(0, VOCAB, (1, 6))
+    nexts = torch.tensor([[3], [50], [96]])
+    model.setup_cache(3, 16)
+    with torch.no_grad():
+        model(prompt, torch.tensor([0]))  # prefill one row of a 3-row cache
+        model.reorder_cache(torch.zeros(3, dtype=torch.long))
+        out = model(nexts, torch.full((3,), 6))
+        for r in range(3):
+            ref = reference(model, torch.cat([prompt[0], nexts[r]]))
+            torch.testing.assert_close(out[r, 0], ref[6], rtol=0, atol=1e-5)
+        model.reorder_cache(torch.tensor([2, 0]))  # row 1 finished; rows 2 and 0 go on
+        out = model(torch.tensor([[7], [8]]), torch.full((2,), 7))
+        for r, old in enumerate([2, 0]):
+            ref = reference(model, torch.cat([prompt[0], nexts[old], torch.tensor([7 + r])]))
+            torch.testing.assert_close(out[r, 0], ref[7], rtol=0, atol=1e-5)
+
+
+def test_forward_rejects_bad_head_count():
+    model = tiny(2)
+    with pytest.raises(ValueError, match="n_heads"):
+        model(torch.zeros(1, 2, dtype=torch.long), n_heads=3)
+
+
+def test_ffn_hidden_dim_follows_llama2_rule():
+    assert ModelArgs(dim=4096, multiple_of=256).ffn_hidden_dim == 11008
+    assert ModelArgs(dim=8192, multiple_of=4096, ffn_dim_multiplier=1.3).ffn_hidden_dim == 28672  # Llama-2 70B
+
+
+def test_from_params_tolerates_unknown_keys():
+    args = ModelArgs.from_params({"dim": 8, "n_layers": 2, "n_heads": 2, "vocab_size": 5, "max_batch_size": 32,
+                                  "some_future_key": True, "n_future_tokens": 2})
+    assert (args.dim, args.n_future_tokens, args.n_kv_heads) == (8, 2, None)
