@@ -4,6 +4,7 @@ import math
 import pandas as pd
 import pytest
 
+from evalharness.cli import main
 from evalharness.notebook import load_run, load_runs, plot_runs
 from test_reports_fixtures import greedy_outcomes, outcome_rows, write_run
 
@@ -38,6 +39,9 @@ def test_load_run_round_trips_every_field(tmp_path):
     assert run.results["status"].dtype == "category"
     assert run.samples["sample_idx"].dtype == "int64" and run.results["sample_idx"].dtype == "int64"
     assert run.results["temperature"].dtype == "float64"
+    assert run.samples["finish_reason"].dtype == "category"
+    assert main(["report", str(path), "--format", "json"]) == 0
+    assert load_run(path).report == json.loads((path / "report.json").read_text())
 
 
 def test_truncated_last_line_is_ignored(tmp_path):

@@ -116,9 +116,9 @@ def _problem_ids(task: dict, previous: dict, results: list[dict], run_dir: RunDi
     try:
         from tasks import load_task
 
-        for options in ({}, {"problems_file": task.get("source")}, {"data_file": task.get("source")}):
-            if any(v is None for v in options.values()):
-                continue
+        source = task.get("source")
+        # The recorded source first; the task's default data only when none was recorded.
+        for options in ([{"problems_file": source}, {"data_file": source}] if source else [{}]):
             try:
                 loaded = load_task(task.get("name"), **options)
             except Exception:  # noqa: BLE001 - any failure just means: fall back to the run's own ids
