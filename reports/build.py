@@ -92,18 +92,18 @@ def build_report(results_rows: list[dict], *, task: str, task_fingerprint: str, 
     suites = _suite_names(rows)
     temperatures = sorted({r.get("temperature") for r in rows}, key=_temperature_sort_key) or [None]
     sweep = temperatures != [None]
-    table = lambda counts: pass_at_k_table(counts.n, counts.c, ks, confidence, seed, n_resamples)  # noqa: E731
 
-    groups = {}
+    def pass_at_k(n, c) -> dict:
+        return pass_at_k_table(n, c, ks, confidence, seed, n_resamples)
+
+    counts, blocks = {}, {}  # per temperature (None when the rows carry none)
     for t in temperatures:
-        group_rows = [r for r in rows if r.get("temperature") == t] if sweep else rows
-        counts = ProblemCounts.from_rows(group_rows, order, suites)
-        block = {"n_problems": len(counts.task_ids), "n_samples": len(group_rows), "pass_at_k": table(counts)}
+        group = [r for r in rows if r.get("temperature") == t]
+        counts[t] = ProblemCounts.from_rows(group, order, suites)
+        blocks[t] = {"n_problems": len(counts[t].task_ids), "n_samples": len(group),
+                     "pass_at_k": pass_at_k(counts[t].n, counts[t].c)}
         if suites:
-            block["pass_at_k_by_suite"] = {
-                s: pass_at_k_table(counts.n, counts.c_by_suite[s], ks, confidence, seed, n_resamples)
-                for s in suites}
-        groups[t] = (counts, group_rows, block)
+            blocks[t]["pass_at_k_by_suite"] = {s: pass_at_k(counts[t].n, counts[t].c_by_suite[s]) for s in suites}
 
     evaluated = {r["task_id"] for r in rows}
     report = {
@@ -119,24 +119,19 @@ def build_report(results_rows: list[dict], *, task: str, task_fingerprint: str, 
         "status_counts": dict(Counter(status_label(r) for r in rows).most_common()),
     }
     if not sweep:
-        block = groups[None][2]
-        report["pass_at_k"] = block["pass_at_k"]
+        report["pass_at_k"] = blocks[None]["pass_at_k"]
         if suites:
-            report["pass_at_k_by_suite"] = block["pass_at_k_by_suite"]
+            report["pass_at_k_by_suite"] = blocks[None]["pass_at_k_by_suite"]
     else:
         report["temperatures"] = temperatures
-        report["by_temperature"] = {_temperature_key(t): block for t, (_, _, block) in groups.items()}
-        report["best_temperature"], report["pass_at_k"] = _best_temperature(groups, ks)
+        report["by_temperature"] = {_temperature_key(t): block for t, block in blocks.items()}
+        report["best_temperature"], report["pass_at_k"] = _best_temperature(blocks, ks)
         if suites:
-            report["pass_at_k_by_suite"] = {
-                s: {name: {**groups[e["temperature"]][2]["pass_at_k_by_suite"][s][name],
-                           "temperature": e["temperature"]} if e["computable"] else e
-                    for name, e in report["pass_at_k"].items()}
-                for s in suites}
+            report["pass_at_k_by_suite"] = {s: _at_headline_temperatures(blocks, report["pass_at_k"], s)
+                                            for s in suites}
     report["failure_taxonomy"] = failure_taxonomy(rows)
     report["slowest_problems"] = slowest_problems(rows)
-    report["per_problem"] = [row for t, (counts, _, _) in groups.items()
-                             for row in _per_problem_rows(counts, ks, t)]
+    report["per_problem"] = [row for t in temperatures for row in _per_problem_rows(counts[t], ks, t)]
     if speed is not None:
         report["speed"] = speed
     if unknown:
@@ -148,24 +143,30 @@ def build_report(results_rows: list[dict], *, task: str, task_fingerprint: str, 
     return report
 
 
-def _best_temperature(groups: dict, ks) -> tuple[dict, dict]:
+def _best_temperature(blocks: dict, ks) -> tuple[dict, dict]:
     """Per k, the temperature with the highest estimate (ties: the lower temperature)."""
     best, headline = {}, {}
     for k in ks:
         name = f"pass@{k}"
-        candidates = [(block["pass_at_k"][name], t) for t, (_, _, block) in groups.items()
-                      if block["pass_at_k"][name]["computable"]]
-        if not candidates:
-            reasons = {_temperature_key(t): block["pass_at_k"][name]["reason"] for t, (_, _, block) in groups.items()}
+        entries = {t: block["pass_at_k"][name] for t, block in blocks.items()}
+        computable = [t for t, e in entries.items() if e["computable"]]
+        if not computable:
+            reasons = "; ".join(f"T={_temperature_key(t)}: {e['reason']}" for t, e in entries.items())
             headline[name] = {"estimate": None, "ci_low": None, "ci_high": None, "computable": False,
-                              "reason": "at no temperature: " +
-                                        "; ".join(f"T={t}: {r}" for t, r in reasons.items())}
+                              "reason": f"at no temperature: {reasons}"}
             continue
-        entry, t = max(candidates, key=lambda et: (et[0]["estimate"], -_temperature_sort_key(et[1])))
-        best[name] = {"temperature": t, "estimate": entry["estimate"], "ci_low": entry["ci_low"],
-                      "ci_high": entry["ci_high"]}
-        headline[name] = {**entry, "temperature": t}
+        t = max(computable, key=lambda t: (entries[t]["estimate"], -_temperature_sort_key(t)))
+        e = entries[t]
+        best[name] = {"temperature": t, "estimate": e["estimate"], "ci_low": e["ci_low"], "ci_high": e["ci_high"]}
+        headline[name] = {**e, "temperature": t}
     return best, headline
+
+
+def _at_headline_temperatures(blocks: dict, headline: dict, suite: str) -> dict:
+    """A suite's pass@k, each k taken at the temperature the headline chose for it."""
+    return {name: {**blocks[e["temperature"]]["pass_at_k_by_suite"][suite][name], "temperature": e["temperature"]}
+            if e["computable"] else e
+            for name, e in headline.items()}
 
 
 def failure_taxonomy(rows: list[dict]) -> list[dict]:

@@ -96,30 +96,33 @@ def compare(a, b, *, ks=None, confidence: float = 0.9, seed: int = 0,
 
 def _compare_metric(side_a: Side, side_b: Side, k: int, confidence, seed, n_resamples) -> dict:
     metric = f"pass@{k}"
-    ta, tb = side_a.temperature_for(metric), side_b.temperature_for(metric)
-    ca, cb = side_a.counts.get(ta, {}), side_b.counts.get(tb, {})
-    common = [t for t in ca if t in cb]
-    out = {"metric": metric, "n_common": len(common), "only_a": [t for t in ca if t not in cb],
-           "only_b": [t for t in cb if t not in ca], "a": None, "b": None, "difference": None,
-           "ci_low": None, "ci_high": None, "p_value": None, "test": None, "computable": False, "reason": None}
-    if ta is not None or tb is not None:
-        out.update(temperature_a=ta, temperature_b=tb)
-    na, ca_ = (np.array([ca[t][j] for t in common], dtype=np.int64) for j in (0, 1))
-    nb, cb_ = (np.array([cb[t][j] for t in common], dtype=np.int64) for j in (0, 1))
-    solved_a, solved_b = ca_ > 0, cb_ > 0
-    out["lost"] = [t for t, x, y in zip(common, solved_a, solved_b) if x and not y]
-    out["gained"] = [t for t, x, y in zip(common, solved_a, solved_b) if y and not x]
+    temp_a, temp_b = side_a.temperature_for(metric), side_b.temperature_for(metric)
+    by_id_a, by_id_b = side_a.counts.get(temp_a, {}), side_b.counts.get(temp_b, {})
+    common = [t for t in by_id_a if t in by_id_b]
+    n_a, c_a = (np.array([by_id_a[t][j] for t in common], dtype=np.int64) for j in (0, 1))
+    n_b, c_b = (np.array([by_id_b[t][j] for t in common], dtype=np.int64) for j in (0, 1))
+    out = {"metric": metric, "n_common": len(common),
+           "only_a": [t for t in by_id_a if t not in by_id_b], "only_b": [t for t in by_id_b if t not in by_id_a],
+           "a": None, "b": None, "difference": None, "ci_low": None, "ci_high": None, "p_value": None,
+           "test": None, "computable": False, "reason": None,
+           # flipped: some sample passed on one side, none on the other (pass/fail for greedy runs)
+           "lost": [t for t, x, y in zip(common, c_a, c_b) if x > 0 and y == 0],
+           "gained": [t for t, x, y in zip(common, c_a, c_b) if x == 0 and y > 0]}
+    if temp_a is not None or temp_b is not None:
+        out.update(temperature_a=temp_a, temperature_b=temp_b)
     if not common:
         out["reason"] = "no problems evaluated by both runs"
         return out
-    if k > min(na.min(), nb.min()):
-        out["reason"] = f"k={k} > n={int(min(na.min(), nb.min()))} samples for some problems"
+    fewest = int(min(n_a.min(), n_b.min()))
+    if k > fewest:
+        out["reason"] = f"k={k} > n={fewest} samples for some problems"
         return out
-    va, vb = per_problem_pass_at_k(na, ca_, k), per_problem_pass_at_k(nb, cb_, k)
-    boot = paired_bootstrap(va, vb, confidence, n_resamples, seed)
-    out.update(a=float(va.mean()), b=float(vb.mean()), difference=boot["difference"], ci_low=boot["ci_low"],
-               ci_high=boot["ci_high"], p_value=boot["p_value"], test="paired bootstrap", computable=True)
-    if k == 1 and na.max() == 1 and nb.max() == 1:
+    values_a, values_b = per_problem_pass_at_k(n_a, c_a, k), per_problem_pass_at_k(n_b, c_b, k)
+    boot = paired_bootstrap(values_a, values_b, confidence, n_resamples, seed)
+    out.update(a=float(values_a.mean()), b=float(values_b.mean()), difference=boot["difference"],
+               ci_low=boot["ci_low"], ci_high=boot["ci_high"], p_value=boot["p_value"], test="paired bootstrap",
+               computable=True)
+    if k == 1 and n_a.max() == 1 and n_b.max() == 1:  # greedy pairs: McNemar's exact test decides
         out.update(p_value=mcnemar_exact(len(out["lost"]), len(out["gained"])), test="McNemar exact",
                    bootstrap_p_value=boot["p_value"])
     return out
