@@ -158,3 +158,37 @@ def test_resolve_model(tmp_path, monkeypatch, ckpt):
     for bad in (str(tmp_path / "nothing"), str(tmp_path), "tiny:x"):
         with pytest.raises(UsageError):
             resolve_model(bad, "cpu")
+
+
+def file_mappings(path) -> list[tuple[int, int]]:
+    """Address ranges where this process has `path` memory-mapped (Linux)."""
+    ranges = []
+    for line in open("/proc/self/maps"):
+        fields = line.split()
+        if len(fields) >= 6 and fields[5] == str(path):
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            ranges.append((lo, hi))
+    return ranges
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/maps"), reason="needs Linux /proc")
+def test_load_keeps_weights_in_the_mapped_file(ckpt):
+    """No second copy: with matching dtype every parameter lives inside the mmap of consolidated.pth."""
+    model, _, _ = load_mtp_checkpoint(ckpt)
+    ranges = file_mappings((ckpt / "consolidated.pth").resolve())
+    assert ranges
+    for name, p in model.named_parameters():
+        assert any(lo <= p.data_ptr() < hi for lo, hi in ranges), name
+
+
+@pytest.mark.benchmark
+def test_load_peak_memory_is_about_one_file(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_load.py"
+    out = subprocess.run([sys.executable, str(script), "--mb", "100", "--json"], check=True,
+                         capture_output=True, text=True).stdout
+    ratio = json.loads(out)["ratio"]
+    assert ratio["evalharness"] < 1.25 < 1.75 < ratio["anchor"]
