@@ -102,6 +102,18 @@ def test_reorder_cache_fans_out_and_drops_rows():
             torch.testing.assert_close(out[r, 0], ref[7], rtol=0, atol=1e-5)
 
 
+def test_logits_at_selects_token_indices():
+    model = tiny(2, seed=4)
+    tokens = torch.randint(0, VOCAB, (3, 7))
+    with torch.no_grad():
+        full = model(tokens)
+        last = model(tokens, logits_at=torch.tensor([6, 2, 4]))
+        several = model(tokens, n_heads=1, logits_at=torch.tensor([[0, 5], [1, 1], [6, 3]]))
+    torch.testing.assert_close(last[:, 0], full[torch.arange(3), torch.tensor([6, 2, 4])], rtol=0, atol=1e-6)
+    assert several.shape == (3, 2, 1, VOCAB)
+    torch.testing.assert_close(several[2, 1, 0], full[2, 3, 0], rtol=0, atol=1e-6)
+
+
 def test_forward_rejects_bad_head_count():
     model = tiny(2)
     with pytest.raises(ValueError, match="n_heads"):

@@ -215,13 +215,18 @@ class MTPTransformer(nn.Module):
         cache = self.layers[0].attention.cache
         return 0 if cache is None else cache.k.shape[2]
 
-    def forward(self, tokens: Tensor, start_pos: Tensor | None = None, n_heads: int | None = None) -> Tensor:
+    def forward(self, tokens: Tensor, start_pos: Tensor | None = None, n_heads: int | None = None,
+                logits_at: Tensor | None = None) -> Tensor:
         """Logits (B, T, n_heads, V) for tokens (B, T).
 
         start_pos None: plain causal attention over the T tokens, no cache.
         start_pos (B,): row b's tokens sit at positions start_pos[b] + arange(T); they are written
         into the cache there, and each query attends to its row's slots 0..its own position.
+        Positions must stay below setup_cache's max_seq_len (not checked: that would sync).
         n_heads: run only the first n_heads heads (the others' caches go stale).
+        logits_at (B,) or (B, K): unembed only these token indices of each row, giving
+        (B, 1 or K, n_heads, V); e.g. the last prompt token of each row of a padded prefill,
+        where full logits would cost B*T*n*V memory. All positions still fill the cache.
         """
         n_heads = self.n_future_tokens if n_heads is None else n_heads
         if not 1 <= n_heads <= self.n_future_tokens:
@@ -239,5 +244,8 @@ class MTPTransformer(nn.Module):
         h = self.tok_embeddings(tokens)
         for block in self.layers[:-1]:
             h = block(h, freqs, positions, mask)
-        outs = [head(h, freqs, positions, mask) for head in self.heads[:n_heads]]
-        return self.output(self.norm(torch.stack(outs, dim=2)))
+        outs = torch.stack([head(h, freqs, positions, mask) for head in self.heads[:n_heads]], dim=2)
+        if logits_at is not None:
+            index = logits_at.to(device).view(B, -1)
+            outs = outs[torch.arange(B, device=device).unsqueeze(1), index]  # (B, K, n_heads, dim)
+        return self.output(self.norm(outs))
