@@ -1,2 +1,17 @@
-"""evalharness: evaluate multi-token-prediction code models on HumanEval and MBPP."""
+"""evalharness: evaluate multi-token-prediction code models on HumanEval and MBPP.
+
+Notebook API: `load_run(path)` (samples, results, problems as DataFrames,
+pass@k with CIs, comparisons) and `load_runs(glob)` / `plot_runs(df)` for many
+runs. They load lazily so the CLI does not pay for pandas at start-up.
+"""
 __version__ = "0.1.0"
+
+__all__ = ["load_run", "load_runs", "plot_runs", "__version__"]
+
+
+def __getattr__(name):
+    if name in ("load_run", "load_runs", "plot_runs", "Run"):
+        from . import notebook
+
+        return getattr(notebook, name)
+    raise AttributeError(f"module 'evalharness' has no attribute {name!r}")

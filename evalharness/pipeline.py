@@ -15,7 +15,7 @@ from sandboxes import Job, Limits
 from tasks import Problem, Task
 
 from .records import Result, Sample
-from .runstore import RunDir, key_of
+from .runstore import RunDir
 
 
 def execute(task: Task, samples: Iterable[Sample], pool, limits: Limits) -> Iterator[Result]:
@@ -37,25 +37,23 @@ def execute(task: Task, samples: Iterable[Sample], pool, limits: Limits) -> Iter
 
 
 def write_report(run: RunDir, task: Task, ks: tuple[int, ...], confidence: float = 0.9,
-                 speed: dict | None = None) -> dict:
-    """Build report.json and report.md from the run's results (the source of truth on disk)."""
-    rows = _latest_per_key(run.results())
+                 speed: dict | None = None, headline: dict[int, float] | None = None) -> dict:
+    """Build report.json/.md/.html from the run's results (the source of truth on disk)."""
     report = reports.build_report(
-        rows,
+        run.results(),
         task=task.name,
         task_fingerprint=task.fingerprint(),
         problem_ids=[p.task_id for p in task.problems],
         ks=ks,
         confidence=confidence,
         speed=speed,
+        temperature_for_k=headline,
     )
     run.write_json("report.json", report)
     run.write_text("report.md", reports.render_markdown(report))
+    run.write_text("report.html", reports.render_html(report))
     return report
 
-
-def _latest_per_key(rows: list[dict]) -> list[dict]:
-    return list({key_of(r): r for r in rows}.values())
 
 
 @dataclass(frozen=True)

@@ -80,8 +80,14 @@ def pass_at_k_table(n, c, ks, confidence: float = 0.9, seed: int = 0,
 
 def build_report(results_rows: list[dict], *, task: str, task_fingerprint: str, problem_ids: list[str],
                  ks=(1, 10, 100), confidence: float = 0.9, seed: int = 0, speed: dict | None = None,
-                 extra: dict | None = None, n_resamples: int = DEFAULT_RESAMPLES) -> dict:
-    """The report.json dict (see RUNFORMAT.md) for one run's result rows."""
+                 extra: dict | None = None, n_resamples: int = DEFAULT_RESAMPLES,
+                 temperature_for_k: dict[int, float] | None = None) -> dict:
+    """The report.json dict (see RUNFORMAT.md) for one run's result rows.
+
+    In a temperature sweep the headline pass@k takes each k at its best
+    temperature, unless `temperature_for_k` fixes the temperature per k
+    (the MTP paper's protocol: pass@1 at 0.1, pass@10/100 at 0.8).
+    """
     check_confidence(confidence)
     ks = tuple(sorted({int(k) for k in ks}))
     rows = list({_key(r): r for r in results_rows}.values())  # a re-executed key: the last row wins
@@ -126,6 +132,9 @@ def build_report(results_rows: list[dict], *, task: str, task_fingerprint: str, 
         report["temperatures"] = temperatures
         report["by_temperature"] = {_temperature_key(t): block for t, block in blocks.items()}
         report["best_temperature"], report["pass_at_k"] = _best_temperature(blocks, ks)
+        if temperature_for_k:
+            report["pass_at_k"] = _fixed_temperatures(blocks, ks, temperature_for_k)
+            report["headline_rule"] = {f"pass@{k}": t for k, t in temperature_for_k.items()}
         if suites:
             report["pass_at_k_by_suite"] = {s: _at_headline_temperatures(blocks, report["pass_at_k"], s)
                                             for s in suites}
@@ -160,6 +169,19 @@ def _best_temperature(blocks: dict, ks) -> tuple[dict, dict]:
         best[name] = {"temperature": t, "estimate": e["estimate"], "ci_low": e["ci_low"], "ci_high": e["ci_high"]}
         headline[name] = {**e, "temperature": t}
     return best, headline
+
+
+def _fixed_temperatures(blocks: dict, ks, temperature_for_k: dict[int, float]) -> dict:
+    """Per k, the entry at the temperature the protocol names for it."""
+    headline = {}
+    for k in ks:
+        name, t = f"pass@{k}", temperature_for_k.get(k)
+        if t not in blocks:
+            headline[name] = {"estimate": None, "ci_low": None, "ci_high": None, "computable": False,
+                              "reason": f"no samples at the protocol's temperature {t} for {name}"}
+        else:
+            headline[name] = {**blocks[t]["pass_at_k"][name], "temperature": t}
+    return headline
 
 
 def _at_headline_temperatures(blocks: dict, headline: dict, suite: str) -> dict:

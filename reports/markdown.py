@@ -69,8 +69,13 @@ def render_markdown(report: dict) -> str:
         out += ["## Best temperature per k", "",
                 _table(["metric", "temperature", "estimate (%)", conf],
                        [[n, f"{b['temperature']:g}", pct(b["estimate"]), _ci(b)] for n, b in best.items()]),
-                "", "The headline pass@k above takes each k at its best temperature (the MTP paper's protocol); "
-                "choosing the maximum makes it slightly optimistic.", ""]
+                ""]
+        if report.get("headline_rule"):
+            rule = ", ".join(f"{n} at T={t:g}" for n, t in report["headline_rule"].items())
+            out += [f"The headline pass@k above uses fixed temperatures per k ({rule}), as in the MTP paper.", ""]
+        else:
+            out += ["The headline pass@k above takes each k at its best temperature (the MTP paper's "
+                    "selection); choosing the maximum makes it slightly optimistic.", ""]
 
     total = max(1, report["n_samples"])
     out += ["## Status counts", "", _table(["status", "samples", "share (%)"],
