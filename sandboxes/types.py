@@ -29,7 +29,7 @@ class Limits:
     """Resource limits for one program. `cpu_s` is the honest limit; `wall_s` a generous cap."""
 
     cpu_s: float = 3.0
-    wall_s: float | None = None  # default: 3 * cpu_s + 2
+    wall_s: float | None = None  # default: 2 * cpu_s + 1 (sleeping programs use no CPU)
     memory_mb: int = 4096  # RLIMIT_AS
     output_bytes: int = 1 << 20  # stdout+stderr captured at most; more is output_limit
     file_size_mb: int = 64  # RLIMIT_FSIZE
@@ -37,7 +37,7 @@ class Limits:
 
     @property
     def wall_cap_s(self) -> float:
-        return self.wall_s if self.wall_s is not None else 3 * self.cpu_s + 2
+        return self.wall_s if self.wall_s is not None else 2 * self.cpu_s + 1
 
 
 @dataclass(frozen=True)
