@@ -49,6 +49,23 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, d
     _check(_libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
 
 
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+_SYS_mount_setattr, _AT_FDCWD, _AT_RECURSIVE, _MOUNT_ATTR_RDONLY = 442, -100, 0x8000, 1
+
+
+def remount_readonly(path: str) -> None:
+    """Make every mount at and under `path` read-only (in this mount namespace only)."""
+    if not X86_64:
+        raise OSError(0, "mount_setattr number wired for x86_64 only")
+    attr = _MountAttr(_MOUNT_ATTR_RDONLY, 0, 0, 0)
+    _check(_libc.syscall(_SYS_mount_setattr, _AT_FDCWD, path.encode(), ctypes.c_uint(_AT_RECURSIVE),
+                         ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))), f"mount_setattr {path}")
+
+
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), "prctl")
 

@@ -15,6 +15,8 @@ never passes; an exception is reported on the same pipe as JSON.
 from __future__ import annotations
 
 import builtins
+import collections
+import gc
 import json
 import math
 import os
@@ -42,6 +44,8 @@ PREIMPORTS = (
 VERDICT_FD = 3
 _SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 _TAIL = 2000  # bytes of output kept for the verdict detail
+_COMPILE_CACHE = 512  # code objects kept per worker
+_MAX_COMPILE_IN_WORKER = 200_000  # longer sources compile in the child, under its limits
 
 # Forgery / exit machinery markers (SANDBOX.md): a pass of a program using any
 # of them is reported `suspicious`, not `passed`.
@@ -69,6 +73,7 @@ class Worker:
         self.read_paths: list[str] = list(config.get("read_paths", []))
         self.devnull = os.open(os.devnull, os.O_RDWR)
         self.userns_per_program = False
+        self.compiled: collections.OrderedDict = collections.OrderedDict()  # source -> code or SyntaxError
 
     # ------------------------------------------------------------ start-up
 
@@ -79,7 +84,7 @@ class Worker:
         self.scratch = tempfile.mkdtemp(prefix="evalharness-sbx-")
         if want_namespaces:
             try:
-                flags = _linux.CLONE_NEWPID | _linux.CLONE_NEWNS
+                flags = _linux.CLONE_NEWPID | _linux.CLONE_NEWNS | _linux.CLONE_NEWNET | _linux.CLONE_NEWIPC
                 if os.geteuid() != 0:
                     flags |= _linux.CLONE_NEWUSER
                     uid, gid = os.getuid(), os.getgid()
@@ -104,7 +109,13 @@ class Worker:
                 _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)
                 _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
                 _linux.mount("proc", "/proc", "proc", _linux.MS_NOSUID | _linux.MS_NODEV | _linux.MS_NOEXEC)
-                self._layer("pid_mount_namespace", True, "worker is pid 1 of a private pid+mount ns; /proc shows only its programs")
+                self._layer("worker_namespaces", True, "worker is pid 1 of private pid+mount+net+ipc "
+                            "namespaces: /proc shows only its programs, no network, leftovers die with kill(-1)")
+                try:
+                    _linux.remount_readonly("/")
+                    self._layer("readonly_root", True, "whole filesystem read-only for the worker and its programs")
+                except OSError as e:
+                    self._layer("readonly_root", False, str(e))
                 try:
                     _linux.mount("tmpfs", self.scratch, "tmpfs", _linux.MS_NOSUID | _linux.MS_NODEV,
                                  "size=512m,mode=0700")
@@ -115,9 +126,9 @@ class Worker:
             except OSError as e:
                 if self.pid1:
                     raise
-                self._layer("pid_mount_namespace", False, f"{e}; falling back to subreaper + process-group kill")
+                self._layer("worker_namespaces", False, f"{e}; falling back to subreaper + process-group kill")
         else:
-            self._layer("pid_mount_namespace", False, "provided by the outer bubblewrap")
+            self._layer("worker_namespaces", False, "provided by the outer bubblewrap")
         try:
             _linux.prctl(_linux.PR_SET_CHILD_SUBREAPER, 1)
             self._layer("subreaper", True, "orphaned grandchildren are reparented to the worker and killed")
@@ -162,8 +173,27 @@ class Worker:
 
     # ------------------------------------------------------------- one job
 
+    def compile(self, source: str):
+        """Code object (or the compile error) for `source`, cached: samples repeat a lot.
+        Safe to do here: CPython bounds constant folding and parser nesting."""
+        hit = self.compiled.get(source)
+        if hit is not None:
+            self.compiled.move_to_end(source)
+            return hit
+        if len(source) > _MAX_COMPILE_IN_WORKER:
+            return None  # compile in the child, under its limits
+        try:
+            code = compile(source, "<program>", "exec", dont_inherit=True)
+        except (SyntaxError, ValueError) as e:
+            code = e
+        self.compiled[source] = code
+        if len(self.compiled) > _COMPILE_CACHE:
+            self.compiled.popitem(last=False)
+        return code
+
     def run(self, job: dict) -> dict:
         limits = job["limits"]
+        code = self.compile(job["source"])
         token = secrets.token_hex(16)
         workdir = tempfile.mkdtemp(dir=self.scratch)
         out_r, out_w = os.pipe()
@@ -171,7 +201,7 @@ class Worker:
         start = time.monotonic()
         pid = os.fork()
         if pid == 0:
-            self._child(job["source"], token, out_w, ver_w, workdir, limits)  # never returns
+            self._child(job["source"] if code is None else code, token, out_w, ver_w, workdir, limits)
         os.close(out_w)
         os.close(ver_w)
         try:
@@ -364,7 +394,7 @@ class Worker:
 
     # ------------------------------------------------------------ the child
 
-    def _child(self, source: str, token: str, out_w: int, ver_w: int, workdir: str, limits: dict):
+    def _child(self, program, token: str, out_w: int, ver_w: int, workdir: str, limits: dict):
         """Runs in the forked child: confine, run the program with fresh globals, report. Never returns."""
         try:
             os.setsid()
@@ -383,7 +413,7 @@ class Worker:
         except BaseException as e:  # noqa: BLE001 - anything here is the harness's fault
             _report("harness_error", type(e).__name__, f"sandbox setup failed: {e}")
             os._exit(70)
-        _run_program(source, token, self.tier != "process")
+        _run_program(program, token, self.tier != "process")
 
     def _limits(self, limits: dict) -> None:
         from . import _linux
@@ -421,18 +451,21 @@ def _report(status: str, error_type: str | None, message: str = "") -> None:
         pass
 
 
-def _run_program(source: str, token: str, permission_is_violation: bool):
-    """Compile and exec `source` in fresh globals; the token goes out only if exec returned."""
+def _run_program(program, token: str, permission_is_violation: bool):
+    """Exec `program` (source, code object or its compile error) in fresh globals;
+    the token goes out only if exec returned."""
     out, err = sys.stdout, sys.stderr
     assertion, memory, permission = AssertionError, MemoryError, PermissionError
     globals_ = {"__name__": "__main__", "__builtins__": builtins}
     try:
-        code = compile(source, "<program>", "exec")
+        code = compile(program, "<program>", "exec", dont_inherit=True) if isinstance(program, str) else program
+        if isinstance(code, BaseException):
+            raise code
     except (SyntaxError, ValueError) as e:
         os.write(2, "".join(traceback.format_exception_only(type(e), e)).encode("utf-8", "replace"))
         _report("syntax_error", type(e).__name__)
         os._exit(1)
-    del source
+    del program
     try:
         exec(code, globals_)
     except BaseException as e:  # noqa: BLE001 - classify everything the program raised
@@ -482,9 +515,8 @@ def main() -> None:
             __import__(name)
         except ImportError:
             pass
-    for p in config.get("drop_paths", []):
-        while p in sys.path:
-            sys.path.remove(p)
+    gc.collect()
+    gc.freeze()  # children never walk (and so never copy) the worker's own objects
     os.write(proto_out, (json.dumps({"ready": True, "pid": os.getpid(), "layers": worker.layers}) + "\n").encode())
     reader = proto_in
     buf = b""
