@@ -97,7 +97,7 @@ def build_report(results_rows: list[dict], *, task: str, task_fingerprint: str, 
     order = list(dict.fromkeys(problem_ids))
     suites = _suite_names(rows)
     temperatures = sorted({r.get("temperature") for r in rows}, key=_temperature_sort_key) or [None]
-    sweep = temperatures != [None]
+    sweep = len(temperatures) > 1  # one temperature (or none): a plain run, reported as such
 
     def pass_at_k(n, c) -> dict:
         return pass_at_k_table(n, c, ks, confidence, seed, n_resamples)
@@ -125,9 +125,14 @@ def build_report(results_rows: list[dict], *, task: str, task_fingerprint: str, 
         "status_counts": dict(Counter(status_label(r) for r in rows).most_common()),
     }
     if not sweep:
-        report["pass_at_k"] = blocks[None]["pass_at_k"]
+        t = temperatures[0]
+        tag = (lambda table: table) if t is None else (
+            lambda table: {name: {**e, "temperature": t} for name, e in table.items()})
+        report["pass_at_k"] = tag(blocks[t]["pass_at_k"])
         if suites:
-            report["pass_at_k_by_suite"] = blocks[None]["pass_at_k_by_suite"]
+            report["pass_at_k_by_suite"] = {s: tag(v) for s, v in blocks[t]["pass_at_k_by_suite"].items()}
+        if t is not None:
+            report["temperatures"] = temperatures
     else:
         report["temperatures"] = temperatures
         report["by_temperature"] = {_temperature_key(t): block for t, block in blocks.items()}
