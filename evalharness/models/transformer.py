@@ -173,7 +173,11 @@ class MTPTransformer(nn.Module):
             raise ValueError("vocab_size must be set (params.json -1 is resolved from the tokenizer by the loader)")
         self.args = args
         self.n_future_tokens = n
-        self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim)
+        # Initialised by hand: nn.Embedding's normal_ on a meta tensor (the loader's no-copy init)
+        # imports torch._dynamo, ~3 s of start-up for nothing.
+        self.tok_embeddings = nn.Embedding(args.vocab_size, args.dim, _weight=torch.empty(args.vocab_size, args.dim))
+        if self.tok_embeddings.weight.device.type != "meta":
+            nn.init.normal_(self.tok_embeddings.weight)
         self.layers = nn.ModuleList(TransformerBlock(args) for _ in range(args.n_layers - n + 1))
         self.extra_heads = nn.ModuleList(TransformerBlock(args) for _ in range(n - 1))
         self.norm = RMSNorm(args.dim, args.norm_eps)
