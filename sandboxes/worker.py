@@ -201,7 +201,10 @@ class Worker:
         start = time.monotonic()
         pid = os.fork()
         if pid == 0:
-            self._child(job["source"] if code is None else code, token, out_w, ver_w, workdir, limits)
+            try:
+                self._child(job["source"] if code is None else code, token, out_w, ver_w, workdir, limits)
+            finally:
+                os._exit(70)  # whatever the program did, a child never returns into the worker loop
         os.close(out_w)
         os.close(ver_w)
         try:

