@@ -102,7 +102,12 @@ def read_params(directory: Path) -> dict:
 def read_state_dict(file: Path) -> dict[str, torch.Tensor]:
     """Memory-mapped, weights only: nothing is read from disk until a tensor is touched."""
     try:
-        state = torch.load(file, map_location="cpu", mmap=True, weights_only=True)
+        try:
+            state = torch.load(file, map_location="cpu", mmap=True, weights_only=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e):
+                raise
+            state = torch.load(file, map_location="cpu", weights_only=True)  # legacy (pre-zip) format: no mmap
     except Exception as e:  # a truncated zip, pickle with code, ...: one line, not a traceback
         raise UsageError(f"{file}: cannot read as a torch checkpoint ({str(e).splitlines()[0][:200]})") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
@@ -227,8 +232,7 @@ def load_mtp_checkpoint(path: str | Path, device: str | torch.device = "cpu", dt
     # Tensor by tensor: a no-op (still mmap'd) when dtype and device match, else one converted copy each.
     state = {k: v.to(device=device, dtype=dtype) for k, v in raw.state.items()}
     model.load_state_dict(state, assign=True, strict=True)
-    del raw
-    return model.eval().requires_grad_(False), load_tokenizer(info.tokenizer_path), info
+    return model.eval().requires_grad_(False), raw.tokenizer, info
 
 
 # ---------------------------------------------------------------- writing

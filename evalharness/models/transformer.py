@@ -13,7 +13,6 @@ just calling forward with a smaller start_pos.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 import torch
