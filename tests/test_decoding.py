@@ -108,9 +108,9 @@ def test_samples_of_one_prompt_share_one_prefill(transformer):
     widths = []
     real_forward = transformer.forward
 
-    def spy(tokens, start_pos=None, n_heads=None):
+    def spy(tokens, start_pos=None, n_heads=None, logits_at=None):
         widths.append(tuple(tokens.shape))
-        return real_forward(tokens, start_pos, n_heads)
+        return real_forward(tokens, start_pos, n_heads, logits_at)
 
     transformer.forward = spy
     try:

@@ -47,7 +47,7 @@ class TableModel(nn.Module):
     def reorder_cache(self, index) -> None:
         self.cache = self.cache[index]
 
-    def forward(self, tokens, start_pos=None, n_heads=None):
+    def forward(self, tokens, start_pos=None, n_heads=None, logits_at=None):
         n_heads = n_heads or self.n_future_tokens
         B, T = tokens.shape
         if start_pos is None:
@@ -57,8 +57,8 @@ class TableModel(nn.Module):
             rows = torch.arange(B)[:, None]
             self.cache[rows, pos] = tokens
             prev = self.cache[rows, (pos - 1).clamp(min=0)]
-        logits = self.table[:n_heads][:, tokens, prev]  # [h, B, T, V]
-        return logits.permute(1, 2, 0, 3)
+        logits = self.table[:n_heads][:, tokens, prev].permute(1, 2, 0, 3)  # [B, T, h, V]
+        return logits if logits_at is None else logits[torch.arange(B)[:, None], logits_at.view(B, -1)]
 
 
 def tiny_transformer(vocab: int = 40, n_future_tokens: int = 4, seed: int = 0, dim: int = 32, n_layers: int = 5):
@@ -97,7 +97,7 @@ class ForcedDrafts(nn.Module):
         self.inner.reorder_cache(index)
         self.cache = self.cache[index]
 
-    def forward(self, tokens, start_pos=None, n_heads=None):
+    def forward(self, tokens, start_pos=None, n_heads=None, logits_at=None):
         logits = self.inner(tokens, start_pos, n_heads).clone()
         B, T = tokens.shape
         pos = start_pos[:, None] + torch.arange(T)
@@ -114,7 +114,7 @@ class ForcedDrafts(nn.Module):
                     token = (target + 1) % self.vocab if corrupt else target
                     logits[b, t, j] = -1e4
                     logits[b, t, j, token] = 1e4
-        return logits
+        return logits if logits_at is None else logits[torch.arange(B)[:, None], logits_at.view(B, -1)]
 
     def parameters(self, recurse: bool = True):
         return self.inner.parameters(recurse)

@@ -24,37 +24,52 @@ def first_stop(text: str, stops: Sequence[str]) -> int | None:
 
 
 class RowWatch:
-    """Watches one sample's growing token list; check() returns its Finish once it is done."""
+    """Watches one sample's growing token list; check() returns its Finish once it is done.
+
+    Checks decode only a window: the tokens since the last clean point (plus a margin for a stop
+    straddling it) behind a few tokens of context, so a check costs O(new tokens), not O(prompt +
+    completion). The final texts are decoded once against the whole prompt.
+    """
+
+    CONTEXT = 16  # tokens before the window, enough for leading-space and byte-fallback seams
 
     def __init__(self, tokenizer, prompt_ids: list[int], stops: Sequence[str], eos_id: int | None,
                  max_new_tokens: int):
-        self.tokenizer, self.prompt_ids, self.stops = tokenizer, prompt_ids, tuple(s for s in stops if s)
+        self.tokenizer, self.prompt_ids, self.stops = tokenizer, list(prompt_ids), tuple(s for s in stops if s)
         self.eos_id, self.max_new_tokens = eos_id, max_new_tokens
+        self.margin = 4 * max((len(s) for s in self.stops), default=0)  # >= the tokens a stop can span
         self.clean = 0  # a prefix this long is known to hold no EOS and no stop
 
-    def _text(self, tokens: Sequence[int]) -> str:
-        return self.tokenizer.decode_completion(self.prompt_ids, list(tokens))
+    def _new_text(self, tokens: Sequence[int], start: int, end: int) -> str:
+        """Text of tokens[start:end], decoded behind CONTEXT tokens of what precedes them."""
+        before = (self.prompt_ids + list(tokens[:start]))[-self.CONTEXT:]
+        return self.tokenizer.decode_completion(before, list(tokens[start:end]))
+
+    def _has_stop(self, tokens: Sequence[int], end: int) -> bool:
+        start = max(0, self.clean - self.margin)
+        return first_stop(self._new_text(tokens, start, end), self.stops) is not None
+
+    def _finish(self, tokens: Sequence[int], count: int, reason: str) -> Finish:
+        raw = self.tokenizer.decode_completion(self.prompt_ids, list(tokens[:count]))
+        if reason == "eos":
+            raw = self.tokenizer.decode_completion(self.prompt_ids, list(tokens[: count - 1]))
+        cut = first_stop(raw, self.stops) if reason == "stop" else None
+        return Finish(count, raw, raw if cut is None else raw[:cut], reason)
 
     def check(self, tokens: Sequence[int]) -> Finish | None:
         limit = min(len(tokens), self.max_new_tokens)
-        window = tokens[self.clean:limit]
+        window = list(tokens[self.clean:limit])
         eos_at = self.clean + window.index(self.eos_id) if self.eos_id in window else None
         end = limit if eos_at is None else eos_at
-        if self.stops and end > self.clean and first_stop(self._text(tokens[:end]), self.stops) is not None:
-            lo, hi = self.clean + 1, end  # binary search for the first prefix holding a stop
+        if self.stops and end > self.clean and self._has_stop(tokens, end):
+            lo, hi = self.clean + 1, end  # the first prefix holding a stop
             while lo < hi:
                 mid = (lo + hi) // 2
-                if first_stop(self._text(tokens[:mid]), self.stops) is None:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            raw = self._text(tokens[:lo])
-            return Finish(lo, raw, raw[: first_stop(raw, self.stops)], "stop")
+                lo, hi = (mid + 1, hi) if not self._has_stop(tokens, mid) else (lo, mid)
+            return self._finish(tokens, lo, "stop")
         if eos_at is not None:
-            raw = self._text(tokens[:eos_at])
-            return Finish(eos_at + 1, raw, raw, "eos")
+            return self._finish(tokens, eos_at + 1, "eos")
         if limit >= self.max_new_tokens:
-            raw = self._text(tokens[:limit])
-            return Finish(limit, raw, raw, "length")
+            return self._finish(tokens, limit, "length")
         self.clean = end
         return None

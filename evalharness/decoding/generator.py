@@ -88,13 +88,12 @@ class Generator:
         for p, i in enumerate(prompt_of):
             batch[p, : len(prompt_ids[i])] = torch.tensor(prompt_ids[i], device=dev)
         self.model.setup_cache(max(len(chunk), len(prompt_of)), batch.shape[1] + budget + 2 * k)
-        logits = self.model(batch, start_pos=torch.zeros_like(lengths), n_heads=k)
-        last = logits[torch.arange(len(prompt_of), device=dev), lengths - 1]  # [P, k, V]
+        last = self.model(batch, start_pos=torch.zeros_like(lengths), n_heads=k, logits_at=lengths - 1)[:, 0]  # [P, k, V]
         row_prompt = torch.tensor([prompt_of.index(i) for i, _ in chunk], device=dev)
         self.model.reorder_cache(row_prompt)
         seeds = sampling.split_seeds([requests[i].seeds[s] for i, s in chunk], dev)
         rows = self._start(last[row_prompt], lengths[row_prompt], seeds, settings)
-        del logits, last
+        del last
 
         live = list(range(len(chunk)))  # chunk positions of the rows in flight, in batch order
         watches = [RowWatch(self.tokenizer, prompt_ids[i], requests[i].stop, self.eos_id, budget)

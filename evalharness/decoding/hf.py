@@ -1,0 +1,87 @@
+"""Any transformers AutoModelForCausalLM behind the same Generator (plain decoding only).
+
+HFCausalLM presents the model through the MTPTransformer cache protocol, so batching, prefill
+sharing, seeds and stop handling are the Generator's own, and a sample from this backend is
+decoded exactly as one from our transformer. The HF cache only appends; the protocol's
+position semantics are kept by remembering each slot's position and masking slots that a later
+write superseded (the right padding of shorter prompts) or that lie beyond a query.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import UsageError
+from .generator import Generator
+
+
+class HFCausalLM(nn.Module):
+    """The cache protocol over a transformers causal LM: logits come back as (B, T, 1, V)."""
+
+    n_future_tokens = 1
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.cache = None
+        self.slot_pos: torch.Tensor | None = None  # (B, S) position held by each cache slot, -1 = dead
+
+    def setup_cache(self, max_batch_size: int, max_seq_len: int) -> None:
+        from transformers import DynamicCache
+
+        self.cache, self.slot_pos = DynamicCache(), None
+
+    def reorder_cache(self, index: torch.LongTensor) -> None:
+        self.cache.reorder_cache(index)
+        self.slot_pos = self.slot_pos[index]
+
+    def forward(self, tokens: torch.Tensor, start_pos: torch.Tensor | None = None,
+                n_heads: int | None = None, logits_at: torch.Tensor | None = None) -> torch.Tensor:
+        if n_heads not in (None, 1):
+            raise ValueError("a transformers causal LM has one head")
+        if start_pos is None:
+            return self._select(self.model(input_ids=tokens, use_cache=False).logits[:, :, None], logits_at)
+        positions = start_pos[:, None] + torch.arange(tokens.shape[1], device=tokens.device)
+        if self.slot_pos is None:
+            self.slot_pos = positions
+        else:  # slots at or past the first new position are superseded
+            old = self.slot_pos.masked_fill(self.slot_pos >= start_pos[:, None], -1)
+            self.slot_pos = torch.cat([old, positions], 1)
+        out = self.model(input_ids=tokens, attention_mask=(self.slot_pos >= 0).long(), position_ids=positions,
+                         past_key_values=self.cache, use_cache=True)
+        self.cache = out.past_key_values
+        return self._select(out.logits[:, :, None], logits_at)
+
+    @staticmethod
+    def _select(logits: torch.Tensor, logits_at: torch.Tensor | None) -> torch.Tensor:
+        if logits_at is None:
+            return logits
+        B = logits.shape[0]
+        return logits[torch.arange(B, device=logits.device)[:, None], logits_at.view(B, -1)]
+
+
+def load_hf_generator(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                      tokenizer: str | Path | None = None, **generator_options) -> tuple[Generator, dict]:
+    """(Generator, model record) for a transformers causal-LM directory; its own tokenizer unless one is named."""
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    from ..models import load_tokenizer
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise UsageError(f"{path}: not a transformers model directory (no config.json)")
+    dtype_key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), **{dtype_key: dtype or "auto"})
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot load a transformers causal LM from {path}: {str(e).splitlines()[0]}") from None
+    model = model.to(device).eval()
+    tok = load_tokenizer(tokenizer or path)
+    record = {"kind": "hf", "path": str(path), "model_type": model.config.model_type,
+              "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+              "parameters": sum(p.numel() for p in model.parameters()), "n_future_tokens": 1,
+              "transformers": transformers.__version__}
+    return Generator(HFCausalLM(model), tok, device, **generator_options), record
