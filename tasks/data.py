@@ -1,0 +1,106 @@
+"""Where task data comes from: an explicit file, EVALHARNESS_DATA_DIR, or the Hugging Face hub.
+
+Local copies win whenever one is named; the hub is tried last and, when it
+cannot be reached, fails at once with one line saying what to pass instead
+(this must never hang on network timeouts).
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import json
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .base import TaskError
+
+DATA_DIR_ENV = "EVALHARNESS_DATA_DIR"
+_OFFLINE_ENVS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+_TRUE = ("1", "true", "yes", "on")
+
+
+def read_records(path: str | os.PathLike) -> list[dict]:
+    """Records of a JSON list or JSON-lines file (optionally .gz); bad data is a one-line TaskError."""
+    path = Path(path)
+    if not path.is_file():
+        raise TaskError(f"data file not found: {path}")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise TaskError(f"cannot read {path}: {e}") from None
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise TaskError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
+    else:
+        records = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise TaskError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+    if not records:
+        raise TaskError(f"{path}: no records")
+    if not all(isinstance(r, dict) for r in records):
+        raise TaskError(f"{path}: expected JSON objects, one per problem")
+    return records
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def local_file(data_file: str | os.PathLike | None, relative: str) -> Path | None:
+    """The explicit `data_file`, else `$EVALHARNESS_DATA_DIR/<relative>` if present, else None."""
+    if data_file:
+        path = Path(data_file).expanduser()
+        if not path.is_file():
+            raise TaskError(f"data file not found: {path}")
+        return path
+    root = os.environ.get(DATA_DIR_ENV)
+    if root and (Path(root) / relative).is_file():
+        return Path(root) / relative
+    return None
+
+
+def load_from_hub(repo: str, config: str, hint: str) -> list[dict]:
+    """All splits of a hub dataset as plain records; any failure is one TaskError line ending in `hint`."""
+    where = f"{repo} ({config})"
+    offline = any(os.environ.get(name, "").lower() in _TRUE for name in _OFFLINE_ENVS)
+    if not offline and not _hub_reachable():
+        raise TaskError(f"no local copy of {where} and the Hugging Face hub is unreachable: {hint}")
+    try:
+        import datasets  # imported late: it is slow to import and only needed here
+    except ImportError:
+        raise TaskError(f"the `datasets` package is not installed, so {where} cannot be fetched: {hint}") from None
+    try:
+        splits = datasets.load_dataset(repo, config)
+    except Exception as e:  # noqa: BLE001 - datasets raises many types; all mean "not available"
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise TaskError(f"cannot load {where} from the hub ({reason}): {hint}") from None
+    return [dict(row) for name in sorted(splits) for row in splits[name]]
+
+
+@functools.lru_cache(maxsize=1)
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    """A quick TCP probe so an offline machine fails in milliseconds, not after minutes of retries."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # only the proxy knows; let `datasets` try
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False

@@ -1,0 +1,361 @@
+"""HumanEval+ and MBPP+ (EvalPlus, Liu et al. 2023): many more inputs, outputs checked against the reference's.
+
+Expected outputs come from running each problem's reference solution
+(`prompt + canonical_solution`) once, in a subprocess, on deep copies of the
+inputs; they are cached as JSON under $EVALHARNESS_CACHE_DIR (default
+~/.cache/evalharness), keyed by the dataset file's sha256, the Python version
+and CACHE_FORMAT. Each test program is `prompt + completion`, then the checks
+of tasks/_evalplus_runtime.py, then one call comparing the entry point's
+outputs with the embedded expected ones (comparison rules: see that module).
+
+Suites: "base" runs the original inputs, "plus" runs base + plus inputs, so
+the plus verdict alone is EvalPlus's "base + extra tests" verdict.
+
+Prompts: humaneval-plus is HumanEval's prompt with the Codex stop sequences
+(the harness's HumanEval protocol, so the two scores are comparable);
+mbpp-plus uses the record's docstring prompt, which is bigcode's MBPP format,
+with bigcode's stop sequences. The `contract` field only guides EvalPlus's
+input generation and plays no part here. MBPP+ inputs are turned into the
+tuples/sets/complex numbers the reference expects, as EvalPlus does.
+
+Time limits: per problem and suite, max(task timeout, 4 x the reference's CPU
+time + 1 s) (EvalPlus scales its limits by 4 x the reference's time too).
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .base import Problem, Task, TaskError
+from .data import file_sha256, local_file, read_records
+from .humaneval import HUMANEVAL_STOP
+from .mbpp import BIGCODE_STOP, MBPP_TIMEOUT_S
+
+HUMANEVAL_PLUS_FILE = "evalplus/HumanEvalPlus-v0.1.10.jsonl.gz"
+MBPP_PLUS_FILE = "evalplus/MbppPlus-v0.2.0.jsonl.gz"
+CACHE_DIR_ENV = "EVALHARNESS_CACHE_DIR"
+CACHE_FORMAT = 1  # bump when the stored expected outputs change meaning
+TIME_FACTOR = 4.0
+INLINE_LIMIT = 1 << 16  # expected outputs bigger than this (about, in JSON chars) are checked by digest
+RUNTIME_SOURCE = (Path(__file__).parent / "_evalplus_runtime.py").read_text(encoding="utf-8")
+
+_FIELDS = {"task_id": str, "prompt": str, "entry_point": str, "canonical_solution": str,
+           "base_input": list, "plus_input": list, "atol": (int, float)}
+_RELEASES = "https://github.com/evalplus/{}_release/releases"
+
+# EvalPlus's special oracles (evalplus/eval/_special_oracle.py), by MBPP+ entry point.
+_MBPP_ORACLES = {"are_equivalent": "are_equivalent", "sum_div": "sum_div", "surface_Area": "surface_Area",
+                 "digit_distance_nums": "digit_distance_nums"}
+_MBPP_SET_EQ = {"similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly",
+                "larg_nnum", "intersection_array", "find_dissimilar", "Diff"}
+_MBPP_NOT_NONE = {"check_str", "text_match_three", "text_starta_endb"}
+
+
+@dataclass(frozen=True)
+class EvalPlusTask(Task):
+    """Programs compare the completion's outputs with the reference's; see the module docstring."""
+
+    dataset: str = "humaneval"  # EvalPlus's dataset name: "humaneval" or "mbpp" (selects special oracles)
+    data_sha256: str = ""
+    cache_dir: str | None = None  # None: $EVALHARNESS_CACHE_DIR or ~/.cache/evalharness
+    suites: tuple[str, ...] = ("base", "plus")
+    _memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def programs(self, problem: Problem, completion: str) -> dict[str, str]:
+        head = problem.prompt + completion + "\n\n\n" + RUNTIME_SOURCE + "\n"
+        atol, oracle = problem.data["atol"], self.oracle(problem)
+        return {suite: head + f"_ep_check({problem.entry_point}, {payload}, atol={atol!r}, oracle={oracle!r})\n"
+                for suite, payload in self._payloads(problem).items()}
+
+    def timeout_for(self, problem: Problem, suite: str) -> float:
+        cpu = self.expected()[problem.task_id]["cpu_s"]
+        seconds = cpu["base"] + (cpu["plus"] if suite == "plus" else 0.0)
+        return max(self.timeout_s, round(TIME_FACTOR * seconds + 1.0, 1))
+
+    def oracle(self, problem: Problem) -> str:
+        name = problem.entry_point or ""
+        if self.dataset == "humaneval":
+            return "find_zero" if name == "find_zero" else ""
+        if name in _MBPP_SET_EQ:
+            return "set_eq"
+        if name in _MBPP_NOT_NONE:
+            return "not_none"
+        return _MBPP_ORACLES.get(name, "")
+
+    def inputs(self, problem: Problem) -> dict[str, list]:
+        """The suite's argument lists, as the entry point receives them."""
+        rec = problem.data
+        if self.dataset == "mbpp":
+            n = int(problem.task_id.split("/")[-1])
+            return {"base": mbpp_inputs(n, rec["base_input"]), "plus": mbpp_inputs(n, rec["plus_input"])}
+        return {"base": rec["base_input"], "plus": rec["plus_input"]}
+
+    def expected(self) -> dict[str, dict]:
+        """task_id -> {"base": [encoded outputs], "plus": [...], "cpu_s": {...}}, computed once and cached."""
+        if "expected" not in self._memo:
+            self._memo["expected"] = _load_or_compute_expected(self)
+        return self._memo["expected"]
+
+    def _payloads(self, problem: Problem) -> dict[str, str]:
+        """The `[inputs, expected]` JSON of each suite as a Python string literal (built once per problem)."""
+        cached = self._memo.get(("payload", problem.task_id))
+        if cached is None:
+            inputs, expected = self.inputs(problem), self.expected()[problem.task_id]
+            base = [[encode(a) for a in inputs["base"]], expected["base"]]
+            plus = [base[0] + [encode(a) for a in inputs["plus"]], expected["base"] + expected["plus"]]
+            cached = {"base": repr(json.dumps(base)), "plus": repr(json.dumps(plus))}
+            self._memo[("payload", problem.task_id)] = cached
+        return cached
+
+
+# ----------------------------------------------------------------- loaders
+
+def load_humaneval_plus(problems_file=None, data_file=None, *, cache_dir=None) -> EvalPlusTask:
+    """`humaneval-plus`: HumanEval+ (164 problems), suites base and plus."""
+    return _load("humaneval-plus", "humaneval", HUMANEVAL_PLUS_FILE, problems_file, data_file, cache_dir,
+                 stop=HUMANEVAL_STOP, timeout_s=3.0)
+
+
+def load_mbpp_plus(problems_file=None, data_file=None, *, cache_dir=None) -> EvalPlusTask:
+    """`mbpp-plus`: MBPP+ (378 problems), zero-shot docstring prompts, suites base and plus."""
+    return _load("mbpp-plus", "mbpp", MBPP_PLUS_FILE, problems_file, data_file, cache_dir,
+                 stop=BIGCODE_STOP, timeout_s=MBPP_TIMEOUT_S)
+
+
+def _load(name, dataset, relative, problems_file, data_file, cache_dir, *, stop, timeout_s) -> EvalPlusTask:
+    if problems_file and data_file and str(problems_file) != str(data_file):
+        raise TaskError("give the data file once (--data-file or --problems, not both)")
+    path = local_file(data_file or problems_file, relative)
+    if path is None:
+        release = _RELEASES.format("humanevalplus" if dataset == "humaneval" else "mbppplus")
+        raise TaskError(f"{name} needs the EvalPlus file {Path(relative).name} (from {release}): pass "
+                        f"--data-file PATH or set EVALHARNESS_DATA_DIR to a directory with {relative}")
+    problems = []
+    for i, rec in enumerate(read_records(path), 1):
+        if rec.get("plus_input") == {}:  # MbppPlus v0.2.0 stores Mbpp/793's empty plus inputs as {}
+            rec = {**rec, "plus_input": []}
+        bad = [k for k, kind in _FIELDS.items() if not isinstance(rec.get(k), kind) or isinstance(rec.get(k), bool)]
+        if bad:
+            raise TaskError(f"{path}: record {i} is not EvalPlus format (missing or invalid: {', '.join(bad)})")
+        problems.append(Problem(task_id=rec["task_id"], prompt=rec["prompt"], reference=rec["canonical_solution"],
+                                entry_point=rec["entry_point"], data=rec))
+    ids = [p.task_id for p in problems]
+    if len(set(ids)) != len(ids):
+        raise TaskError(f"{path}: duplicate task_ids")
+    return EvalPlusTask(name=name, version="1", problems=tuple(problems), stop=stop, timeout_s=timeout_s,
+                        default_k=(1, 10, 100), source=str(path), dataset=dataset, data_sha256=file_sha256(path),
+                        cache_dir=None if cache_dir is None else str(cache_dir))
+
+
+def mbpp_inputs(n: int, inputs: list) -> list:
+    """MBPP+ inputs as EvalPlus hands them to the function (JSON has no tuples, sets or complex numbers)."""
+    if n in (2, 116, 132, 143, 222, 261, 273, 394, 399, 421, 424, 429, 470, 560, 579, 596, 616, 630, 726, 740,
+             744, 809):
+        return [[tuple(a) for a in args] for args in inputs]
+    if n in (63, 64, 70, 94, 120, 237, 272, 299, 400, 409, 417, 438, 473, 614, 780):
+        return [[[tuple(x) for x in a] for a in args] for args in inputs]
+    if n in (75, 413, 444, 753):
+        return [[[tuple(x) for x in args[0]], args[1]] for args in inputs]
+    if n in (106, 750):
+        return [[args[0], tuple(args[1])] for args in inputs]
+    if n == 115:  # EvalPlus turns an empty list into {} here (a dict), kept for fidelity
+        return [[[set(x) if isinstance(x, list) and x else {} for x in args[0]]] for args in inputs]
+    if n == 124:
+        return [(float(args[0]), complex(args[1])) for args in inputs]
+    if n in (250, 405, 446, 617, 720, 763, 808):
+        return [[tuple(args[0]), args[1]] for args in inputs]
+    if n in (259, 401, 445):
+        return [[tuple(tuple(x) for x in a) for a in args] for args in inputs]
+    if n == 278:
+        return [[tuple(tuple(x) if isinstance(x, list) else x for x in args[0])] for args in inputs]
+    if n == 307:
+        return [[tuple(args[0]), args[1], args[2]] for args in inputs]
+    if n == 722:
+        return [[{k: tuple(v) for k, v in args[0].items()}, *args[1:]] for args in inputs]
+    if n == 252:
+        return [[complex(args[0])] for args in inputs]
+    if n in (580, 615, 791):
+        return [_all_tuples(args) for args in inputs]
+    return inputs
+
+
+def _all_tuples(x):
+    return tuple(_all_tuples(i) for i in x) if isinstance(x, list) else x
+
+
+# ----------------------------------------------------------------- encoding
+
+def encode(x):
+    """A JSON-ready form of a Python value that `_ep_decode` turns back into an equal value of the same type."""
+    t = type(x)
+    if x is None or t is bool or t is str or t is float:
+        return x
+    if t is int:
+        return x if x.bit_length() <= 256 else {"int": format(x, "x")}
+    if t is list:
+        return [encode(i) for i in x]
+    if t is tuple:
+        return {"tuple": [encode(i) for i in x]}
+    if t is set or t is frozenset:
+        items = sorted((encode(i) for i in x), key=lambda e: json.dumps(e, sort_keys=True))
+        return {t.__name__: items}
+    if isinstance(x, collections.Counter):
+        return {"Counter": [[encode(k), encode(v)] for k, v in x.items()]}
+    if isinstance(x, dict):  # dict, OrderedDict, defaultdict: all compare equal to a plain dict
+        return {"dict": [[encode(k), encode(v)] for k, v in x.items()]}
+    if t is complex:
+        return {"complex": [x.real, x.imag]}
+    if t is bytes:
+        return {"bytes": x.hex()}
+    raise TypeError(f"cannot store a value of type {t.__name__}")
+
+
+# ----------------------------------------------------------------- expected outputs
+
+def cache_root(task: EvalPlusTask) -> Path:
+    root = task.cache_dir or os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "evalharness"
+    return Path(root).expanduser()
+
+
+def _load_or_compute_expected(task: EvalPlusTask) -> dict:
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    path = cache_root(task) / f"evalplus-{task.name}-{task.data_sha256[:16]}-py{python}-v{CACHE_FORMAT}.json"
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            if stored.get("data_sha256") == task.data_sha256 and set(stored["problems"]) >= {
+                    p.task_id for p in task.problems}:
+                return stored["problems"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a damaged cache is recomputed
+    problems = _run_references(task)
+    stored = {"format": CACHE_FORMAT, "task": task.name, "data_sha256": task.data_sha256, "python": python,
+              "problems": problems}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(stored), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # an unwritable cache costs time, not correctness
+    return problems
+
+
+def _run_references(task: EvalPlusTask) -> dict:
+    """Run every reference solution in worker subprocesses; one TaskError line if any fails."""
+    jobs = [{"task_id": p.task_id, "code": p.prompt + p.reference, "entry_point": p.entry_point,
+             "atol": p.data["atol"], "oracle": task.oracle(p), "inputs": task.inputs(p)} for p in task.problems]
+    workers = max(1, min(len(jobs), os.cpu_count() or 1, 4))
+    root = str(Path(__file__).resolve().parents[1])
+    with tempfile.TemporaryDirectory(prefix="evalharness-ref-") as tmp:
+        procs = []
+        for w in range(workers):
+            request, result = Path(tmp) / f"req{w}.pkl", Path(tmp) / f"out{w}.json"
+            request.write_bytes(pickle.dumps(jobs[w::workers]))
+            cmd = [sys.executable, "-c", f"import sys; sys.path.insert(0, {root!r}); "
+                   "from tasks.evalplus import _reference_worker; _reference_worker()", str(request), str(result)]
+            procs.append((subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.PIPE), result))
+        outputs: dict = {}
+        errors = []
+        for proc, result in procs:
+            _, err = proc.communicate()
+            if proc.returncode != 0 or not result.is_file():
+                lines = err.decode(errors="replace").strip().splitlines()
+                errors.append(lines[-1] if lines else f"exit code {proc.returncode}")
+                continue
+            outputs.update(json.loads(result.read_text(encoding="utf-8")))
+    if errors:
+        raise TaskError(f"{task.name}: computing the reference outputs failed: {errors[0]}")
+    return outputs
+
+
+def _reference_worker() -> None:
+    """Subprocess entry point: reference outputs (encoded) and CPU times for the problems in argv[1]."""
+    import copy
+    import time
+
+    from . import _evalplus_runtime as rt
+
+    sys.set_int_max_str_digits(0)
+    jobs = pickle.loads(Path(sys.argv[1]).read_bytes())
+    results = {}
+    for job in jobs:
+        namespace: dict = {"__name__": "__reference__"}
+        try:
+            exec(compile(job["code"], f"<{job['task_id']} reference>", "exec"), namespace)
+            fn = namespace[job["entry_point"]]
+        except Exception as e:  # noqa: BLE001
+            sys.exit(f"{job['task_id']}: the reference solution does not load: {type(e).__name__}: {e}")
+        atol, oracle = job["atol"], job["oracle"]
+        entry = {"cpu_s": {}}
+        for suite in ("base", "plus"):
+            encoded, seconds = [], 0.0
+            for i, args in enumerate(job["inputs"][suite]):
+                args = copy.deepcopy(args)
+                sink = rt._EpSink()
+                start = time.process_time()
+                try:
+                    with rt._ep_contextlib.redirect_stdout(sink), rt._ep_contextlib.redirect_stderr(sink):
+                        out = fn(*args)
+                except Exception as e:  # noqa: BLE001
+                    sys.exit(f"{job['task_id']}: the reference fails on {suite} input {i + 1}: "
+                             f"{type(e).__name__}: {e}")
+                seconds += time.process_time() - start
+                if oracle == "not_none":
+                    out = out is not None
+                if atol == 0 and rt._ep_is_floats(out):
+                    atol = 1e-6  # mirrors the checks' carried-over tolerance
+                start = time.process_time()  # the checks digest or decode a value as big: count that too
+                encoded.append(_store(out, digestible=(oracle == "" and atol == 0), task_id=job["task_id"]))
+                seconds += time.process_time() - start
+                del out
+            entry[suite] = encoded
+            entry["cpu_s"][suite] = round(seconds, 4)
+        results[job["task_id"]] = entry
+    Path(sys.argv[2]).write_text(json.dumps(results), encoding="utf-8")
+
+
+def _store(out, *, digestible: bool, task_id: str):
+    """The encoded expected output, or its digest when it is too big to embed and exact comparison applies."""
+    from . import _evalplus_runtime as rt
+
+    if digestible and _bigger_than(out, INLINE_LIMIT):
+        try:
+            return {"digest": rt._ep_digest(out)}
+        except TypeError:
+            pass
+    try:
+        return encode(out)
+    except TypeError as e:
+        sys.exit(f"{task_id}: {e}")
+
+
+def _bigger_than(x, budget: int) -> bool:
+    """Whether `x` would take more than about `budget` JSON characters; stops early on big values."""
+    stack = [x]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (str, bytes)):
+            budget -= len(v) + 2
+        elif isinstance(v, (list, tuple, set, frozenset)):
+            budget -= len(v) + 2
+            stack.extend(v)
+        elif isinstance(v, dict):
+            budget -= 2 * len(v) + 2
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, int):
+            budget -= v.bit_length() // 3 + 1
+        else:
+            budget -= 8
+        if budget < 0:
+            return True
+    return False

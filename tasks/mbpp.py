@@ -1,0 +1,202 @@
+"""MBPP (Austin et al. 2021) and the variants other harnesses report, each under its own name.
+
+- `mbpp`: the paper's 3-shot prompt (shots = task_ids 2, 3, 4, their `code`
+  kept with its `\\r\\n` line endings), test split 11..510, stop at `[DONE]`.
+  Program: `completion + "\\n" + test_setup_code + "\\n" + "\\n".join(test_list)`
+  (the order matters: tasks 367 and 927 define a class that the setup uses).
+- `mbpp-challenge`: the same, with `challenge_test_list` appended to the
+  tests (11 problems have them, all in the test split).
+- `mbpp-sanitized`: the hand-verified subset (257 test problems), its
+  `prompt` field in the same 3-shot format with shots from the sanitized
+  records 2, 3, 4; `test_imports` go before the completion.
+- `mbpp-bigcode`: bigcode-evaluation-harness's zero-shot docstring prompt and
+  stop sequences; the program is `prompt + completion` followed by the setup
+  and the tests (bigcode omits test_setup_code, which only breaks task 367).
+
+The few-shot and target prompts show the first three tests, as Austin et al.
+and lm-eval do; the program runs all of them. Task ids are `Mbpp/<n>`, as in EvalPlus.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .base import Problem, Task, TaskError
+from .data import load_from_hub, local_file, read_records
+
+HUB_REPO = "google-research-datasets/mbpp"
+SHOT_IDS = (2, 3, 4)
+SPLITS = {  # task_id ranges of the dataset's README
+    "prompt": range(1, 11),
+    "test": range(11, 511),
+    "validation": range(511, 601),
+    "train": range(601, 975),
+    "all": range(1, 975),
+}
+MBPP_STOP = ("[DONE]",)
+BIGCODE_STOP = ("\nclass", "\nassert", '\n"""', "\nprint", "\nif", "\n<|/", "\n```")
+MBPP_TIMEOUT_S = 6.0  # task 123's reference needs ~2.7 s of CPU; 3 s fails correct code under load
+DEFAULT_K = (1, 10, 100)
+
+_FULL_FIELDS = {"task_id": int, "text": str, "code": str, "test_list": list,
+                "test_setup_code": str, "challenge_test_list": list}
+_SANITIZED_FIELDS = {"task_id": int, "prompt": str, "code": str, "test_imports": list, "test_list": list}
+_FULL_HINT = "pass --data-file PATH (mbpp.jsonl) or set EVALHARNESS_DATA_DIR to a directory with mbpp/mbpp.jsonl"
+_SANITIZED_HINT = ("pass --data-file PATH (sanitized-mbpp.json) or set EVALHARNESS_DATA_DIR "
+                   "to a directory with mbpp/sanitized-mbpp.json")
+
+
+def austin_prompt(description: str, tests: list[str], code: str | None = None) -> str:
+    """One block of the Austin et al. prompt; with `code` a complete shot, without it the target."""
+    block = (f"You are an expert Python programmer, and here is your task: {description} "
+             f"Your code should pass these tests:\n\n" + "\n".join(tests[:3]) + "\n[BEGIN]\n")
+    return block if code is None else block + code + "\n[DONE]"
+
+
+def few_shot_prompt(shots: list[tuple[str, list[str], str]], description: str, tests: list[str]) -> str:
+    """Shots (description, tests, code) and the target, joined by blank lines."""
+    blocks = [austin_prompt(d, t, c) for d, t, c in shots] + [austin_prompt(description, tests)]
+    return "\n\n".join(blocks)
+
+
+def bigcode_prompt(description: str, tests: list[str]) -> str:
+    return f'"""\n{description}\n{tests[0]}\n"""\n'
+
+
+@dataclass(frozen=True)
+class MbppTask(Task):
+    """`completion + "\\n" + test_setup_code + "\\n" + tests`; `test_fields` name the record's test lists."""
+
+    test_fields: tuple[str, ...] = ("test_list",)
+
+    def tests(self, problem: Problem) -> str:
+        return "\n".join(t for name in self.test_fields for t in problem.data[name])
+
+    def programs(self, problem: Problem, completion: str) -> dict[str, str]:
+        return {"test": completion + "\n" + problem.data["test_setup_code"] + "\n" + self.tests(problem)}
+
+
+@dataclass(frozen=True)
+class MbppBigcodeTask(MbppTask):
+    """The completion continues the docstring prompt, so the program starts with the prompt."""
+
+    def programs(self, problem: Problem, completion: str) -> dict[str, str]:
+        return {"test": problem.prompt + completion + "\n" + problem.data["test_setup_code"] + "\n"
+                + self.tests(problem)}
+
+
+@dataclass(frozen=True)
+class MbppSanitizedTask(Task):
+    """`"\\n".join(test_imports) + "\\n" + completion + "\\n" + "\\n".join(test_list)`."""
+
+    def programs(self, problem: Problem, completion: str) -> dict[str, str]:
+        rec = problem.data
+        return {"test": "\n".join(rec["test_imports"]) + "\n" + completion + "\n" + "\n".join(rec["test_list"])}
+
+
+# ----------------------------------------------------------------- loaders
+
+def load_mbpp(problems_file=None, data_file=None, *, split: str = "test") -> MbppTask:
+    """`mbpp`: Austin et al. 3-shot on the test split (500 problems)."""
+    records, source = _full_records(problems_file, data_file)
+    shots = _shots(records, "text", source)
+    problems = tuple(
+        _problem(r, few_shot_prompt(shots, r["text"], r["test_list"])) for r in _split(records, split, source)
+    )
+    return MbppTask(name="mbpp", version="1", problems=problems, stop=MBPP_STOP, timeout_s=MBPP_TIMEOUT_S,
+                    default_k=DEFAULT_K, source=_source(source, split))
+
+
+def load_mbpp_challenge(problems_file=None, data_file=None, *, split: str = "test") -> MbppTask:
+    """`mbpp-challenge`: `mbpp` with `challenge_test_list` run after `test_list`."""
+    task = load_mbpp(problems_file, data_file, split=split)
+    return MbppTask(name="mbpp-challenge", version="1", problems=task.problems, stop=MBPP_STOP,
+                    timeout_s=MBPP_TIMEOUT_S, default_k=DEFAULT_K, source=task.source,
+                    test_fields=("test_list", "challenge_test_list"))
+
+
+def load_mbpp_bigcode(problems_file=None, data_file=None, *, split: str = "test") -> MbppBigcodeTask:
+    """`mbpp-bigcode`: bigcode-evaluation-harness's zero-shot docstring prompt."""
+    records, source = _full_records(problems_file, data_file)
+    problems = tuple(_problem(r, bigcode_prompt(r["text"], r["test_list"])) for r in _split(records, split, source))
+    return MbppBigcodeTask(name="mbpp-bigcode", version="1", problems=problems, stop=BIGCODE_STOP,
+                           timeout_s=MBPP_TIMEOUT_S, default_k=DEFAULT_K, source=_source(source, split))
+
+
+def load_mbpp_sanitized(problems_file=None, data_file=None, *, split: str = "test") -> MbppSanitizedTask:
+    """`mbpp-sanitized`: the hand-verified subset, 3-shot from its own records 2, 3, 4."""
+    path = local_file(_one_file(problems_file, data_file), "mbpp/sanitized-mbpp.json")
+    if path:
+        records, source = read_records(path), str(path)
+    else:
+        records, source = load_from_hub(HUB_REPO, "sanitized", _SANITIZED_HINT), f"hf:{HUB_REPO}/sanitized"
+    _check_schema(records, _SANITIZED_FIELDS, source, "sanitized MBPP",
+                  wrong_file=("text", "is this the full MBPP file? use --task mbpp"))
+    shots = _shots(records, "prompt", source)
+    problems = tuple(
+        _problem(r, few_shot_prompt(shots, r["prompt"], r["test_list"])) for r in _split(records, split, source)
+    )
+    return MbppSanitizedTask(name="mbpp-sanitized", version="1", problems=problems, stop=MBPP_STOP,
+                             timeout_s=MBPP_TIMEOUT_S, default_k=DEFAULT_K, source=_source(source, split))
+
+
+def _full_records(problems_file, data_file) -> tuple[list[dict], str]:
+    path = local_file(_one_file(problems_file, data_file), "mbpp/mbpp.jsonl")
+    if path:
+        records, source = read_records(path), str(path)
+    else:
+        records, source = load_from_hub(HUB_REPO, "full", _FULL_HINT), f"hf:{HUB_REPO}/full"
+    _check_schema(records, _FULL_FIELDS, source, "MBPP",
+                  wrong_file=("prompt", "is this the sanitized file? use --task mbpp-sanitized"))
+    return records, source
+
+
+def _one_file(problems_file, data_file) -> str | os.PathLike | None:
+    if problems_file and data_file and str(problems_file) != str(data_file):
+        raise TaskError("give the data file once (--data-file or --problems, not both)")
+    return data_file or problems_file
+
+
+def _check_schema(records: list[dict], fields: dict[str, type], source: str, what: str,
+                  wrong_file: tuple[str, str]) -> None:
+    """Every record has the fields with the right types; `wrong_file` = (telltale field, hint)."""
+    for i, rec in enumerate(records, 1):
+        bad = [k for k, kind in fields.items() if not isinstance(rec.get(k), kind) or isinstance(rec.get(k), bool)]
+        bad += [k for k, kind in fields.items()
+                if kind is list and k not in bad and not all(isinstance(t, str) for t in rec[k])]
+        if not bad and not rec["test_list"]:
+            bad = ["test_list (empty)"]
+        if bad:
+            telltale, hint = wrong_file
+            extra = f"; {hint}" if telltale in rec else ""
+            raise TaskError(f"{source}: record {i} is not {what} format (missing or invalid: "
+                            f"{', '.join(bad)}){extra}")
+
+
+def _shots(records: list[dict], text_field: str, source: str) -> list[tuple[str, list[str], str]]:
+    by_id = {r["task_id"]: r for r in records}
+    missing = [i for i in SHOT_IDS if i not in by_id]
+    if missing:
+        raise TaskError(f"{source}: the few-shot examples (task_ids {', '.join(map(str, missing))}) are missing")
+    return [(by_id[i][text_field], by_id[i]["test_list"], by_id[i]["code"]) for i in SHOT_IDS]
+
+
+def _split(records: list[dict], split: str, source: str) -> list[dict]:
+    if split not in SPLITS:
+        raise TaskError(f"unknown MBPP split {split!r}; known: {', '.join(SPLITS)}")
+    chosen = sorted((r for r in records if r["task_id"] in SPLITS[split]), key=lambda r: r["task_id"])
+    ids = [r["task_id"] for r in chosen]
+    if len(set(ids)) != len(ids):
+        raise TaskError(f"{source}: duplicate task_ids")
+    if not chosen:
+        raise TaskError(f"{source}: no problems in the {split} split (task_ids {SPLITS[split].start}.."
+                        f"{SPLITS[split].stop - 1})")
+    return chosen
+
+
+def _problem(rec: dict, prompt: str) -> Problem:
+    return Problem(task_id=f"Mbpp/{rec['task_id']}", prompt=prompt, reference=rec["code"], data=rec)
+
+
+def _source(source: str, split: str) -> str:
+    return source if split == "test" else f"{source} (split={split})"
