@@ -111,6 +111,12 @@ def test_bad_checkpoints_give_one_line_errors(copy, change, message):
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
+def test_tokenizer_larger_than_the_model_is_refused(copy):
+    (copy / "byte_tokenizer.json").write_text('{"bos_id": 256, "eos_id": 257, "vocab_size": 300}')
+    with pytest.raises(UsageError, match="tokenizer has 300 ids but the model only 258"):
+        load_mtp_checkpoint(copy)
+
+
 def test_unreadable_files(copy, tmp_path):
     (copy / "consolidated.pth").write_bytes(b"garbage")
     with pytest.raises(UsageError, match="cannot read"):

@@ -137,6 +137,9 @@ def model_args(params: dict, state: dict[str, torch.Tensor], tokenizer: Tokenize
     args.n_future_tokens = detected
     if args.vocab_size in (None, -1):
         args.vocab_size = tokenizer.vocab_size
+    if tokenizer.vocab_size > args.vocab_size:
+        raise UsageError(f"{where}: the tokenizer has {tokenizer.vocab_size} ids but the model only "
+                         f"{args.vocab_size} (wrong tokenizer?)")
     return args
 
 
