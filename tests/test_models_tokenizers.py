@@ -29,6 +29,7 @@ CASES = [  # (prompt, completion): the completion starts with the whitespace a n
     ("def f(x):\n", "    return x  # é\n"),
     ("def f(x):\n    y = x", " + 1\n    return y\n"),
     ("x =", "  42"),
+    (PYTHON + "\n\ndef main():\n", "    print(fizzbuzz(15))  # é\n"),  # a prompt longer than the seam context
 ]
 
 

@@ -28,9 +28,14 @@ class Tokenizer(Protocol):
     def decode_completion(self, prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> str: ...
 
 
-def _decode_completion(tok: Tokenizer, prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> str:
-    """Text added by completion_ids after prompt_ids (the shared implementation of all tokenizers)."""
-    prompt_ids, completion_ids = list(prompt_ids), list(completion_ids)
+def _decode_completion(tok: Tokenizer, prompt_ids: Sequence[int], completion_ids: Sequence[int],
+                       context: int = 16) -> str:
+    """Text added by completion_ids after prompt_ids (the shared implementation of all tokenizers).
+
+    Only the last `context` prompt tokens are decoded with it: enough to fix the seam, and the
+    cost stays independent of the prompt's length when a decoder checks for stops as it goes.
+    """
+    prompt_ids, completion_ids = list(prompt_ids)[-context:], list(completion_ids)
     prefix = tok.decode(prompt_ids)
     full = tok.decode(prompt_ids + completion_ids)
     if full.startswith(prefix):
