@@ -15,6 +15,7 @@ Tiers (strongest available is chosen by `tier="auto"`, see `probe_tiers`):
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import json
 import os
@@ -237,13 +238,15 @@ class SandboxPool:
 
     # ------------------------------------------------------------ workers
 
+    def _worker_config(self) -> dict:
+        return {"tier": self.tier, "read_paths": self._read_paths, "host_pidns": os.readlink("/proc/self/ns/pid"),
+                "namespaces": self.tier != "bwrap"}  # bwrap brings its own
+
     def _command(self) -> tuple[list[str], dict]:
-        config = {"tier": self.tier, "read_paths": self._read_paths, "host_pidns": os.readlink("/proc/self/ns/pid")}
+        config = self._worker_config()
         if self.tier == "bwrap":
-            config.update(namespaces=False)
             boot = _BOOT.format(pkg="/opt/evalharness/sandboxes")
             return _bwrap_prefix(_bwrap_binary(), self._read_paths) + [sys.executable, "-I", "-c", boot, json.dumps(config)], {}
-        config.update(namespaces=True)
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         boot = _BOOT.format(pkg=os.path.join(_PKG_PARENT, "sandboxes"))
         return [sys.executable, "-I", "-c", boot, json.dumps(config)], env
@@ -423,6 +426,8 @@ class SandboxPool:
             if verdict.status == "timeout" and attempt == 0:
                 retries.append((seq, job, 1))  # honest timeouts: once more on an idle worker
                 continue
+            if attempt:
+                verdict = dataclasses.replace(verdict, detail=f"{verdict.detail} (re-run once)"[-300:])
             yield job.key, verdict
 
     def _worker_died(self, i: int, sel, unsent, retries, why: str = "") -> Iterator[tuple[object, Verdict]]:

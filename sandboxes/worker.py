@@ -128,7 +128,7 @@ class Worker:
                     raise
                 self._layer("worker_namespaces", False, f"{e}; falling back to subreaper + process-group kill")
         else:
-            self._layer("worker_namespaces", False, "provided by the outer bubblewrap")
+            self._layer("worker_namespaces", True, "bubblewrap's own pid+mount+net+ipc namespaces")
         try:
             _linux.prctl(_linux.PR_SET_CHILD_SUBREAPER, 1)
             self._layer("subreaper", True, "orphaned grandchildren are reparented to the worker and killed")

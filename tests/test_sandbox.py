@@ -117,3 +117,92 @@ def test_describe_records_tier_and_layers(pool):
     d = pool.describe()
     assert d["tier"] == pool.tier and d["workers"] == 2
     assert "rlimits" in d["layers"] and isinstance(d["missing"], dict)
+
+
+def test_timeouts_are_rerun_once_and_counted_by_cpu_time(pool):
+    verdicts = run_all(pool, [Job("spin", "while True:\n    pass\n", Limits(cpu_s=1, wall_s=30)),
+                              Job("sleep", "import time\ntime.sleep(0.3)\n", Limits(cpu_s=1, wall_s=30))])
+    assert verdicts["spin"].status == "timeout" and "re-run once" in verdicts["spin"].detail
+    assert "cpu" in verdicts["spin"].detail  # the CPU limit fired, long before the 30 s wall cap
+    assert verdicts["sleep"].passed  # sleeping costs no CPU time
+
+
+class _NoNamespacePool(SandboxPool):
+    """The fallback where the machine refuses namespaces: subreaper + process-group kills."""
+
+    def _worker_config(self) -> dict:
+        return {**super()._worker_config(), "namespaces": False}
+
+
+def test_fallback_without_namespaces_still_contains_programs(tmp_path):
+    daemon = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+              f"        time.sleep(2)\n        open({str(tmp_path / 'alive')!r}, 'w').write('x')\n"
+              "    os._exit(0)\nassert False\n")
+    with _NoNamespacePool(workers=1, tier="process") as pool:
+        assert "subreaper" in pool.describe()["layers"]
+        verdicts = run_all(pool, [Job("daemon", daemon, FAST), Job("ok", "assert True\n", FAST),
+                                  Job("exit", "import sys; sys.exit(0)\n", FAST)])
+    assert verdicts["daemon"].status == "failed" and verdicts["ok"].passed and not verdicts["exit"].passed
+    import time
+    time.sleep(2.5)
+    assert not (tmp_path / "alive").exists()  # the setsid grandchild was killed with its program
+
+
+UNPRIVILEGED_SCRIPT = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from sandboxes import SandboxPool, Job, Limits, probe_tiers
+progs = {"ok": "assert sorted([3, 1, 2]) == [1, 2, 3]", "exit": "import os; os._exit(0)",
+         "kill": "import os, time; os.kill(os.getppid(), 9); time.sleep(0.3); assert 0",
+         "write": "open('/tmp/" + sys.argv[2] + "', 'w').write('x'); assert 0"}
+for tier, (ok, _) in probe_tiers().items():
+    if ok:
+        with SandboxPool(workers=2, tier=tier) as pool:
+            res = dict(pool.run(Job(k, s, Limits(cpu_s=1, wall_s=3)) for k, s in progs.items()))
+        print(tier, os.getuid(), *(f"{k}={v.status}" for k, v in sorted(res.items())))
+"""
+
+
+def test_runs_as_an_unprivileged_user(tmp_path):
+    import os
+    import secrets
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists("/usr/bin/python3"):
+        pytest.skip("needs root, setpriv and a world-readable /usr/bin/python3 to switch to uid 65534")
+    marker = "evalharness-unpriv-" + secrets.token_hex(4)
+    root = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "env", "-i",
+                           "PATH=/usr/bin:/bin", "HOME=/tmp", "/usr/bin/python3", "-c", UNPRIVILEGED_SCRIPT,
+                           root, marker], capture_output=True, text=True, timeout=120, cwd="/tmp")
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines and all(line.split()[1] == "65534" for line in lines)
+    for line in lines:
+        assert "ok=passed" in line and "exit=error" in line and "kill=passed" not in line
+        assert "write=passed" not in line
+    assert not os.path.exists(f"/tmp/{marker}")
+
+
+def test_canonical_solutions_pass_under_a_cpu_hog_on_every_core(humaneval):
+    import multiprocessing
+    import os
+
+    def spin():
+        while True:
+            pass
+
+    hogs = [multiprocessing.get_context("fork").Process(target=spin, daemon=True) for _ in range(os.cpu_count())]
+    for h in hogs:
+        h.start()
+    try:
+        with SandboxPool() as pool:
+            jobs = [Job(p.task_id, humaneval.programs(p, p.reference)["test"]) for p in humaneval.problems]
+            verdicts = run_all(pool, jobs)
+    finally:
+        for h in hogs:
+            h.kill()
+    bad = {k: v.label for k, v in verdicts.items() if not v.passed}
+    assert not bad, bad
