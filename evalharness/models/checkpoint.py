@@ -265,28 +265,29 @@ def make_tiny_checkpoint(directory: str | Path, n_future: int = 4, dim: int = 64
                          n_heads: int = 4, n_kv_heads: int | None = None, tokenizer: str = "bytes", seed: int = 0,
                          multiple_of: int = 32, max_seq_len: int = 2048, dtype: torch.dtype = torch.float32) -> Path:
     """A small random MTP checkpoint in Meta's exact format; n_layers counts all blocks (default n + 2)."""
+    n_layers = n_future + 2 if n_layers is None else n_layers
+    kv_heads = n_kv_heads or n_heads
+    if dim % n_heads or n_heads % kv_heads or (dim // n_heads) % 2:
+        raise UsageError(f"need dim ({dim}) divisible by heads ({n_heads}) with an even quotient, "
+                         f"and heads divisible by kv-heads ({kv_heads})")
+    if n_layers < n_future:
+        raise UsageError(f"layers ({n_layers}) counts all blocks and must be >= n-future ({n_future})")
+    if tokenizer not in ("bytes", "sentencepiece"):
+        raise UsageError(f"unknown tiny tokenizer {tokenizer!r} (use bytes or sentencepiece)")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if tokenizer == "bytes":
         tok: Tokenizer = ByteTokenizer()
         tok.save(directory / BYTE_TOKENIZER_FILE)
-    elif tokenizer == "sentencepiece":
+    else:
         from .tokenizers import SentencePieceTokenizer, train_sentencepiece
 
         tok = SentencePieceTokenizer(train_sentencepiece(tiny_sentencepiece_texts(), directory / "tokenizer", 512))
-    else:
-        raise UsageError(f"unknown tiny tokenizer {tokenizer!r} (use bytes or sentencepiece)")
-    n_layers = n_future + 2 if n_layers is None else n_layers
-    if dim % n_heads or n_heads % (n_kv_heads or n_heads):
-        raise UsageError(f"dim {dim} must divide by heads {n_heads}, and heads by kv-heads {n_kv_heads}")
-    if (dim // n_heads) % 2:
-        raise UsageError(f"head dim {dim // n_heads} must be even for RoPE")
-    if n_layers < n_future:
-        raise UsageError(f"--layers {n_layers} counts all blocks and must be >= --n-future {n_future}")
     args = ModelArgs(dim=dim, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv_heads, vocab_size=tok.vocab_size,
                      multiple_of=multiple_of, n_future_tokens=n_future, max_seq_len=max_seq_len)
-    torch.manual_seed(seed)
-    model = MTPTransformer(args).to(dtype)
+    with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
+        torch.manual_seed(seed)
+        model = MTPTransformer(args).to(dtype)
     return write_mtp_checkpoint(model, directory)
 
 
