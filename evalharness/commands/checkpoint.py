@@ -28,13 +28,13 @@ def add_parser(sub) -> None:
     tiny.set_defaults(run=run_make_tiny)
 
     inspect = actions.add_parser("inspect", help="print architecture, heads, parameter count, dtype")
-    inspect.add_argument("path", help="Meta checkpoint directory (or a transformers directory)")
+    inspect.add_argument("path", help="Meta checkpoint directory, a transformers directory, or tiny[:SEED]")
     inspect.add_argument("--tokenizer", metavar="PATH", help="tokenizer, if not beside the checkpoint")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
     inspect.set_defaults(run=run_inspect)
 
     convert = actions.add_parser("convert", help="export trunk + head 1 as a transformers Llama directory")
-    convert.add_argument("path", help="Meta checkpoint directory")
+    convert.add_argument("path", help="Meta checkpoint directory (or tiny[:SEED])")
     convert.add_argument("--to", choices=("hf",), required=True, help="target format")
     convert.add_argument("out", help="output directory")
     convert.add_argument("--tokenizer", metavar="PATH", help="tokenizer, if not beside the checkpoint")
@@ -125,11 +125,15 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 def run_convert(args: argparse.Namespace) -> int:
     from ..models.checkpoint import convert_to_hf
+    from ..models.resolve import resolve_model
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{out} exists and is not empty")
-    notes = convert_to_hf(args.path, out, tokenizer_path=args.tokenizer)
+    spec = resolve_model(args.path, device="cpu")
+    if spec.kind != "mtp":
+        raise UsageError(f"{args.path} is already a transformers directory")
+    notes = convert_to_hf(spec.path, out, tokenizer_path=args.tokenizer)
     print(f"wrote {out}: trunk + head 1 as LlamaForCausalLM (extra heads dropped)")
     for note in notes:
         print(f"note: {note}")
