@@ -55,6 +55,8 @@ def test_uniform_is_a_function_of_seed_index_and_purpose():
     assert u[0] == u[2] and u[0] != u[1]  # the high word of the seed matters
     assert u[0] != sampling.uniform(seeds, index, sampling.ACCEPT)[0]
     assert u[0] != sampling.uniform(seeds, index + 1, sampling.SAMPLE)[0]
+    purposes = torch.tensor([sampling.SAMPLE, sampling.DRAFT + 2])  # per-column purposes, as drafts use
+    assert torch.equal(sampling.uniform(seeds, index[:, None].expand(-1, 2), purposes)[:, 0], u)
     many = sampling.uniform(sampling.split_seeds(range(20000), "cpu"), torch.zeros(20000, dtype=torch.long), 0)
     assert 0 <= many.min() and many.max() < 1 and abs(many.mean() - 0.5) < 0.01
     assert torch.histc(many.float(), bins=10, min=0, max=1).min() > 1800
@@ -170,3 +172,15 @@ def test_bad_settings_are_usage_errors(transformer):
     gen = Generator(transformer, CharTokenizer(ALPHABET), "cpu")
     with pytest.raises(UsageError, match="heads"):
         list(gen.generate(requests_for(["a"]), SamplingSettings(speculative=5), 1))
+
+
+def test_requests_stream_out_as_they_finish():
+    tok = CharTokenizer(ALPHABET, eos_id=None)
+    gen = Generator(TableModel(len(ALPHABET), 1), tok, "cpu")
+    requests = [Request("ab", 1, (0,)), Request("cd", 0, ()), Request("ef", 2, (1, 2))]
+    stream = gen.generate(requests, SamplingSettings(max_new_tokens=3), 1)
+    assert next(stream) == (1, [])  # nothing to generate
+    i, completions = next(stream)
+    assert i == 0 and len(completions) == 1
+    assert torch.is_grad_enabled()  # no_grad holds only while the generator runs, not in the caller
+    assert [i for i, _ in stream] == [2]

@@ -69,16 +69,18 @@ class Generator:
         for i in [i for i, r in enumerate(requests) if r.n == 0]:
             yield i, results.pop(i)
         rows = [(i, s) for i, r in enumerate(requests) for s in range(r.n)]
-        with torch.no_grad():  # not inference_mode: model-side caches built here must stay usable outside
-            for start in range(0, len(rows), batch_size):
-                for (i, s), completion in self._decode_chunk(rows[start:start + batch_size], requests, settings):
-                    results[i][s] = completion
-                    left[i] -= 1
-                    if left[i] == 0:
-                        yield i, results.pop(i)
+        for start in range(0, len(rows), batch_size):
+            for (i, s), completion in self._decode_chunk(rows[start:start + batch_size], requests, settings):
+                results[i][s] = completion
+                left[i] -= 1
+                if left[i] == 0:
+                    yield i, results.pop(i)
 
     # -- one chunk ---------------------------------------------------------------------------------
 
+    # no_grad wraps a generator only while it runs, never the caller between yields; not
+    # inference_mode, so model-side caches built here stay usable outside
+    @torch.no_grad()
     def _decode_chunk(self, chunk, requests, settings: SamplingSettings):
         dev, k, budget = self.device, settings.heads, settings.max_new_tokens
         prompt_of = list(dict.fromkeys(i for i, _ in chunk))

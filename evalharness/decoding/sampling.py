@@ -33,6 +33,15 @@ def _mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
+def _mix32_int(x: int) -> int:
+    """_mix32 on a Python int (keeps scalar purposes off the device: no host-to-device copy)."""
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & _MASK32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & _MASK32
+    return x ^ (x >> 16)
+
+
 def split_seeds(seeds, device) -> torch.Tensor:
     """Python int seeds (any size) -> int64 tensor [B, 2] of their low and high 32-bit words."""
     words = [((s & (2**64 - 1)) & _MASK32, (s & (2**64 - 1)) >> 32) for s in seeds]
@@ -41,8 +50,10 @@ def split_seeds(seeds, device) -> torch.Tensor:
 
 def uniform(seeds: torch.Tensor, index: torch.Tensor, purpose: int | torch.Tensor) -> torch.Tensor:
     """U[0, 1) in float64 for each (seed row, token index, purpose); index broadcasts against seeds[:, :1]."""
-    x = _mix32((torch.as_tensor(purpose, device=index.device) + 0x9E3779B9) & _MASK32)
-    x = _mix32(x ^ (index & _MASK32))
+    if isinstance(purpose, int):
+        x = _mix32((index & _MASK32) ^ _mix32_int((purpose + 0x9E3779B9) & _MASK32))
+    else:
+        x = _mix32((index & _MASK32) ^ _mix32((purpose + 0x9E3779B9) & _MASK32))
     x = _mix32(x ^ seeds[:, 1:2].reshape(seeds.shape[:1] + (1,) * (index.dim() - 1)))
     x = _mix32(x ^ seeds[:, 0:1].reshape(seeds.shape[:1] + (1,) * (index.dim() - 1)))
     return x.double() / 2.0**32
