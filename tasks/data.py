@@ -62,6 +62,13 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def one_file(problems_file, data_file) -> str | os.PathLike | None:
+    """The loaders' single local file, given as `problems_file` or `data_file` (CLI --problems / --data-file)."""
+    if problems_file and data_file and str(problems_file) != str(data_file):
+        raise TaskError("give the data file once (--data-file or --problems, not both)")
+    return data_file or problems_file
+
+
 def local_file(data_file: str | os.PathLike | None, relative: str) -> Path | None:
     """The explicit `data_file`, else `$EVALHARNESS_DATA_DIR/<relative>` if present, else None."""
     if data_file:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .base import Problem, Task, TaskError
-from .data import file_sha256, local_file, read_records
+from .data import file_sha256, local_file, one_file, read_records
 from .humaneval import HUMANEVAL_STOP
 from .mbpp import BIGCODE_STOP, MBPP_TIMEOUT_S
 
@@ -130,9 +130,7 @@ def load_mbpp_plus(problems_file=None, data_file=None, *, cache_dir=None) -> Eva
 
 
 def _load(name, dataset, relative, problems_file, data_file, cache_dir, *, stop, timeout_s) -> EvalPlusTask:
-    if problems_file and data_file and str(problems_file) != str(data_file):
-        raise TaskError("give the data file once (--data-file or --problems, not both)")
-    path = local_file(data_file or problems_file, relative)
+    path = local_file(one_file(problems_file, data_file), relative)
     if path is None:
         release = _RELEASES.format("humanevalplus" if dataset == "humaneval" else "mbppplus")
         raise TaskError(f"{name} needs the EvalPlus file {Path(relative).name} (from {release}): pass "
@@ -235,6 +233,8 @@ def _load_or_compute_expected(task: EvalPlusTask) -> dict:
                 return stored["problems"]
         except (OSError, ValueError, KeyError, TypeError):
             pass  # a damaged cache is recomputed
+    print(f"{task.name}: running the reference solutions once to get expected outputs (cached in {path.parent})",
+          file=sys.stderr)
     problems = _run_references(task)
     stored = {"format": CACHE_FORMAT, "task": task.name, "data_sha256": task.data_sha256, "python": python,
               "problems": problems}

