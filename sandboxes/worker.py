@@ -31,6 +31,8 @@ import tempfile
 import time
 import traceback
 
+from . import _linux
+
 # Modules programs commonly import: loaded once here so `import x` in a
 # program is a dict lookup. They live in sys.modules only, never in a
 # program's globals.
@@ -48,10 +50,11 @@ _COMPILE_CACHE = 512  # code objects kept per worker
 _MAX_COMPILE_IN_WORKER = 200_000  # longer sources compile in the child, under its limits
 
 # Forgery / exit machinery markers (SANDBOX.md): a pass of a program using any
-# of them is reported `suspicious`, not `passed`.
+# of them is reported `suspicious`, not `passed`. Bare `exit()` is left out on
+# purpose: MBPP task 264's reference calls it, and the token already defeats it.
 MARKERS = re.compile(
     r"_getframe|\binspect\b|\bgc\b|\bctypes\b|\bf_back\b|\bco_consts\b|\bsettrace\b|\bsetprofile\b"
-    r"|\b_exit\b|\bsys\s*\.\s*exit\b|\bexit\s*\(|\bquit\s*\(|\batexit\b|excepthook|\bbuiltins\b|__builtins__"
+    r"|\b_exit\b|\bsys\s*\.\s*exit\b|\batexit\b|excepthook|\bbuiltins\b|__builtins__|__import__|\bimportlib\b"
     r"|\bf_locals\b|\bf_globals\b|\btb_frame\b|\bgi_frame\b|\bcr_frame\b|__traceback__|\bco_code\b"
     r"|/proc/|\b__eq__\b|\b__ne__\b|\bmock\b|\bVERDICT_FD\b"
 )
@@ -79,8 +82,6 @@ class Worker:
 
     def isolate(self, want_namespaces: bool) -> None:
         """Become pid 1 of a new pid+mount namespace with a private /proc and a tmpfs scratch."""
-        from . import _linux
-
         self.scratch = tempfile.mkdtemp(prefix="evalharness-sbx-")
         if want_namespaces:
             try:
@@ -140,8 +141,6 @@ class Worker:
 
     def setup_hardening(self) -> None:
         """Probe, in this worker, the layers the hardened tier adds per program."""
-        from . import _linux
-
         hardened = self.tier in ("hardened", "bwrap")
         if not hardened:
             return
@@ -195,7 +194,8 @@ class Worker:
         limits = job["limits"]
         code = self.compile(job["source"])
         token = secrets.token_hex(16)
-        workdir = tempfile.mkdtemp(dir=self.scratch)
+        workdir = os.path.join(self.scratch, f"p{job['id']}")
+        os.mkdir(workdir, 0o700)
         out_r, out_w = os.pipe()
         ver_r, ver_w = os.pipe()
         start = time.monotonic()
@@ -216,7 +216,10 @@ class Worker:
         finally:
             os.close(out_r)
             os.close(ver_r)
-            shutil.rmtree(workdir, ignore_errors=True)
+            try:
+                os.rmdir(workdir)  # the common case: the program left nothing behind
+            except OSError:
+                shutil.rmtree(workdir, ignore_errors=True)
         verdict = self._classify(job, token, outcome, output, report, status, usage, limits)
         verdict["duration_s"] = round(duration, 4)
         verdict["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 4)
@@ -419,8 +422,6 @@ class Worker:
         _run_program(program, token, self.tier != "process")
 
     def _limits(self, limits: dict) -> None:
-        from . import _linux
-
         cpu = max(1, math.ceil(limits["cpu_s"]))
         mem = limits["memory_mb"] << 20
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
@@ -434,8 +435,6 @@ class Worker:
     def _harden(self, workdir: str) -> None:
         if self.tier not in ("hardened", "bwrap"):
             return
-        from . import _linux
-
         if self.userns_per_program:
             _linux.unshare(_linux.CLONE_NEWUSER | _linux.CLONE_NEWNET | _linux.CLONE_NEWIPC)
         if self.ruleset_fd >= 0:

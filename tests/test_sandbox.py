@@ -206,3 +206,14 @@ def test_canonical_solutions_pass_under_a_cpu_hog_on_every_core(humaneval):
             h.kill()
     bad = {k: v.label for k, v in verdicts.items() if not v.passed}
     assert not bad, bad
+
+
+def test_forgery_markers_make_a_pass_suspicious_but_plain_exit_calls_do_not(pool):
+    verdicts = run_all(pool, [
+        Job("inspect", "import inspect\nassert inspect.isfunction(lambda: 0)\n"),
+        Job("getframe", "import sys\nassert sys._getframe() is not None\n"),
+        Job("mbpp264", "def dog_age(h):\n    if h < 0:\n        exit()\n    return h * 10.5\nassert dog_age(2) == 21\n"),
+    ])
+    assert verdicts["inspect"].status == verdicts["getframe"].status == "suspicious"
+    assert "inspect" in verdicts["inspect"].detail
+    assert verdicts["mbpp264"].passed
