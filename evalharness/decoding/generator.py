@@ -85,6 +85,8 @@ class Generator:
         dev, k, budget = self.device, settings.heads, settings.max_new_tokens
         prompt_of = list(dict.fromkeys(i for i, _ in chunk))
         prompt_ids = {i: self.tokenizer.encode(requests[i].prompt, bos=True) for i in prompt_of}
+        if not all(prompt_ids.values()):
+            raise UsageError("a prompt encodes to no tokens (empty prompt and a tokenizer without BOS)")
         lengths = torch.tensor([len(prompt_ids[i]) for i in prompt_of], device=dev)
         batch = torch.zeros(len(prompt_of), int(lengths.max()), dtype=torch.long, device=dev)
         for p, i in enumerate(prompt_of):
