@@ -21,6 +21,7 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 CLONE_NEWIPC = 0x08000000
+CLONE_NEWUTS = 0x04000000
 CLONE_THREAD = 0x00010000
 
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
@@ -54,20 +55,51 @@ class _MountAttr(ctypes.Structure):
                 ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
 
 
-_SYS_mount_setattr, _AT_FDCWD, _AT_RECURSIVE, _MOUNT_ATTR_RDONLY = 442, -100, 0x8000, 1
+_SYS_mount_setattr, _AT_FDCWD, _AT_RECURSIVE = 442, -100, 0x8000
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x1, 0x2, 0x4
+MS_BIND = 0x1000
+
+
+def mount_setattr(path: str, set_: int = 0, clear: int = 0, recursive: bool = True) -> None:
+    """Change mount flags (read-only, nodev, ...) at `path`, and below it when `recursive`."""
+    if not X86_64:
+        raise OSError(0, "mount_setattr number wired for x86_64 only")
+    attr = _MountAttr(set_, clear, 0, 0)
+    _check(_libc.syscall(_SYS_mount_setattr, _AT_FDCWD, path.encode(),
+                         ctypes.c_uint(_AT_RECURSIVE if recursive else 0),
+                         ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))), f"mount_setattr {path}")
 
 
 def remount_readonly(path: str) -> None:
-    """Make every mount at and under `path` read-only (in this mount namespace only)."""
-    if not X86_64:
-        raise OSError(0, "mount_setattr number wired for x86_64 only")
-    attr = _MountAttr(_MOUNT_ATTR_RDONLY, 0, 0, 0)
-    _check(_libc.syscall(_SYS_mount_setattr, _AT_FDCWD, path.encode(), ctypes.c_uint(_AT_RECURSIVE),
-                         ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))), f"mount_setattr {path}")
+    mount_setattr(path, MOUNT_ATTR_RDONLY)
 
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), "prctl")
+
+
+_SYS_capset, _PR_CAPBSET_DROP, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 126, 24, 47, 4
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def drop_capabilities() -> None:
+    """Give up every capability for good (bounding, ambient, effective, permitted, inheritable).
+    A uid-0 process keeps its uid but can no longer set the clock, load modules, write raw
+    devices, or override file permissions."""
+    for cap in range(64):
+        if _libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 and ctypes.get_errno() == 22:
+            break  # EINVAL: past the last capability this kernel knows
+    _libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header = _CapHeader(0x20080522, 0)
+    data = (_CapData * 2)()
+    _check(_libc.syscall(_SYS_capset, ctypes.byref(header), ctypes.byref(data)), "capset")
 
 
 # ---------------------------------------------------------------- Landlock
@@ -179,6 +211,8 @@ _DENY = {
     "reboot": 169, "swapon": 167, "swapoff": 168, "acct": 163, "open_by_handle_at": 304, "mknod": 133,
     "mknodat": 259, "fsopen": 430, "fsmount": 432, "open_tree": 428, "move_mount": 429,
     "personality": 135, "process_madvise": 440, "kcmp": 312,
+    "sethostname": 170, "setdomainname": 171, "settimeofday": 164, "clock_settime": 227, "clock_adjtime": 305,
+    "adjtimex": 159, "syslog": 103, "quotactl": 179, "iopl": 172, "ioperm": 173, "vhangup": 153,
 }
 _CLONE, _CLONE3, _KILL, _TKILL, _TGKILL = 56, 435, 62, 200, 234
 

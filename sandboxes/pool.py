@@ -466,18 +466,16 @@ class SandboxPool:
         layers.update(self._pool[0].layers if self._pool else {})
         if self.tier == "bwrap":
             layers["bubblewrap"] = {"active": True, "reason": self._probes["bwrap"][1]}
-        for name, (ok, reason) in self._probes.items():
-            if name != self.tier and name != "process":
-                layers.setdefault(f"tier:{name}", {"active": False, "reason": reason if not ok else "available, not chosen"})
         return {
             "tier": self.tier,
             "workers": len(self._pool),
-            "tiers_available": {k: v[0] for k, v in self._probes.items()},
-            "layers": {k: v for k, v in layers.items() if v["active"]},
+            "tiers": {name: {"available": ok, "reason": reason} for name, (ok, reason) in self._probes.items()},
+            "layers": {k: v["reason"] for k, v in layers.items() if v["active"]},
             "missing": {k: v["reason"] for k, v in layers.items() if not v["active"]},
             "python": sys.executable,
             "uid": os.geteuid(),
-            "timeout_policy": "CPU-time limit + wall cap (3*cpu+2 s); timeouts re-run once on an idle worker",
+            "timeouts": "CPU-time limit per program, wall cap 3*cpu+2 s by default; a timeout is re-run once "
+                        "on an idle worker",
         }
 
     def close(self) -> None:

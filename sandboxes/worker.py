@@ -85,7 +85,8 @@ class Worker:
         self.scratch = tempfile.mkdtemp(prefix="evalharness-sbx-")
         if want_namespaces:
             try:
-                flags = _linux.CLONE_NEWPID | _linux.CLONE_NEWNS | _linux.CLONE_NEWNET | _linux.CLONE_NEWIPC
+                flags = (_linux.CLONE_NEWPID | _linux.CLONE_NEWNS | _linux.CLONE_NEWNET | _linux.CLONE_NEWIPC
+                         | _linux.CLONE_NEWUTS)
                 if os.geteuid() != 0:
                     flags |= _linux.CLONE_NEWUSER
                     uid, gid = os.getuid(), os.getgid()
@@ -110,13 +111,9 @@ class Worker:
                 _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)
                 _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
                 _linux.mount("proc", "/proc", "proc", _linux.MS_NOSUID | _linux.MS_NODEV | _linux.MS_NOEXEC)
-                self._layer("worker_namespaces", True, "worker is pid 1 of private pid+mount+net+ipc "
+                self._layer("worker_namespaces", True, "worker is pid 1 of private pid+mount+net+ipc+uts "
                             "namespaces: /proc shows only its programs, no network, leftovers die with kill(-1)")
-                try:
-                    _linux.remount_readonly("/")
-                    self._layer("readonly_root", True, "whole filesystem read-only for the worker and its programs")
-                except OSError as e:
-                    self._layer("readonly_root", False, str(e))
+                self._lock_down_filesystem()
                 try:
                     _linux.mount("tmpfs", self.scratch, "tmpfs", _linux.MS_NOSUID | _linux.MS_NODEV,
                                  "size=512m,mode=0700")
@@ -135,6 +132,38 @@ class Worker:
             self._layer("subreaper", True, "orphaned grandchildren are reparented to the worker and killed")
         except OSError as e:
             self._layer("subreaper", False, str(e))
+
+    def _lock_down_filesystem(self) -> None:
+        """In our private mount namespace: everything read-only, device nodes unusable except
+        the harmless ones (a root program could otherwise write /dev/vda), /proc/sys and
+        /proc/sysrq-trigger read-only (they are not namespaced)."""
+        try:
+            _linux.mount_setattr("/", _linux.MOUNT_ATTR_RDONLY | _linux.MOUNT_ATTR_NODEV | _linux.MOUNT_ATTR_NOSUID)
+            for dev in ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"):
+                try:
+                    _linux.mount(dev, dev, None, _linux.MS_BIND)
+                    _linux.mount_setattr(dev, clear=_linux.MOUNT_ATTR_NODEV, recursive=False)
+                except OSError:
+                    pass  # that device stays unusable; programs rarely open it themselves
+            for p in ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"):
+                try:
+                    _linux.mount(p, p, None, _linux.MS_BIND)
+                    _linux.mount_setattr(p, _linux.MOUNT_ATTR_RDONLY)
+                except OSError:
+                    pass
+            self._layer("readonly_root", True, "filesystem read-only, nodev (except null/zero/random), "
+                        "/proc/sys read-only, for the worker and its programs")
+        except OSError as e:
+            self._layer("readonly_root", False, str(e))
+
+    def drop_privileges(self) -> None:
+        """After set-up the worker needs no capability: programs inherit none (as root they could
+        otherwise set the clock, change the hostname, write raw devices, load modules)."""
+        try:
+            _linux.drop_capabilities()
+            self._layer("no_capabilities", True, "worker and programs hold no capabilities")
+        except OSError as e:
+            self._layer("no_capabilities", False, str(e))
 
     def _layer(self, name: str, active: bool, reason: str) -> None:
         self.layers[name] = {"active": active, "reason": reason}
@@ -512,6 +541,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     worker.isolate(want_namespaces=config.get("namespaces", True))
     worker.setup_hardening()
+    worker.drop_privileges()
     for name in PREIMPORTS:
         try:
             __import__(name)

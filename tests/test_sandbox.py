@@ -217,3 +217,20 @@ def test_forgery_markers_make_a_pass_suspicious_but_plain_exit_calls_do_not(pool
     assert verdicts["inspect"].status == verdicts["getframe"].status == "suspicious"
     assert "inspect" in verdicts["inspect"].detail
     assert verdicts["mbpp264"].passed
+
+
+def test_process_tier_programs_hold_no_capabilities_and_private_namespaces():
+    import os
+
+    host = {ns: os.readlink(f"/proc/self/ns/{ns}") for ns in ("pid", "net", "uts", "mnt")}
+    src = ("import os\nstatus = open('/proc/self/status').read()\n"
+           "assert 'CapEff:\\t0000000000000000' in status and 'CapBnd:\\t0000000000000000' in status, status\n"
+           f"host = {host!r}\n"
+           "same = [ns for ns, link in host.items() if os.readlink(f'/proc/self/ns/{ns}') == link]\n"
+           "assert not same, same\n")
+    with SandboxPool(workers=1, tier="process") as pool:
+        if "worker_namespaces" not in pool.describe()["layers"]:
+            pytest.skip("namespaces refused on this machine: " + pool.describe()["missing"]["worker_namespaces"])
+        (_, verdict), = pool.run([Job("caps", src)])
+    # it ran to the end; reading /proc/ is itself a forgery marker, so the pass is only "suspicious"
+    assert verdict.status == "suspicious" and verdict.detail == "passed, but uses /proc/", verdict
