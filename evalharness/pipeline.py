@@ -7,7 +7,7 @@ execution.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Iterator, Sequence
 
 import reports
@@ -26,7 +26,10 @@ def execute(task: Task, samples: Iterable[Sample], pool, limits: Limits) -> Iter
         for sample in samples:
             problem = task.problem(sample.task_id)
             for suite, source in task.programs(problem, sample.completion).items():
-                yield Job(key=(sample.key, suite), source=source, limits=limits)
+                # a task may need more CPU for some problems (EvalPlus: 4x the reference's time)
+                cpu_s = task.timeout_for(problem, suite)
+                yield Job(key=(sample.key, suite), source=source,
+                          limits=limits if cpu_s <= limits.cpu_s else replace(limits, cpu_s=cpu_s))
 
     for (sample_key, suite), verdict in pool.run(jobs()):
         verdicts = waiting.setdefault(sample_key, {})
