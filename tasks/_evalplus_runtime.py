@@ -14,7 +14,9 @@ an import the solution forgot. The comparison follows EvalPlus
   (and length) and is elementwise within `atol + 1e-7 * |expected|`
   (`np.allclose(out, exp, rtol=1e-07, atol=atol)` without numpy);
 - expected outputs too large to embed are a `_EpDigest` of a canonical form
-  that respects `==` (1 == 1.0 == True; set and dict order ignored).
+  that respects `==` (1 == 1.0 == True; set and dict order ignored);
+- one rule stricter than EvalPlus: an output whose class the program itself
+  defines never passes (always-equal objects; expected values are built-in types).
 
 Standard output and error are swallowed while the solution runs, as EvalPlus
 does. A mismatch raises AssertionError; when every input passes the program
@@ -136,6 +138,8 @@ def _ep_digit_distance(a, b):
 
 def _ep_same(out, exp, args, atol, oracle):
     """EvalPlus's verdict on one output; returns (passed, atol for the following inputs)."""
+    if type(out).__module__ == __name__:
+        return False, atol  # a class the program defines: an always-equal object, never a real answer
     exact = _ep_digest(out) == exp if type(exp) is _EpDigest else out == exp
     if oracle == "are_equivalent":  # Mbpp/164: the task is ambiguous; any output passes
         exact = True

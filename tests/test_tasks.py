@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -12,7 +13,7 @@ import tasks.data
 from evalharness.cli import main
 from tasks import TASKS, TaskError, load_task
 from tasks._evalplus_runtime import _ep_decode, _ep_digest, _ep_same, _EpDigest
-from tasks.evalplus import encode, mbpp_inputs
+from tasks.evalplus import RUNTIME_SOURCE, encode, mbpp_inputs
 
 # ------------------------------------------------------------------ golden prompts
 # Written out by hand from PROTOCOLS.md and the records of mbpp.jsonl / sanitized-mbpp.json,
@@ -209,6 +210,13 @@ def test_evalplus_comparison(out, exp, atol, oracle, passed):
     assert _ep_same(out, exp, (), atol, oracle)[0] is passed
 
 
+def test_outputs_of_classes_the_program_defines_never_pass():
+    program = {"__name__": "__main__"}
+    exec(RUNTIME_SOURCE + "\nclass AlwaysEqual:\n    def __eq__(self, other):\n        return True\n", program)
+    assert program["_ep_same"](program["AlwaysEqual"](), 5, (), 0, "") == (False, 0)
+    assert program["_ep_same"](5, 5, (), 0, "") == (True, 0)
+
+
 def test_evalplus_float_tolerance_carries_over_like_evalplus():
     assert _ep_same(0.5, 0.5, (), 0, "") == (True, 1e-6)
     assert _ep_same(10**8 + 1, 10**8, (), 1e-6, "")[0] is True  # EvalPlus's np.allclose rtol at work
@@ -259,6 +267,26 @@ def test_unreachable_hub_is_one_line_saying_what_to_pass(monkeypatch):
         with pytest.raises(TaskError) as e:
             load_task(name)
         assert "\n" not in str(e.value) and "--data-file" in str(e.value) and "EVALHARNESS_DATA_DIR" in str(e.value)
+
+
+def test_mbpp_from_the_hub_uses_every_split(shared_data, monkeypatch):
+    """The hub path, with `datasets.load_dataset` answering from the local file split as on the hub."""
+    records = tasks.data.read_records(shared_data / "mbpp" / "mbpp.jsonl")
+    splits = {"prompt": records[:10], "test": records[10:510], "validation": records[510:600],
+              "train": records[600:]}
+    calls = []
+
+    def load_dataset(repo, config):
+        calls.append((repo, config))
+        return splits
+
+    monkeypatch.delenv("EVALHARNESS_DATA_DIR")
+    monkeypatch.setattr(tasks.data, "_hub_reachable", lambda: True)
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    task = load_task("mbpp")
+    assert calls == [("google-research-datasets/mbpp", "full")]
+    assert task.source == "hf:google-research-datasets/mbpp/full"
+    assert len(task.problems) == 500 and task.problem("Mbpp/11").prompt == GOLDEN_MBPP_11
 
 
 def test_offline_hub_fails_fast_through_datasets(tmp_path):

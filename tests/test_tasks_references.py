@@ -18,7 +18,7 @@ HE_PLUS_IDS = ("HumanEval/0", "HumanEval/2", "HumanEval/24", "HumanEval/32", "Hu
 MBPP_PLUS_IDS = ("Mbpp/2", "Mbpp/16", "Mbpp/59", "Mbpp/69", "Mbpp/84", "Mbpp/86", "Mbpp/124", "Mbpp/558",
                  "Mbpp/581", "Mbpp/737", "Mbpp/793")
 # Problems worth running on every default run: setup code (367), challenge tests (11, 16), one whose
-# reference contains exit() (264); and once, the slowest reference (123, about 2.7 s of CPU).
+# reference calls exit() in a branch never taken (264); and once, the slowest reference (123, ~2.7 s CPU).
 SPECIAL_MBPP_IDS = ("Mbpp/11", "Mbpp/16", "Mbpp/264", "Mbpp/367")
 
 
@@ -31,12 +31,6 @@ def pool():
         pytest.skip(f"no sandbox here: {e}")
 
 
-def ran_to_end(verdict) -> bool:
-    """Passed; or flagged `suspicious` although it ran to its end (Mbpp/264's reference calls exit() in a
-    branch the tests never take, and the sandbox flags any exit machinery)."""
-    return verdict.passed or (verdict.status == "suspicious" and verdict.detail.startswith("passed"))
-
-
 def run(pool, items):
     """items: (task, problem, completion) -> {(task name, task_id, suite): verdict}."""
     jobs = [Job(key=(task.name, problem.task_id, suite), source=source,
@@ -47,7 +41,7 @@ def run(pool, items):
 
 
 def failures(verdicts):
-    return sorted((key, v.label, v.detail[-160:]) for key, v in verdicts.items() if not ran_to_end(v))
+    return sorted((key, v.label, v.detail[-160:]) for key, v in verdicts.items() if not v.passed)
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +154,11 @@ def test_evalplus_checks_need_the_program_to_finish(pool, plus_subset):
     task = plus_subset["humaneval-plus"]
     problem = task.problem("HumanEval/0")
     early_exit = problem.reference + "\nraise SystemExit(0)\n"
+    always_equal = ("    return AlwaysEqual()\n\n\nclass AlwaysEqual:\n    def __eq__(self, other):\n"
+                    "        return True\n")
     verdicts = run(pool, [(task, problem, early_exit)])
+    assert not any(v.passed for v in verdicts.values())
+    verdicts = run(pool, [(task, problem, always_equal)])
     assert not any(v.passed for v in verdicts.values())
 
 
