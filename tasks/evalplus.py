@@ -99,9 +99,16 @@ class EvalPlusTask(Task):
 
     def expected(self) -> dict[str, dict]:
         """task_id -> {"base": [encoded outputs], "plus": [...], "cpu_s": {...}}, computed once and cached."""
-        if "expected" not in self._memo:
-            self._memo["expected"] = _load_or_compute_expected(self)
-        return self._memo["expected"]
+        known = self._memo.setdefault("expected", {})  # shared with copies made by dataclasses.replace
+        if any(p.task_id not in known for p in self.problems):
+            known.update(_load_or_compute_expected(self))
+        return known
+
+    def fingerprint(self) -> str:
+        key = ("fingerprint", tuple(p.task_id for p in self.problems))
+        if key not in self._memo:  # hashing every program (~17 MB for HumanEval+) once is enough
+            self._memo[key] = super().fingerprint()
+        return self._memo[key]
 
     def _payloads(self, problem: Problem) -> dict[str, str]:
         """The `[inputs, expected]` JSON of each suite as a Python string literal (built once per problem)."""

@@ -1,4 +1,5 @@
 """Task adapters without execution: golden prompts, program assembly, data loading and bad input."""
+import dataclasses
 import gzip
 import json
 import os
@@ -161,12 +162,11 @@ def test_mbpp_programs_assemble_as_specified(loaded):
 
 
 def test_evalplus_programs_end_with_the_checks(loaded):
-    task = loaded["humaneval-plus"]
-    problem = task.problem("HumanEval/0")
-    # a private cache keeps this test from running every reference: only the shape is checked here
-    task._memo["expected"] = {"HumanEval/0": {"base": [True] * len(problem.data["base_input"]),
-                                              "plus": [False] * len(problem.data["plus_input"]),
-                                              "cpu_s": {"base": 0.0, "plus": 5.0}}}
+    problem = loaded["humaneval-plus"].problem("HumanEval/0")
+    # made-up expected outputs keep this test from running the references: only the shape is checked
+    made_up = {"HumanEval/0": {"base": [True] * len(problem.data["base_input"]),
+                               "plus": [False] * len(problem.data["plus_input"]), "cpu_s": {"base": 0.0, "plus": 5.0}}}
+    task = dataclasses.replace(loaded["humaneval-plus"], problems=(problem,), _memo={"expected": made_up})
     programs = task.programs(problem, "COMPLETION")
     assert list(programs) == ["base", "plus"]
     for suite, source in programs.items():
