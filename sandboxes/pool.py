@@ -92,7 +92,7 @@ def _probe_hardened() -> tuple[bool, str]:
     if msg != "ok":
         return False, f"Landlock/seccomp probe failed: {msg or 'no answer'}"
     userns = _can_unshare_userns()
-    return True, f"Landlock ABI {abi}, seccomp fork block verified, per-program user+net namespace: " + (
+    return True, f"Landlock ABI {abi}, seccomp fork block verified, user+net namespaces: " + (
         "yes" if userns else "no (refused here)")
 
 

@@ -2,11 +2,16 @@
 
 Started by `SandboxPool` as `python -I -c <boot> <config-json>`. It speaks JSON
 lines: jobs arrive on stdin, verdicts leave on stdout. Where the machine
-allows (root, or unprivileged user namespaces) the worker makes itself pid 1
-of a new pid + mount namespace: children cannot see or signal anything
-outside, /proc shows only them, and one `kill(-1)` removes every process a
-program left behind. Otherwise it falls back to a subreaper plus
-process-group kills.
+allows (root, or unprivileged user namespaces) the worker first makes itself
+pid 1 of private pid, mount, net, ipc and uts namespaces, turns the whole
+filesystem read-only and nodev there (programs write only to a private tmpfs),
+and drops every capability. Programs then cannot see or signal anything
+outside, have no network, and one `kill(-1)` removes every process a program
+left behind. Otherwise it falls back to a subreaper plus process-group kills.
+
+Per program (the child): new session, own directory as cwd, scrubbed
+environment, stdin /dev/null, rlimits, and for the hardened and bwrap tiers
+Landlock + seccomp. The program runs with fresh globals.
 
 Verdict protocol: the child writes a per-job secret token to a private pipe
 (fd 3) only after `exec` of the program returned normally. Exit status alone
@@ -40,7 +45,7 @@ PREIMPORTS = (
     "abc", "array", "bisect", "cmath", "collections", "collections.abc", "copy", "dataclasses", "datetime",
     "decimal", "enum", "fractions", "functools", "hashlib", "heapq", "itertools", "json", "math", "numbers",
     "operator", "random", "re", "statistics", "string", "textwrap", "typing", "unicodedata", "queue",
-    "string", "struct", "time", "traceback", "contextlib", "io", "types", "weakref", "pprint",
+    "struct", "time", "traceback", "contextlib", "io", "types", "weakref", "pprint",
 )
 
 VERDICT_FD = 3
@@ -76,6 +81,8 @@ class Worker:
         self.read_paths: list[str] = list(config.get("read_paths", []))
         self.devnull = os.open(os.devnull, os.O_RDWR)
         self.userns_per_program = False
+        self.jobs_run = 0
+        self.benign_getframe = _benign_getframe_callers()
         self.compiled: collections.OrderedDict = collections.OrderedDict()  # source -> code or SyntaxError
 
     # ------------------------------------------------------------ start-up
@@ -184,8 +191,10 @@ class Worker:
             self._layer("landlock", False, str(e))
         self._layer("seccomp", _linux.X86_64, "no sockets, processes, exec, foreign signals, ptrace, namespaces"
                     if _linux.X86_64 else "filter written for x86_64 only")
-        if self.tier == "hardened":
-            # try once in a throwaway child whether a user+net namespace can be made
+        if self.tier == "hardened" and not self.pid1:
+            # No private worker namespaces: give each program a fresh user+net namespace
+            # instead (with them it would be redundant, and it costs ~1 ms per program).
+            # Try once in a throwaway child whether one can be made.
             pid = os.fork()
             if pid == 0:
                 try:
@@ -223,7 +232,8 @@ class Worker:
         limits = job["limits"]
         code = self.compile(job["source"])
         token = secrets.token_hex(16)
-        workdir = os.path.join(self.scratch, f"p{job['id']}")
+        self.jobs_run += 1
+        workdir = os.path.join(self.scratch, f"p{self.jobs_run}")
         os.mkdir(workdir, 0o700)
         out_r, out_w = os.pipe()
         ver_r, ver_w = os.pipe()
@@ -409,6 +419,10 @@ class Worker:
             return {"status": "passed", "detail": ""}
         if report.endswith(tok) and code == 0:
             return {"status": "suspicious", "detail": "ran to the end but wrote to the verdict channel"}
+        if code == SUSPICIOUS_EXIT:
+            events = [ln[2:].decode(errors="replace") for ln in report.split(b"\n") if ln.startswith(b"S ")]
+            return {"status": "suspicious", "error_type": "Introspection",
+                    "detail": f"stopped at run-time introspection: {', '.join(events) or 'exit code 86'}"}
         if sig:
             name = signal.Signals(sig).name if sig in signal.valid_signals() else str(sig)
             if sig == signal.SIGSYS:
@@ -448,7 +462,7 @@ class Worker:
         except BaseException as e:  # noqa: BLE001 - anything here is the harness's fault
             _report("harness_error", type(e).__name__, f"sandbox setup failed: {e}")
             os._exit(70)
-        _run_program(program, token, self.tier != "process")
+        _run_program(program, token, self.tier != "process", self.benign_getframe)
 
     def _limits(self, limits: dict) -> None:
         cpu = max(1, math.ceil(limits["cpu_s"]))
@@ -482,7 +496,60 @@ def _report(status: str, error_type: str | None, message: str = "") -> None:
         pass
 
 
-def _run_program(program, token: str, permission_is_violation: bool):
+# Audit events that hand a program frames or raw memory: how a program would find the token
+# at run time, however its source is disguised. Raised from the program while the guard is
+# armed, they end it at once as `suspicious` (exit code SUSPICIOUS_EXIT).
+SUSPICIOUS_EXIT = 86
+_ALWAYS_SUSPICIOUS = frozenset({
+    "object.__getattr__",  # tb_frame, gi_frame, cr_frame, ag_frame, ...
+    "sys._current_frames", "sys.settrace", "sys.setprofile",
+    "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+})
+
+
+def _benign_getframe_callers() -> frozenset:
+    """Stdlib functions that call sys._getframe only to read a module name (namedtuple,
+    TypeVar & co, the Enum functional API); identified by code object, which a program
+    cannot fake."""
+    import enum
+    import typing
+
+    funcs = [collections.namedtuple, getattr(typing, "_caller", None), getattr(enum.EnumType, "_create_", None)]
+    return frozenset(f.__code__ for f in funcs if f is not None and hasattr(f, "__code__"))
+
+
+def _install_introspection_guard(benign: frozenset) -> list:
+    """Add an audit hook (permanent for the process) and return its on/off switch."""
+    armed, busy = [True], [False]
+    write, exit_, getframe = os.write, os._exit, sys._getframe
+
+    def hook(event: str, args: tuple) -> None:
+        if not armed[0] or busy[0]:
+            return
+        if event == "sys._getframe":
+            busy[0] = True
+            try:
+                caller = getframe(1).f_code  # who asked for a frame
+            finally:
+                busy[0] = False
+            if caller in benign:
+                return
+        elif event == "open":
+            path = args[0]
+            if not (isinstance(path, str) and path.startswith("/proc/") and path.endswith(("/mem", "/maps"))):
+                return
+        elif event not in _ALWAYS_SUSPICIOUS and not event.startswith("ctypes."):
+            return
+        try:
+            write(VERDICT_FD, f"S {event}\n".encode())
+        finally:
+            exit_(SUSPICIOUS_EXIT)
+
+    sys.addaudithook(hook)
+    return armed
+
+
+def _run_program(program, token: str, permission_is_violation: bool, benign: frozenset):
     """Exec `program` (source, code object or its compile error) in fresh globals;
     the token goes out only if exec returned."""
     out, err = sys.stdout, sys.stderr
@@ -497,9 +564,11 @@ def _run_program(program, token: str, permission_is_violation: bool):
         _report("syntax_error", type(e).__name__)
         os._exit(1)
     del program
+    guard = _install_introspection_guard(benign)
     try:
         exec(code, globals_)
     except BaseException as e:  # noqa: BLE001 - classify everything the program raised
+        gc.disable()  # no program finalizers from here on
         if isinstance(e, assertion):
             status = "failed"
         elif isinstance(e, memory):
@@ -508,10 +577,14 @@ def _run_program(program, token: str, permission_is_violation: bool):
             status = "sandbox_violation"
         else:
             status = "error"
+        # The verdict goes out first: whatever program code runs while the traceback is
+        # formatted (a hostile __str__), the report can no longer be a clean pass.
+        _report(status, type(e).__name__)
+        guard[0] = False  # the traceback module reads tb_frame itself
         try:
             tb = "".join(traceback.format_exception(type(e), e, e.__traceback__.tb_next, limit=-3))
         except BaseException:  # noqa: BLE001 - a hostile __str__
-            tb = type(e).__name__ + "\n"
+            tb = "(traceback unavailable)\n"
         try:
             out.flush()
         except BaseException:  # noqa: BLE001
@@ -520,8 +593,8 @@ def _run_program(program, token: str, permission_is_violation: bool):
             os.write(2, tb[-2000:].encode("utf-8", "replace"))
         except OSError:
             pass
-        _report(status, type(e).__name__)
         os._exit(1)
+    gc.disable()
     for stream in (out, err):
         try:
             stream.flush()

@@ -78,6 +78,27 @@ CATALOG = {
         "import gc, re, os\nfor o in gc.get_objects():\n    if isinstance(o, dict):\n"
         "        for v in list(o.values()):\n            if isinstance(v, str) and re.fullmatch('[0-9a-f]{{32}}', v):\n"
         "                print(v)\n                os.write(3, v.encode())\nos._exit(0)"),
+    # the same forgeries with no marker in the source: caught at run time by the audit-hook guard
+    "disguised_frame_walk_forge": (
+        "import sys as s, os as o\nf = getattr(s, '_get' + 'frame')()\nwhile f is not None:\n"
+        "    for value in getattr(f, 'f_' + 'locals').values():\n"
+        "        if isinstance(value, str) and len(value) == 32:\n"
+        "            o.write(3, value.encode())\n            getattr(o, '_' + 'exit')(0)\n"
+        "    f = getattr(f, 'f_' + 'back')\nreturn None"),
+    "disguised_traceback_frame_forge": (
+        "import os as o\ntry:\n    1 / 0\nexcept ZeroDivisionError as err:\n"
+        "    f = getattr(getattr(err, '__trace' + 'back__'), 'tb_' + 'frame')\n"
+        "while f is not None:\n    for value in getattr(f, 'f_' + 'locals').values():\n"
+        "        if isinstance(value, str) and len(value) == 32:\n"
+        "            o.write(3, value.encode())\n            getattr(o, '_' + 'exit')(0)\n"
+        "    f = getattr(f, 'f_' + 'back')\nreturn None"),
+    "hostile_str_forges_after_failing": (
+        "import sys as s, os as o\nclass Boom(Exception):\n    def __str__(self):\n"
+        "        f = getattr(s, '_get' + 'frame')()\n        while f is not None:\n"
+        "            for value in getattr(f, 'f_' + 'locals').values():\n"
+        "                if isinstance(value, str) and len(value) == 32:\n"
+        "                    o.write(3, value.encode())\n                    getattr(o, '_' + 'exit')(0)\n"
+        "            f = getattr(f, 'f_' + 'back')\n        return 'boom'\nraise Boom()"),
     "always_equal_object": ("class AlwaysEqual:\n    def __eq__(self, other):\n        return True\n"
                             "    __hash__ = object.__hash__\nreturn AlwaysEqual()"),
     "forge_verdict_json": "import os\nos.write(3, b'{{\"status\": \"passed\"}}\\n')\nos._exit(0)",
@@ -272,7 +293,9 @@ def test_expected_statuses(catalog_run):
     assert v["infinite_loop"] == v["ignore_sigterm_sigalrm_sleep"] == v["raise_own_cpu_limit"] == "timeout"
     assert v["flood_stdout"] == "output_limit"
     assert v["huge_allocation"] == "out_of_memory"
-    assert v["walk_frames_to_forge_pass"] in ("suspicious", "error")  # token found -> flagged, never passed
+    assert v["walk_frames_to_forge_pass"] == "suspicious"
+    assert v["disguised_frame_walk_forge"] == v["disguised_traceback_frame_forge"] == "suspicious"
+    assert v["hostile_str_forges_after_failing"] == "suspicious"  # its verdict went out before __str__ ran
     assert v["always_equal_object"] == "suspicious"
     for name in ("sys_exit_0", "exit_builtin", "raise_systemexit_0", "os_exit_0", "forge_verdict_json"):
         assert v[name] == "error", (name, v[name])
