@@ -50,9 +50,8 @@ class RowWatch:
         return first_stop(self._new_text(tokens, start, end), self.stops) is not None
 
     def _finish(self, tokens: Sequence[int], count: int, reason: str) -> Finish:
-        raw = self.tokenizer.decode_completion(self.prompt_ids, list(tokens[:count]))
-        if reason == "eos":
-            raw = self.tokenizer.decode_completion(self.prompt_ids, list(tokens[: count - 1]))
+        text_tokens = tokens[: count - 1] if reason == "eos" else tokens[:count]  # EOS has no text
+        raw = self.tokenizer.decode_completion(self.prompt_ids, list(text_tokens))
         cut = first_stop(raw, self.stops) if reason == "stop" else None
         return Finish(count, raw, raw if cut is None else raw[:cut], reason)
 

@@ -27,11 +27,12 @@ class HFCausalLM(nn.Module):
         self.model = model
         self.cache = None
         self.slot_pos: torch.Tensor | None = None  # (B, S) position held by each cache slot, -1 = dead
+        self.masked: bool | None = None  # whether any live row has dead slots (None: not known yet)
 
     def setup_cache(self, max_batch_size: int, max_seq_len: int) -> None:
         from transformers import DynamicCache
 
-        self.cache, self.slot_pos = DynamicCache(), None
+        self.cache, self.slot_pos, self.masked = DynamicCache(), None, None
 
     def reorder_cache(self, index: torch.LongTensor) -> None:
         self.cache.reorder_cache(index)
@@ -47,9 +48,15 @@ class HFCausalLM(nn.Module):
         if self.slot_pos is None:
             self.slot_pos = positions
         else:  # slots at or past the first new position are superseded
+            if self.masked is None:  # first step after the prefill: were some prompts right-padded? (one sync)
+                self.masked = bool((start_pos < self.slot_pos.shape[1]).any())
             old = self.slot_pos.masked_fill(self.slot_pos >= start_pos[:, None], -1)
             self.slot_pos = torch.cat([old, positions], 1)
-        out = self.model(input_ids=tokens, attention_mask=(self.slot_pos >= 0).long(), position_ids=positions,
+        # Without padding every live slot is valid: no mask lets attention take its unmasked path
+        # (~20% faster on CPU). Rows the Generator has frozen re-feed one position, leaving dead
+        # duplicates, but a frozen row's output is ignored.
+        mask = (self.slot_pos >= 0).long() if self.masked else None
+        out = self.model(input_ids=tokens, attention_mask=mask, position_ids=positions,
                          past_key_values=self.cache, use_cache=True)
         self.cache = out.past_key_values
         return self._select(out.logits[:, :, None], logits_at)
