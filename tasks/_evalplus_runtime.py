@@ -10,7 +10,7 @@ an import the solution forgot. The comparison follows EvalPlus
   digit_distance_nums, set_eq, not_none);
 - floats: when `atol` is 0 and an expected value is a float or a non-empty
   list/tuple of floats, `atol` becomes 1e-6 and stays so for later inputs (as
-  in EvalPlus); a non-equal output then passes when it has the expected type
+  in EvalPlus, within the base or the plus inputs); a non-equal output then passes when it has the expected type
   (and length) and is elementwise within `atol + 1e-7 * |expected|`
   (`np.allclose(out, exp, rtol=1e-07, atol=atol)` without numpy);
 - expected outputs too large to embed are a `_EpDigest` of a canonical form
@@ -181,18 +181,21 @@ def _ep_show(value):
 
 
 def _ep_check(candidate, payload, atol, oracle):
-    """Call `candidate` on every input of the payload `[inputs, expected]`; AssertionError on a mismatch."""
-    inputs, expected = _ep_decode(payload)
-    for i, (args, exp) in enumerate(zip(inputs, expected)):
-        sink = _EpSink()
-        with _ep_contextlib.redirect_stdout(sink), _ep_contextlib.redirect_stderr(sink):
-            out = candidate(*args)
-        try:
-            if oracle == "find_zero":
-                passed = abs(_ep_poly(*args, out)) <= atol
-            else:
-                passed, atol = _ep_same(out, exp, args, atol, oracle)
-        except Exception:  # noqa: BLE001 - EvalPlus counts a failing comparison as a mismatch
-            passed = False
-        if not passed:
-            raise AssertionError(f"input {i + 1} of {len(inputs)}: expected {_ep_show(exp)}, got {_ep_show(out)}")
+    """Call `candidate` on every input of the payload, a list of `[inputs, expected]` groups (base, then
+    plus), each starting from the problem's `atol` as EvalPlus checks them; AssertionError on a mismatch."""
+    for group, (inputs, expected) in enumerate(_ep_decode(payload)):
+        tolerance = atol
+        for i, (args, exp) in enumerate(zip(inputs, expected)):
+            sink = _EpSink()
+            with _ep_contextlib.redirect_stdout(sink), _ep_contextlib.redirect_stderr(sink):
+                out = candidate(*args)
+            try:
+                if oracle == "find_zero":
+                    passed = abs(_ep_poly(*args, out)) <= tolerance
+                else:
+                    passed, tolerance = _ep_same(out, exp, args, tolerance, oracle)
+            except Exception:  # noqa: BLE001 - EvalPlus counts a failing comparison as a mismatch
+                passed = False
+            if not passed:
+                raise AssertionError(f"{('base', 'plus')[group]} input {i + 1} of {len(inputs)}: "
+                                     f"expected {_ep_show(exp)}, got {_ep_show(out)}")

@@ -8,8 +8,9 @@ and CACHE_FORMAT. Each test program is `prompt + completion`, then the checks
 of tasks/_evalplus_runtime.py, then one call comparing the entry point's
 outputs with the embedded expected ones (comparison rules: see that module).
 
-Suites: "base" runs the original inputs, "plus" runs base + plus inputs, so
-the plus verdict alone is EvalPlus's "base + extra tests" verdict.
+Suites: "base" runs the original inputs, "plus" runs the base and then the plus
+inputs (each group from the problem's atol, as EvalPlus checks them), so the
+plus verdict alone is EvalPlus's "base + extra tests" verdict.
 
 Prompts: humaneval-plus is HumanEval's prompt with the Codex stop sequences
 (the harness's HumanEval protocol, so the two scores are comparable);
@@ -41,7 +42,7 @@ from .mbpp import BIGCODE_STOP, MBPP_TIMEOUT_S
 HUMANEVAL_PLUS_FILE = "evalplus/HumanEvalPlus-v0.1.10.jsonl.gz"
 MBPP_PLUS_FILE = "evalplus/MbppPlus-v0.2.0.jsonl.gz"
 CACHE_DIR_ENV = "EVALHARNESS_CACHE_DIR"
-CACHE_FORMAT = 1  # bump when the stored expected outputs change meaning
+CACHE_FORMAT = 2  # bump when the stored expected outputs change meaning
 TIME_FACTOR = 4.0
 INLINE_LIMIT = 1 << 16  # expected outputs bigger than this (about, in JSON chars) are checked by digest
 RUNTIME_SOURCE = (Path(__file__).parent / "_evalplus_runtime.py").read_text(encoding="utf-8")
@@ -111,13 +112,13 @@ class EvalPlusTask(Task):
         return self._memo[key]
 
     def _payloads(self, problem: Problem) -> dict[str, str]:
-        """The `[inputs, expected]` JSON of each suite as a Python string literal (built once per problem)."""
+        """Each suite's `[[inputs, expected], ...]` JSON as a Python string literal (built once per problem)."""
         cached = self._memo.get(("payload", problem.task_id))
         if cached is None:
             inputs, expected = self.inputs(problem), self.expected()[problem.task_id]
             base = [[encode(a) for a in inputs["base"]], expected["base"]]
-            plus = [base[0] + [encode(a) for a in inputs["plus"]], expected["base"] + expected["plus"]]
-            cached = {"base": repr(json.dumps(base)), "plus": repr(json.dumps(plus))}
+            plus = [[encode(a) for a in inputs["plus"]], expected["plus"]]
+            cached = {"base": repr(json.dumps([base])), "plus": repr(json.dumps([base, plus]))}
             self._memo[("payload", problem.task_id)] = cached
         return cached
 
@@ -301,10 +302,10 @@ def _reference_worker() -> None:
             fn = namespace[job["entry_point"]]
         except Exception as e:  # noqa: BLE001
             sys.exit(f"{job['task_id']}: the reference solution does not load: {type(e).__name__}: {e}")
-        atol, oracle = job["atol"], job["oracle"]
+        oracle = job["oracle"]
         entry = {"cpu_s": {}}
         for suite in ("base", "plus"):
-            encoded, seconds = [], 0.0
+            encoded, seconds, atol = [], 0.0, job["atol"]
             for i, args in enumerate(job["inputs"][suite]):
                 args = copy.deepcopy(args)
                 sink = rt._EpSink()

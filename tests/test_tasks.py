@@ -173,9 +173,10 @@ def test_evalplus_programs_end_with_the_checks(loaded):
         assert source.startswith(problem.prompt + "COMPLETION\n")
         last = source.rstrip("\n").splitlines()[-1]
         assert last.startswith("_ep_check(has_close_elements, ") and last.endswith(", atol=0, oracle='')")
-        inputs, expected = _ep_decode(eval(last[len("_ep_check(has_close_elements, "):].split(", atol=")[0]))
-        n_base = len(problem.data["base_input"])
-        assert len(inputs) == len(expected) == n_base + (len(problem.data["plus_input"]) if suite == "plus" else 0)
+        groups = _ep_decode(eval(last[len("_ep_check(has_close_elements, "):].split(", atol=")[0]))
+        assert [len(inputs) for inputs, _ in groups] == [len(expected) for _, expected in groups] == (
+            [len(problem.data["base_input"])] + ([len(problem.data["plus_input"])] if suite == "plus" else []))
+        assert groups[0][1][0] is True and groups[-1][1][-1] is (suite == "base")
     assert task.timeout_for(problem, "base") == 3.0 and task.timeout_for(problem, "plus") == 21.0
 
 
