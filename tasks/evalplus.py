@@ -52,8 +52,7 @@ _FIELDS = {"task_id": str, "prompt": str, "entry_point": str, "canonical_solutio
 _RELEASES = "https://github.com/evalplus/{}_release/releases"
 
 # EvalPlus's special oracles (evalplus/eval/_special_oracle.py), by MBPP+ entry point.
-_MBPP_ORACLES = {"are_equivalent": "are_equivalent", "sum_div": "sum_div", "surface_Area": "surface_Area",
-                 "digit_distance_nums": "digit_distance_nums"}
+_MBPP_ORACLES = {"are_equivalent", "sum_div", "surface_Area", "digit_distance_nums"}  # named after the entry point
 _MBPP_SET_EQ = {"similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly",
                 "larg_nnum", "intersection_array", "find_dissimilar", "Diff"}
 _MBPP_NOT_NONE = {"check_str", "text_match_three", "text_starta_endb"}
@@ -76,11 +75,13 @@ class EvalPlusTask(Task):
                 for suite, payload in self._payloads(problem).items()}
 
     def timeout_for(self, problem: Problem, suite: str) -> float:
+        """max(task timeout, 4 x the reference's CPU seconds on the suite's inputs + 1 s)."""
         cpu = self.expected()[problem.task_id]["cpu_s"]
         seconds = cpu["base"] + (cpu["plus"] if suite == "plus" else 0.0)
         return max(self.timeout_s, round(TIME_FACTOR * seconds + 1.0, 1))
 
     def oracle(self, problem: Problem) -> str:
+        """EvalPlus's special comparison for this problem, "" for plain equality."""
         name = problem.entry_point or ""
         if self.dataset == "humaneval":
             return "find_zero" if name == "find_zero" else ""
@@ -88,7 +89,7 @@ class EvalPlusTask(Task):
             return "set_eq"
         if name in _MBPP_NOT_NONE:
             return "not_none"
-        return _MBPP_ORACLES.get(name, "")
+        return name if name in _MBPP_ORACLES else ""
 
     def inputs(self, problem: Problem) -> dict[str, list]:
         """The suite's argument lists, as the entry point receives them."""
