@@ -60,54 +60,44 @@ def _bwrap_binary() -> str | None:
         return None
 
 
-def _probe_hardened() -> tuple[bool, str]:
-    """Fork a child that installs Landlock and seccomp and checks that fork is refused."""
-    from . import _linux
-
+_HARDENED_PROBE = """
+import os, sys, types
+pkg = types.ModuleType("sandboxes"); pkg.__path__ = [sys.argv[1]]; sys.modules["sandboxes"] = pkg
+from sandboxes import _linux
+abi = _linux.landlock_abi()
+pid = os.fork()
+if pid == 0:
     try:
-        abi = _linux.landlock_abi()
-    except OSError as e:
-        return False, f"Landlock unavailable: {e.strerror or e}"
-    if not _linux.X86_64:
-        return False, "seccomp filter written for x86_64 only"
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the probe child
-        try:
-            os.close(r)
-            _linux.landlock_restrict(abi, [], [], [])
-            _linux.seccomp_install(os.getpid())
-            try:
-                os.fork()
-                os.write(w, b"fork allowed")
-            except PermissionError:
-                os.write(w, b"ok")
-        except BaseException as e:  # noqa: BLE001
-            os.write(w, f"{type(e).__name__}: {e}".encode()[:200])
+        _linux.unshare(_linux.CLONE_NEWUSER | _linux.CLONE_NEWNET)
         os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        msg = f.read().decode(errors="replace")
-    os.waitpid(pid, 0)
-    if msg != "ok":
-        return False, f"Landlock/seccomp probe failed: {msg or 'no answer'}"
-    userns = _can_unshare_userns()
+    except OSError:
+        os._exit(1)
+userns = os.waitpid(pid, 0)[1] == 0
+_linux.landlock_restrict(abi, [], [], [])
+_linux.seccomp_install(os.getpid())
+try:
+    os.fork()
+    print("fork allowed")
+except PermissionError:
+    print(f"ok {abi} {int(userns)}")
+"""
+
+
+def _probe_hardened() -> tuple[bool, str]:
+    """In a throwaway interpreter (never fork the caller, it may run threads): install Landlock
+    and seccomp, and check that fork is then refused."""
+    cmd = [sys.executable, "-I", "-c", _HARDENED_PROBE, os.path.join(_PKG_PARENT, "sandboxes")]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env={}, cwd="/")
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, f"probe failed to run: {e}"
+    words = done.stdout.split()
+    if not words or words[0] != "ok":
+        err = (done.stderr.strip().splitlines() or [done.stdout.strip() or "no answer"])[-1]
+        return False, f"Landlock/seccomp unavailable: {err}"
+    abi, userns = words[1], words[2] == "1"
     return True, f"Landlock ABI {abi}, seccomp fork block verified, user+net namespaces: " + (
         "yes" if userns else "no (refused here)")
-
-
-def _can_unshare_userns() -> bool:
-    from . import _linux
-
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover
-        try:
-            _linux.unshare(_linux.CLONE_NEWUSER | _linux.CLONE_NEWNET)
-            os._exit(0)
-        except BaseException:  # noqa: BLE001
-            os._exit(1)
-    _, status = os.waitpid(pid, 0)
-    return status == 0
 
 
 def _probe_bwrap() -> tuple[bool, str]:
@@ -125,16 +115,19 @@ def _probe_bwrap() -> tuple[bool, str]:
     return True, f"{binary}: uid 65534, no network, empty environment, runtime read-only"
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=None)
+def probe_tier(tier: str) -> tuple[bool, str]:
+    """(ok, reason) for one isolation tier on this machine; probed once per process."""
+    if sys.platform != "linux":
+        return False, "Linux only"
+    if tier == "process":
+        return True, "fork per program + rlimits + session + private dir"
+    return {"hardened": _probe_hardened, "bwrap": _probe_bwrap}[tier]()
+
+
 def probe_tiers() -> dict[str, tuple[bool, str]]:
     """Which isolation tiers this machine can run: {tier: (ok, reason)}."""
-    if sys.platform != "linux":
-        return {t: (False, "Linux only") for t in TIERS}
-    return {
-        "process": (True, "fork per program + rlimits + session + private dir"),
-        "hardened": _probe_hardened(),
-        "bwrap": _probe_bwrap(),
-    }
+    return {t: probe_tier(t) for t in TIERS}
 
 
 def _runtime_read_paths() -> list[str]:
@@ -216,23 +209,23 @@ class SandboxPool:
 
     def __init__(self, workers: int | None = None, tier: str = "auto"):
         self.workers = max(1, workers or os.cpu_count() or 1)
-        probes = probe_tiers()
         if tier == "auto":
-            tier = "hardened" if probes["hardened"][0] else "process"
+            tier = "hardened" if probe_tier("hardened")[0] else "process"
         elif tier not in TIERS:
             raise SandboxUnavailable(f"unknown sandbox tier {tier!r}; choose auto, {', '.join(TIERS)}")
-        elif not probes[tier][0]:
-            raise SandboxUnavailable(f"sandbox tier {tier!r} is not available here: {probes[tier][1]}")
+        elif not probe_tier(tier)[0]:
+            raise SandboxUnavailable(f"sandbox tier {tier!r} is not available here: {probe_tier(tier)[1]}")
         self.tier = tier
         self.respawns = 0
-        self._probes = probes
         self._read_paths = _runtime_read_paths() if tier != "process" else []
         self._pool: list[_Worker] = []
+        started: list[_Worker] = []
         try:
-            started = [self._start() for _ in range(self.workers)]
+            for _ in range(self.workers):
+                started.append(self._start())
             self._pool = [self._await_ready(w) for w in started]
         except BaseException:
-            for w in started if "started" in locals() else []:
+            for w in started:
                 self._stop(w, graceful=False)
             raise
 
@@ -465,11 +458,11 @@ class SandboxPool:
         }
         layers.update(self._pool[0].layers if self._pool else {})
         if self.tier == "bwrap":
-            layers["bubblewrap"] = {"active": True, "reason": self._probes["bwrap"][1]}
+            layers["bubblewrap"] = {"active": True, "reason": probe_tier("bwrap")[1]}
         return {
             "tier": self.tier,
             "workers": len(self._pool),
-            "tiers": {name: {"available": ok, "reason": reason} for name, (ok, reason) in self._probes.items()},
+            "tiers": {name: {"available": ok, "reason": reason} for name, (ok, reason) in probe_tiers().items()},
             "layers": {k: v["reason"] for k, v in layers.items() if v["active"]},
             "missing": {k: v["reason"] for k, v in layers.items() if not v["active"]},
             "python": sys.executable,
