@@ -68,7 +68,8 @@ class Generator:
         left = {i: r.n for i, r in enumerate(requests)}
         for i in [i for i, r in enumerate(requests) if r.n == 0]:
             yield i, results.pop(i)
-        rows = [(i, s) for i, r in enumerate(requests) for s in range(r.n)]
+        by_length = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt))  # less padding per chunk
+        rows = [(i, s) for i in by_length for s in range(requests[i].n)]
         for start in range(0, len(rows), batch_size):
             for (i, s), completion in self._decode_chunk(rows[start:start + batch_size], requests, settings):
                 results[i][s] = completion
