@@ -25,8 +25,9 @@ def read_rows(path):
 
 def test_human_eval_toy_example_gives_half(shared_data, tmp_path):
     out = tmp_path / "run"
+    # --timeout 1: the sample that sleeps 10 s still times out (wall cap 2*cpu+1), twice as fast
     r = cli("execute", shared_data / "human-eval/example_samples.jsonl", "--task", "humaneval",
-            "--problems", shared_data / "human-eval/example_problem.jsonl", "--out", out, "--quiet")
+            "--problems", shared_data / "human-eval/example_problem.jsonl", "--out", out, "--quiet", "--timeout", "1")
     assert r.returncode == 0, r.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["pass_at_k"]["pass@1"]["estimate"] == pytest.approx(0.5)
@@ -97,7 +98,9 @@ def test_bad_input_is_one_line_exit_2_and_nothing_overwritten(tmp_path, case, sh
     elif case == "unknown_task":
         args[3] = "humanevil"
     elif case == "other_task_run":
-        toy = cli("execute", shared_data / "human-eval/example_samples.jsonl", "--task", "humaneval",
+        other = tmp_path / "other.jsonl"
+        other.write_text(json.dumps({"task_id": "test/0", "completion": "    return 1"}) + "\n")
+        toy = cli("execute", other, "--task", "humaneval",
                   "--problems", shared_data / "human-eval/example_problem.jsonl", "--out", tmp_path / "run", "--quiet")
         assert toy.returncode == 0, toy.stderr
     before = {p.name: p.read_bytes() for p in (tmp_path / "run").glob("*")} if (tmp_path / "run").exists() else {}
