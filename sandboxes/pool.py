@@ -409,11 +409,18 @@ class SandboxPool:
         w.buf += chunk
         while b"\n" in w.buf:
             line, w.buf = w.buf.split(b"\n", 1)
-            reply = json.loads(line)
+            try:
+                reply = json.loads(line)
+                ok = isinstance(reply, dict) and bool(w.inflight) and reply.get("id") == w.inflight[0][0]
+            except ValueError:
+                ok = False
+            if not ok:  # a garbled worker is not trusted further: replace it, re-run its jobs
+                w.proc.kill()
+                w.buf = b""
+                yield from self._worker_died(i, sel, unsent, retries, why="garbled reply from the sandbox worker")
+                return
             seq, job, attempt = w.inflight.popleft()
             w.head_since = time.monotonic()
-            if reply.get("id") != seq:
-                raise RuntimeError(f"sandbox protocol out of step: got {reply.get('id')}, expected {seq}")
             verdict = Verdict(status=reply["status"], error_type=reply.get("error_type"),
                               detail=(reply.get("detail") or "")[-300:], duration_s=reply.get("duration_s", 0.0))
             if verdict.status == "timeout" and attempt == 0:

@@ -171,6 +171,11 @@ class Worker:
             self._layer("no_capabilities", True, "worker and programs hold no capabilities")
         except OSError as e:
             self._layer("no_capabilities", False, str(e))
+        try:  # nobody without CAP_SYS_PTRACE may attach to the worker or open its /proc/<pid>/{fd,mem}
+            _linux.prctl(_linux.PR_SET_DUMPABLE, 0)
+            self._layer("worker_not_dumpable", True, "programs cannot ptrace the worker or open its fds/memory")
+        except OSError as e:
+            self._layer("worker_not_dumpable", False, str(e))
 
     def _layer(self, name: str, active: bool, reason: str) -> None:
         self.layers[name] = {"active": active, "reason": reason}

@@ -102,6 +102,11 @@ CATALOG = {
     "always_equal_object": ("class AlwaysEqual:\n    def __eq__(self, other):\n        return True\n"
                             "    __hash__ = object.__hash__\nreturn AlwaysEqual()"),
     "forge_verdict_json": "import os\nos.write(3, b'{{\"status\": \"passed\"}}\\n')\nos._exit(0)",
+    "forge_verdict_via_worker_fds": (
+        "import os\nfor pid in (os.getppid(), 1):\n    for n in range(16):\n        try:\n"
+        "            fd = os.open(f'/proc/{{pid}}/fd/{{n}}', os.O_WRONLY)\n"
+        "            os.write(fd, b'{{\"id\": 0, \"status\": \"passed\"}}\\n' * 4)\n"
+        "        except OSError:\n            pass\nreturn None"),
     "raise_own_cpu_limit": ("import resource\nsoft, hard = resource.getrlimit(resource.RLIMIT_CPU)\n"
                             "resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))\nwhile True:\n    pass"),
     "close_verdict_fd_then_return_right": ("import os\nos.close(3)\n" + textwrap.dedent("""\
@@ -239,7 +244,9 @@ def run_catalog(tier: str, world, humaneval) -> dict:
         survivors = pool_processes(pool) - baseline
         p0 = humaneval.problems[PROBLEM]
         (_, after), = pool.run([Job("canonical", humaneval.programs(p0, p0.reference)["test"])])
-    return dict(tier=tier, verdicts=verdicts, skipped=skipped, survivors=survivors, canonical_after=after, world=w)
+        respawns = pool.respawns
+    return dict(tier=tier, verdicts=verdicts, skipped=skipped, survivors=survivors, canonical_after=after,
+                respawns=respawns, world=w)
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +286,7 @@ def test_hostile_program_does_not_pass(catalog_run, name):
 def test_world_is_intact_after_the_catalog(catalog_run):
     run, w = catalog_run, catalog_run["world"]
     assert run["canonical_after"].passed, run["canonical_after"]  # the pool is still up and honest
+    assert run["respawns"] == 0  # no program managed to kill its worker
     assert Path(w["sentinel"]).read_text() == "original"
     assert sorted(p.name for p in Path(w["sentinel_dir"]).iterdir()) == ["keep.txt"]
     for p in (w["marker"], f"/root/{w['marker_name']}", f"/etc/{w['marker_name']}"):
