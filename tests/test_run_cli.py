@@ -151,3 +151,16 @@ def test_torchrun_two_processes_equal_a_single_process_run(tiny, whole, tmp_path
     assert dist.returncode == 0, dist.stderr[-3000:]
     assert not list((tmp_path / "dist").glob("samples.rank*.jsonl"))  # merged into samples.jsonl
     assert_same_run(tmp_path / "dist", whole)
+
+
+def test_generate_then_execute_scores_like_run(tiny, whole, tmp_path):
+    gen = cli(["generate", *run_args(tiny, "humaneval", tmp_path / "gen", *BASE)[1:]])
+    assert gen.returncode == 0, gen.stderr
+    assert not (tmp_path / "gen/results.jsonl").exists()
+    assert by_key(rows(tmp_path / "gen/samples.jsonl")) == by_key(rows(whole / "samples.jsonl"))
+    ex = cli(["execute", str(tmp_path / "gen/samples.jsonl"), "--task", "humaneval", "--limit", "5",
+              "--out", str(tmp_path / "exec"), "--quiet"])
+    assert ex.returncode == 0, ex.stderr
+    report = json.loads((tmp_path / "exec/report.json").read_text())
+    assert report["pass_at_k"]["pass@1"]["estimate"] == json.loads(
+        (whole / "report.json").read_text())["pass_at_k"]["pass@1"]["estimate"]
