@@ -556,57 +556,64 @@ def _install_introspection_guard(benign: frozenset) -> list:
 
 def _run_program(program, token: str, permission_is_violation: bool, benign: frozenset):
     """Exec `program` (source, code object or its compile error) in fresh globals;
-    the token goes out only if exec returned."""
-    out, err = sys.stdout, sys.stderr
+    the token goes out only if exec returned.
+
+    The program can rebind anything global (os._exit, os.write, this module's functions,
+    builtins), so everything used after exec is bound to locals first; every path ends in
+    the real _exit."""
+    write, exit_, disable_gc, dumps = os.write, os._exit, gc.disable, json.dumps
+    format_exception, is_instance, type_ = traceback.format_exception, isinstance, type
     assertion, memory, permission = AssertionError, MemoryError, PermissionError
+    out, err = sys.stdout, sys.stderr
+
+    def report(status: str, error_type: str) -> None:
+        try:
+            write(VERDICT_FD, (dumps({"status": status, "error_type": error_type}) + "\n").encode())
+        except BaseException:  # noqa: BLE001 - a rebound json or a closed fd: no report, no pass
+            pass
+
     globals_ = {"__name__": "__main__", "__builtins__": builtins}
     try:
-        code = compile(program, "<program>", "exec", dont_inherit=True) if isinstance(program, str) else program
-        if isinstance(code, BaseException):
+        code = compile(program, "<program>", "exec", dont_inherit=True) if is_instance(program, str) else program
+        if is_instance(code, BaseException):
             raise code
     except (SyntaxError, ValueError) as e:
-        os.write(2, "".join(traceback.format_exception_only(type(e), e)).encode("utf-8", "replace"))
-        _report("syntax_error", type(e).__name__)
-        os._exit(1)
+        write(2, "".join(traceback.format_exception_only(type_(e), e)).encode("utf-8", "replace"))
+        report("syntax_error", type_(e).__name__)
+        exit_(1)
     del program
     guard = _install_introspection_guard(benign)
     try:
         exec(code, globals_)
     except BaseException as e:  # noqa: BLE001 - classify everything the program raised
-        gc.disable()  # no program finalizers from here on
-        if isinstance(e, assertion):
-            status = "failed"
-        elif isinstance(e, memory):
-            status = "out_of_memory"
-        elif isinstance(e, permission) and permission_is_violation:
-            status = "sandbox_violation"
-        else:
-            status = "error"
-        # The verdict goes out first: whatever program code runs while the traceback is
-        # formatted (a hostile __str__), the report can no longer be a clean pass.
-        _report(status, type(e).__name__)
-        guard[0] = False  # the traceback module reads tb_frame itself
         try:
-            tb = "".join(traceback.format_exception(type(e), e, e.__traceback__.tb_next, limit=-3))
-        except BaseException:  # noqa: BLE001 - a hostile __str__
-            tb = "(traceback unavailable)\n"
-        try:
+            disable_gc()  # no program finalizers from here on
+            if is_instance(e, assertion):
+                status = "failed"
+            elif is_instance(e, memory):
+                status = "out_of_memory"
+            elif is_instance(e, permission) and permission_is_violation:
+                status = "sandbox_violation"
+            else:
+                status = "error"
+            # The verdict goes out first: whatever program code runs while the traceback is
+            # formatted (a hostile __str__), the report can no longer be a clean pass.
+            report(status, type_(e).__name__)
+            guard[0] = False  # the traceback module reads tb_frame itself
+            tb = "".join(format_exception(type_(e), e, e.__traceback__.tb_next, limit=-3))
             out.flush()
-        except BaseException:  # noqa: BLE001
+            write(2, tb[-2000:].encode("utf-8", "replace"))
+        except BaseException:  # noqa: BLE001 - hostile __str__, rebound modules, closed fds
             pass
-        try:
-            os.write(2, tb[-2000:].encode("utf-8", "replace"))
-        except OSError:
-            pass
-        os._exit(1)
-    gc.disable()
-    for stream in (out, err):
-        try:
-            stream.flush()
-        except BaseException:  # noqa: BLE001
-            pass
-    os.write(VERDICT_FD, token.encode())
-    os._exit(0)
+        exit_(1)
+    try:
+        disable_gc()
+        out.flush()
+        err.flush()
+    except BaseException:  # noqa: BLE001
+        pass
+    write(VERDICT_FD, token.encode())
+    exit_(0)
 
 
 def main() -> None:

@@ -107,6 +107,14 @@ CATALOG = {
         "            fd = os.open(f'/proc/{{pid}}/fd/{{n}}', os.O_WRONLY)\n"
         "            os.write(fd, b'{{\"id\": 0, \"status\": \"passed\"}}\\n' * 4)\n"
         "        except OSError:\n            pass\nreturn None"),
+    "rebind_exit_and_report_then_fail": (
+        "import os, sys, builtins, json, traceback\n"
+        "for mod in [m for name, m in list(sys.modules.items()) if name.startswith('sandboxes')]:\n"
+        "    for name in ('_report', '_install_introspection_guard'):\n"
+        "        if hasattr(mod, name):\n            setattr(mod, name, lambda *a, **k: [True])\n"
+        "setattr(os, '_ex' + 'it', lambda code: None)\n"
+        "setattr(json, 'dumps', lambda *a, **k: '')\nsetattr(traceback, 'format_exception', lambda *a, **k: [])\n"
+        "setattr(builtins, 'isinstance', lambda *a: False)\nraise AssertionError('wrong')"),
     "raise_own_cpu_limit": ("import resource\nsoft, hard = resource.getrlimit(resource.RLIMIT_CPU)\n"
                             "resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))\nwhile True:\n    pass"),
     "close_verdict_fd_then_return_right": ("import os\nos.close(3)\n" + textwrap.dedent("""\
@@ -304,6 +312,7 @@ def test_expected_statuses(catalog_run):
     assert v["walk_frames_to_forge_pass"] == "suspicious"
     assert v["disguised_frame_walk_forge"] == v["disguised_traceback_frame_forge"] == "suspicious"
     assert v["hostile_str_forges_after_failing"] == "suspicious"  # its verdict went out before __str__ ran
+    assert v["rebind_exit_and_report_then_fail"] == "failed"  # the runner kept its own os._exit, isinstance...
     assert v["always_equal_object"] == "suspicious"
     for name in ("sys_exit_0", "exit_builtin", "raise_systemexit_0", "os_exit_0", "forge_verdict_json"):
         assert v[name] == "error", (name, v[name])
