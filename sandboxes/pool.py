@@ -239,7 +239,8 @@ class SandboxPool:
         config = self._worker_config()
         if self.tier == "bwrap":
             boot = _BOOT.format(pkg="/opt/evalharness/sandboxes")
-            return _bwrap_prefix(_bwrap_binary(), self._read_paths) + [sys.executable, "-I", "-c", boot, json.dumps(config)], {}
+            cmd = _bwrap_prefix(_bwrap_binary(), self._read_paths)
+            return cmd + [sys.executable, "-I", "-c", boot, json.dumps(config)], {}
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
         boot = _BOOT.format(pkg=os.path.join(_PKG_PARENT, "sandboxes"))
         return [sys.executable, "-I", "-c", boot, json.dumps(config)], env
@@ -304,25 +305,31 @@ class SandboxPool:
         wake_r, wake_w = os.pipe()
         stop = threading.Event()
 
+        def put(item) -> bool:
+            """Hand one item over unless the consumer has gone; wake the selector."""
+            while not stop.is_set():
+                try:
+                    feed.put(item, timeout=0.2)
+                    os.write(wake_w, b"j")
+                    return True
+                except queue.Full:
+                    continue
+                except OSError:  # the selector side is closed: the run is over
+                    return False
+            return False
+
         def feeder() -> None:
+            # The feeder owns wake_w and closes it itself: it may sit in the caller's
+            # generator long after run() returned, and must never write to a reused fd.
             try:
                 for job in jobs:
-                    while not stop.is_set():
-                        try:
-                            feed.put(job, timeout=0.2)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if not put(job):
                         return
-                    os.write(wake_w, b"j")
-                feed.put(_END)
+                put(_END)
             except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
-                feed.put(e)
-            try:
-                os.write(wake_w, b"e")
-            except OSError:
-                pass
+                put(e)
+            finally:
+                os.close(wake_w)
 
         thread = threading.Thread(target=feeder, name="sandbox-feeder", daemon=True)
         thread.start()
@@ -377,7 +384,6 @@ class SandboxPool:
             stop.set()
             sel.close()
             os.close(wake_r)
-            os.close(wake_w)
             for i, w in enumerate(self._pool):
                 if w.inflight:  # abandoned mid-run: their verdicts must not leak into a later run
                     w.inflight.clear()

@@ -234,3 +234,16 @@ def test_process_tier_programs_hold_no_capabilities_and_private_namespaces():
         (_, verdict), = pool.run([Job("caps", src)])
     # it ran to the end; reading /proc/ is itself a forgery marker, so the pass is only "suspicious"
     assert verdict.status == "suspicious" and verdict.detail == "passed, but uses /proc/", verdict
+
+
+def test_a_failing_job_source_raises_and_an_abandoned_run_leaves_the_pool_clean(pool):
+    def broken():
+        yield Job("a", "assert True\n")
+        raise ValueError("model crashed")
+
+    with pytest.raises(ValueError, match="model crashed"):
+        list(pool.run(broken()))
+    for key, verdict in pool.run(Job(i, "import time\ntime.sleep(0.2)\n") for i in range(20)):
+        break  # abandon the run with jobs still in flight
+    verdicts = run_all(pool, [Job("after", "assert 1 + 1 == 2\n"), Job("after-fail", "assert False\n")])
+    assert verdicts["after"].passed and verdicts["after-fail"].status == "failed"
