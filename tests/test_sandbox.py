@@ -247,3 +247,17 @@ def test_a_failing_job_source_raises_and_an_abandoned_run_leaves_the_pool_clean(
         break  # abandon the run with jobs still in flight
     verdicts = run_all(pool, [Job("after", "assert 1 + 1 == 2\n"), Job("after-fail", "assert False\n")])
     assert verdicts["after"].passed and verdicts["after-fail"].status == "failed"
+
+
+def test_auto_falls_back_and_an_unavailable_tier_says_why(monkeypatch):
+    import sandboxes.pool as pool_module
+
+    real = pool_module.probe_tier
+    fake = {"hardened": (False, "Landlock unavailable: kernel too old"), "bwrap": (False, "bubblewrap not found")}
+    monkeypatch.setattr(pool_module, "probe_tier", lambda tier: fake.get(tier) or real(tier))
+    with pytest.raises(SandboxUnavailable, match="'hardened' is not available here: Landlock unavailable"):
+        SandboxPool(tier="hardened")
+    with SandboxPool(workers=1, tier="auto") as pool:
+        assert pool.tier == "process"
+        (_, verdict), = pool.run([Job("x", "assert True\n")])
+        assert verdict.passed
