@@ -1,8 +1,9 @@
-"""Where task data comes from: an explicit file, EVALHARNESS_DATA_DIR, or the Hugging Face hub.
+"""Where task data comes from: an explicit file, EVALHARNESS_DATA_DIR, or the network.
 
-Local copies win whenever one is named; the hub is tried last and, when it
-cannot be reached, fails at once with one line saying what to pass instead
-(this must never hang on network timeouts).
+Local copies win whenever one is named; the network (the Hugging Face hub for
+MBPP, the EvalPlus release files) is tried last and, when it cannot be
+reached, fails at once with one line saying what to pass instead (this must
+never hang on network timeouts).
 """
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 import socket
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
 from .base import TaskError
 
 DATA_DIR_ENV = "EVALHARNESS_DATA_DIR"
+CACHE_DIR_ENV = "EVALHARNESS_CACHE_DIR"
 _OFFLINE_ENVS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 _TRUE = ("1", "true", "yes", "on")
 
@@ -82,6 +86,31 @@ def local_file(data_file: str | os.PathLike | None, relative: str) -> Path | Non
     return None
 
 
+def cache_dir() -> Path:
+    """$EVALHARNESS_CACHE_DIR, by default ~/.cache/evalharness (downloads, EvalPlus expected outputs)."""
+    return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "evalharness").expanduser()
+
+
+def download(url: str, dest: Path, hint: str) -> Path:
+    """`dest`, fetched from `url` the first time; any failure is one TaskError line ending in `hint`."""
+    if dest.is_file():
+        return dest
+    host = urlparse(url).hostname or url
+    if not _reachable(host):
+        raise TaskError(f"no local copy of {dest.name} and {host} is unreachable: {hint}")
+    part = dest.with_name(f"{dest.name}.part{os.getpid()}")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as f:
+            shutil.copyfileobj(response, f)
+        os.replace(part, dest)
+    except OSError as e:  # urllib's URLError and HTTPError are OSErrors
+        raise TaskError(f"cannot download {url} ({e}): {hint}") from None
+    finally:
+        part.unlink(missing_ok=True)
+    return dest
+
+
 def load_from_hub(repo: str, config: str, hint: str) -> list[dict]:
     """All splits of a hub dataset as plain records; any failure is one TaskError line ending in `hint`."""
     where = f"{repo} ({config})"
@@ -100,12 +129,15 @@ def load_from_hub(repo: str, config: str, hint: str) -> list[dict]:
     return [dict(row) for name in sorted(splits) for row in splits[name]]
 
 
-@functools.lru_cache(maxsize=1)
-def _hub_reachable(timeout_s: float = 3.0) -> bool:
+def _hub_reachable() -> bool:
+    return _reachable(urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co")
+
+
+@functools.lru_cache(maxsize=None)
+def _reachable(host: str, timeout_s: float = 3.0) -> bool:
     """A quick TCP probe so an offline machine fails in milliseconds, not after minutes of retries."""
     if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True  # only the proxy knows; let `datasets` try
-    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+        return True  # only the proxy knows; let the download try
     try:
         socket.create_connection((host, 443), timeout=timeout_s).close()
         return True

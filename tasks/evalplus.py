@@ -1,9 +1,12 @@
 """HumanEval+ and MBPP+ (EvalPlus, Liu et al. 2023): many more inputs, outputs checked against the reference's.
 
+Data: `--data-file`, else $EVALHARNESS_DATA_DIR/evalplus/<release file>, else
+the release file downloaded once from EvalPlus's GitHub releases into
+$EVALHARNESS_CACHE_DIR/evalplus (default ~/.cache/evalharness).
+
 Expected outputs come from running each problem's reference solution
 (`prompt + canonical_solution`) once, in a subprocess, on deep copies of the
-inputs; they are cached as JSON under $EVALHARNESS_CACHE_DIR (default
-~/.cache/evalharness), keyed by the dataset file's sha256, the Python version
+inputs; they are cached as JSON in the same cache directory, keyed by the dataset file's sha256, the Python version
 and CACHE_FORMAT. Each test program is `prompt + completion`, then the checks
 of tasks/_evalplus_runtime.py, then one call comparing the entry point's
 outputs with the embedded expected ones (comparison rules: see that module).
@@ -35,13 +38,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .base import Problem, Task, TaskError
-from .data import file_sha256, local_file, one_file, read_records
+from .data import cache_dir as harness_cache_dir, download, file_sha256, local_file, one_file, read_records
 from .humaneval import HUMANEVAL_STOP
 from .mbpp import BIGCODE_STOP, MBPP_TIMEOUT_S
 
 HUMANEVAL_PLUS_FILE = "evalplus/HumanEvalPlus-v0.1.10.jsonl.gz"
 MBPP_PLUS_FILE = "evalplus/MbppPlus-v0.2.0.jsonl.gz"
-CACHE_DIR_ENV = "EVALHARNESS_CACHE_DIR"
+_RELEASES = "https://github.com/evalplus/{}_release/releases/download/"
+HUMANEVAL_PLUS_URL = _RELEASES.format("humanevalplus") + "v0.1.10/HumanEvalPlus-v0.1.10.jsonl.gz"
+MBPP_PLUS_URL = _RELEASES.format("mbppplus") + "v0.2.0/MbppPlus-v0.2.0.jsonl.gz"
 CACHE_FORMAT = 2  # bump when the stored expected outputs change meaning
 TIME_FACTOR = 4.0
 INLINE_LIMIT = 1 << 16  # expected outputs bigger than this (about, in JSON chars) are checked by digest
@@ -49,7 +54,6 @@ RUNTIME_SOURCE = (Path(__file__).parent / "_evalplus_runtime.py").read_text(enco
 
 _FIELDS = {"task_id": str, "prompt": str, "entry_point": str, "canonical_solution": str,
            "base_input": list, "plus_input": list, "atol": (int, float)}
-_RELEASES = "https://github.com/evalplus/{}_release/releases"
 
 # EvalPlus's special oracles (evalplus/eval/_special_oracle.py), by MBPP+ entry point.
 _MBPP_ORACLES = {"are_equivalent", "sum_div", "surface_Area", "digit_distance_nums"}  # named after the entry point
@@ -128,22 +132,21 @@ class EvalPlusTask(Task):
 
 def load_humaneval_plus(problems_file=None, data_file=None, *, cache_dir=None) -> EvalPlusTask:
     """`humaneval-plus`: HumanEval+ (164 problems), suites base and plus."""
-    return _load("humaneval-plus", "humaneval", HUMANEVAL_PLUS_FILE, problems_file, data_file, cache_dir,
-                 stop=HUMANEVAL_STOP, timeout_s=3.0)
+    return _load("humaneval-plus", "humaneval", HUMANEVAL_PLUS_FILE, HUMANEVAL_PLUS_URL, problems_file, data_file,
+                 cache_dir, stop=HUMANEVAL_STOP, timeout_s=3.0)
 
 
 def load_mbpp_plus(problems_file=None, data_file=None, *, cache_dir=None) -> EvalPlusTask:
     """`mbpp-plus`: MBPP+ (378 problems), zero-shot docstring prompts, suites base and plus."""
-    return _load("mbpp-plus", "mbpp", MBPP_PLUS_FILE, problems_file, data_file, cache_dir,
+    return _load("mbpp-plus", "mbpp", MBPP_PLUS_FILE, MBPP_PLUS_URL, problems_file, data_file, cache_dir,
                  stop=BIGCODE_STOP, timeout_s=MBPP_TIMEOUT_S)
 
 
-def _load(name, dataset, relative, problems_file, data_file, cache_dir, *, stop, timeout_s) -> EvalPlusTask:
+def _load(name, dataset, relative, url, problems_file, data_file, cache_dir, *, stop, timeout_s) -> EvalPlusTask:
     path = local_file(one_file(problems_file, data_file), relative)
-    if path is None:
-        release = _RELEASES.format("humanevalplus" if dataset == "humaneval" else "mbppplus")
-        raise TaskError(f"{name} needs the EvalPlus file {Path(relative).name} (from {release}): pass "
-                        f"--data-file PATH or set EVALHARNESS_DATA_DIR to a directory with {relative}")
+    if path is None:  # fetched once from EvalPlus's GitHub release, as the evalplus package does
+        path = download(url, harness_cache_dir() / relative,
+                        f"pass --data-file PATH or set EVALHARNESS_DATA_DIR to a directory with {relative}")
     problems = []
     for i, rec in enumerate(read_records(path), 1):
         if rec.get("plus_input") == {}:  # MbppPlus v0.2.0 stores Mbpp/793's empty plus inputs as {}
@@ -227,8 +230,7 @@ def encode(x):
 # ----------------------------------------------------------------- expected outputs
 
 def cache_root(task: EvalPlusTask) -> Path:
-    root = task.cache_dir or os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "evalharness"
-    return Path(root).expanduser()
+    return Path(task.cache_dir).expanduser() if task.cache_dir else harness_cache_dir()
 
 
 def _load_or_compute_expected(task: EvalPlusTask) -> dict:

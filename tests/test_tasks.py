@@ -1,6 +1,7 @@
 """Task adapters without execution: golden prompts, program assembly, data loading and bad input."""
 import dataclasses
 import gzip
+import io
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import types
 import pytest
 
 import tasks.data
+import tasks.evalplus
 from evalharness.cli import main
 from tasks import TASKS, TaskError, load_task
 from tasks._evalplus_runtime import _ep_decode, _ep_digest, _ep_same, _EpDigest
@@ -259,9 +261,10 @@ def test_loads_from_an_explicit_data_file_without_the_data_dir(shared_data, monk
     assert len(load_task("mbpp-sanitized", data_file=shared_data / "mbpp" / "sanitized-mbpp.json").problems) == 257
 
 
-def test_unreachable_hub_is_one_line_saying_what_to_pass(monkeypatch):
+def test_unreachable_network_is_one_line_saying_what_to_pass(monkeypatch, tmp_path):
     monkeypatch.delenv("EVALHARNESS_DATA_DIR")
-    monkeypatch.setattr(tasks.data, "_hub_reachable", lambda: False)
+    monkeypatch.setenv("EVALHARNESS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tasks.data, "_reachable", lambda host: False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     for name in ("mbpp", "mbpp-sanitized", "mbpp-bigcode", "humaneval-plus", "mbpp-plus"):
@@ -288,6 +291,24 @@ def test_mbpp_from_the_hub_uses_every_split(shared_data, monkeypatch):
     assert calls == [("google-research-datasets/mbpp", "full")]
     assert task.source == "hf:google-research-datasets/mbpp/full"
     assert len(task.problems) == 500 and task.problem("Mbpp/11").prompt == GOLDEN_MBPP_11
+
+
+def test_evalplus_file_is_downloaded_once_into_the_cache(shared_data, monkeypatch, tmp_path):
+    release = (shared_data / tasks.evalplus.MBPP_PLUS_FILE).read_bytes()
+    fetched = []
+
+    def urlopen(url, timeout):
+        fetched.append(url)
+        return io.BytesIO(release)
+
+    monkeypatch.delenv("EVALHARNESS_DATA_DIR")
+    monkeypatch.setenv("EVALHARNESS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(tasks.data, "_reachable", lambda host: True)
+    monkeypatch.setattr(tasks.data.urllib.request, "urlopen", urlopen)
+    assert len(load_task("mbpp-plus").problems) == 378
+    assert len(load_task("mbpp-plus").problems) == 378
+    assert fetched == ["https://github.com/evalplus/mbppplus_release/releases/download/v0.2.0/MbppPlus-v0.2.0.jsonl.gz"]
+    assert (tmp_path / "evalplus" / "MbppPlus-v0.2.0.jsonl.gz").read_bytes() == release
 
 
 def test_offline_hub_fails_fast_through_datasets(tmp_path):
