@@ -47,7 +47,7 @@ MBPP_PLUS_FILE = "evalplus/MbppPlus-v0.2.0.jsonl.gz"
 _RELEASES = "https://github.com/evalplus/{}_release/releases/download/"
 HUMANEVAL_PLUS_URL = _RELEASES.format("humanevalplus") + "v0.1.10/HumanEvalPlus-v0.1.10.jsonl.gz"
 MBPP_PLUS_URL = _RELEASES.format("mbppplus") + "v0.2.0/MbppPlus-v0.2.0.jsonl.gz"
-CACHE_FORMAT = 2  # bump when the stored expected outputs change meaning
+CACHE_FORMAT = 3  # bump when the stored expected outputs change meaning
 TIME_FACTOR = 4.0
 INLINE_LIMIT = 1 << 16  # expected outputs bigger than this (about, in JSON chars) are checked by digest
 RUNTIME_SOURCE = (Path(__file__).parent / "_evalplus_runtime.py").read_text(encoding="utf-8")
@@ -272,8 +272,9 @@ def _run_references(task: EvalPlusTask) -> dict:
             request.write_bytes(pickle.dumps(jobs[w::workers]))
             cmd = [sys.executable, "-c", f"import sys; sys.path.insert(0, {root!r}); "
                    "from tasks.evalplus import _reference_worker; _reference_worker()", str(request), str(result)]
+            env = {**os.environ, "PYTHONHASHSEED": "0"}  # set iteration order, hence outputs, fixed
             procs.append((subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.PIPE), result))
+                                           stderr=subprocess.PIPE, env=env), result))
         outputs: dict = {}
         errors = []
         for proc, result in procs:
@@ -322,6 +323,8 @@ def _reference_worker() -> None:
                 seconds += time.process_time() - start
                 if oracle == "not_none":
                     out = out is not None
+                elif oracle == "set_eq" and isinstance(out, (list, tuple)):  # order is irrelevant: canonical
+                    out = type(out)(sorted(out, key=lambda item: json.dumps(encode(item), sort_keys=True)))
                 if atol == 0 and rt._ep_is_floats(out):
                     atol = 1e-6  # mirrors the checks' carried-over tolerance
                 start = time.process_time()  # the checks digest or decode a value as big: count that too

@@ -92,6 +92,15 @@ def test_evalplus_reference_outputs_are_cached(plus_subset, monkeypatch):
     assert len(cached) == 1
 
 
+def test_evalplus_expected_outputs_do_not_depend_on_the_run(plus_subset, tmp_path, monkeypatch):
+    """Mbpp/2's reference returns a set's elements in hash order; the stored outputs must not vary."""
+    task = plus_subset["mbpp-plus"]
+    monkeypatch.setenv("PYTHONHASHSEED", "12345")
+    again = load_task("mbpp-plus", data_file=task.source, cache_dir=tmp_path)
+    outputs = lambda t: {k: (v["base"], v["plus"]) for k, v in t.expected().items()}  # noqa: E731 - not timings
+    assert outputs(again) == outputs(task) and again.fingerprint() == task.fingerprint()
+
+
 # ------------------------------------------------------------------ plausible mistakes fail
 
 def _strip_import_re(code: str) -> str:
