@@ -14,48 +14,51 @@ from .records import SamplingSettings
 SAMPLE = 0  # the token itself, drawn from head 1 (or from the rejection residual)
 ACCEPT = 1  # the accept/reject test of a speculative draft
 DRAFT = 2
+PURPOSES = 64  # purposes are < PURPOSES, so (token index, purpose) -> index * PURPOSES + purpose is one-to-one
 
 _MASK32 = 0xFFFFFFFF
-
-
-def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    """(x * c) mod 2**32 for 0 <= x < 2**32, computed without int64 overflow."""
-    lo, hi = x & 0xFFFF, x >> 16
-    return (lo * c + (((hi * (c & 0xFFFF)) & 0xFFFF) << 16)) & _MASK32
+# A 32-bit xorshift-multiply avalanche hash (constants from Wellons' hash-prospector). Both
+# multipliers are below 2**31, so a 32-bit value times one fits in int64 without overflow.
+_M1, _M2 = 0x21F0AAAD, 0x735A2D97
 
 
 def _mix32(x: torch.Tensor) -> torch.Tensor:
-    """A 32-bit avalanche hash (xorshift-multiply, constants from Wellons' 'lowbias32')."""
+    """The hash on an int64 tensor of values in [0, 2**32)."""
     x = x ^ (x >> 16)
-    x = _mul32(x, 0x7FEB352D)
+    x = (x * _M1) & _MASK32
     x = x ^ (x >> 15)
-    x = _mul32(x, 0x846CA68B)
-    return x ^ (x >> 16)
+    x = (x * _M2) & _MASK32
+    return x ^ (x >> 15)
 
 
 def _mix32_int(x: int) -> int:
-    """_mix32 on a Python int (keeps scalar purposes off the device: no host-to-device copy)."""
+    """The same hash on a Python int."""
     x ^= x >> 16
-    x = (x * 0x7FEB352D) & _MASK32
+    x = (x * _M1) & _MASK32
     x ^= x >> 15
-    x = (x * 0x846CA68B) & _MASK32
-    return x ^ (x >> 16)
+    x = (x * _M2) & _MASK32
+    return x ^ (x >> 15)
 
 
 def split_seeds(seeds, device) -> torch.Tensor:
-    """Python int seeds (any size) -> int64 tensor [B, 2] of their low and high 32-bit words."""
-    words = [((s & (2**64 - 1)) & _MASK32, (s & (2**64 - 1)) >> 32) for s in seeds]
-    return torch.tensor(words, dtype=torch.int64, device=device).reshape(-1, 2)
+    """Python int seeds (any size; 64 bits are used) -> int64 tensor [B, 2] of two hashed 32-bit keys."""
+    keys = []
+    for seed in seeds:
+        seed &= 2**64 - 1
+        high = _mix32_int((seed >> 32) ^ 0x9E3779B9)
+        keys.append((_mix32_int((seed & _MASK32) ^ high), high))
+    return torch.tensor(keys, dtype=torch.int64, device=device).reshape(-1, 2)
 
 
 def uniform(seeds: torch.Tensor, index: torch.Tensor, purpose: int | torch.Tensor) -> torch.Tensor:
-    """U[0, 1) in float64 for each (seed row, token index, purpose); index broadcasts against seeds[:, :1]."""
-    if isinstance(purpose, int):
-        x = _mix32((index & _MASK32) ^ _mix32_int((purpose + 0x9E3779B9) & _MASK32))
-    else:
-        x = _mix32((index & _MASK32) ^ _mix32((purpose + 0x9E3779B9) & _MASK32))
-    x = _mix32(x ^ seeds[:, 1:2].reshape(seeds.shape[:1] + (1,) * (index.dim() - 1)))
-    x = _mix32(x ^ seeds[:, 0:1].reshape(seeds.shape[:1] + (1,) * (index.dim() - 1)))
+    """U[0, 1) in float64 for each (seed row, token index, purpose); index broadcasts against seeds[:, :1].
+
+    A pure function of its arguments, computed on the device: no generator state, no host sync.
+    """
+    shape = seeds.shape[:1] + (1,) * (index.dim() - 1)
+    code = (index * PURPOSES + purpose) & _MASK32
+    x = _mix32(code ^ seeds[:, 1].reshape(shape))
+    x = _mix32(x ^ seeds[:, 0].reshape(shape))
     return x.double() / 2.0**32
 
 
