@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from evalharness.models import ModelArgs, MTPTransformer
-from evalharness.models.tokenizers import BYTE_TOKENIZER_FILE, ByteTokenizer
+from evalharness.models.tokenizers import BYTE_TOKENIZER_FILE, ByteTokenizer, SentencePieceTokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "evalharness" / "assets" / "demo"
@@ -51,10 +51,10 @@ MAX_FILE_BYTES = 256 * 1024  # larger .py files are mostly generated tables, not
 
 @dataclass(frozen=True)
 class Corpus:
-    """Token ids (uint16: bytes 0..255, BOS, EOS) of the training and held-out files."""
+    """The filtered source files: training texts and held-out texts (UTF-8 bytes), with statistics."""
 
-    train: np.ndarray
-    valid: np.ndarray
+    train: list[bytes]
+    valid: list[bytes]
     roots: list[str]
     files: int
     bytes: int
@@ -87,14 +87,12 @@ def python_files(root: Path, roots: list[Path]) -> list[Path]:
 
 
 def load_corpus(valid_every: int = 200) -> Corpus:
-    """Read, filter and tokenize the corpus; every `valid_every`-th file (by path hash) is held out."""
+    """Read and filter the corpus; every `valid_every`-th file (by a hash of its path) is held out."""
     roots = corpus_roots()
     excluded = {"benchmark_mention": 0, "this_repo": 0, "not_utf8": 0, "too_large": 0, "duplicate": 0}
     seen: set[bytes] = set()
     train, valid = [], []
     digest = hashlib.sha256()
-    n_files = n_bytes = 0
-    bos, eos = np.array([256], np.uint16), np.array([257], np.uint16)
     for root in roots:
         for path in python_files(root, roots):
             try:
@@ -121,12 +119,47 @@ def load_corpus(valid_every: int = 200) -> Corpus:
                 continue
             seen.add(h)
             digest.update(h)
-            n_files, n_bytes = n_files + 1, n_bytes + len(data)
-            ids = np.concatenate([bos, np.frombuffer(data, np.uint8).astype(np.uint16), eos])
             held_out = int.from_bytes(hashlib.sha256(str(path.relative_to(root)).encode()).digest()[:4], "big")
-            (valid if held_out % valid_every == 0 else train).append(ids)
-    return Corpus(np.concatenate(train), np.concatenate(valid), [str(r) for r in roots], n_files, n_bytes,
-                  excluded, digest.hexdigest()[:16])
+            (valid if held_out % valid_every == 0 else train).append(data)
+    return Corpus(train, valid, [str(r) for r in roots], len(train) + len(valid),
+                  sum(map(len, train)) + sum(map(len, valid)), excluded, digest.hexdigest()[:16])
+
+
+def fit_sentencepiece(texts: list[bytes], vocab_size: int, sample_bytes: int, seed: int):
+    """A Llama-2-style BPE (BOS=1, EOS=2, byte fallback, whitespace kept verbatim, digits split) with
+    newline as its own piece, fitted to the lines of a seeded sample of the training files."""
+    import io
+
+    import sentencepiece
+
+    rng = np.random.default_rng([seed, 7])
+    lines, size = [], 0
+    for i in rng.permutation(len(texts)):
+        if size >= sample_bytes:
+            break
+        lines += texts[i].decode("utf-8").splitlines()
+        size += len(texts[i])
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=model, vocab_size=vocab_size, model_type="bpe",
+        byte_fallback=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, add_dummy_prefix=False,
+        remove_extra_whitespaces=False, normalization_rule_name="identity", split_digits=True,
+        allow_whitespace_only_pieces=True, user_defined_symbols=["\n"], max_sentence_length=1 << 16,
+        num_threads=1, character_coverage=0.9995, minloglevel=2)  # rare characters: byte fallback
+    return model.getvalue()
+
+
+def encode_files(texts: list[bytes], tokenizer, limit_bytes: int, seed: int) -> np.ndarray:
+    """BOS + ids + EOS of each file, files in a seeded order, until limit_bytes of text (0 = all)."""
+    order = np.random.default_rng([seed, 11]).permutation(len(texts))
+    parts, size = [], 0
+    for i in order:
+        if limit_bytes and size >= limit_bytes:
+            break
+        parts.append(np.array([tokenizer.bos_id] + tokenizer.encode(texts[i].decode("utf-8"), bos=False)
+                              + [tokenizer.eos_id], np.uint16))
+        size += len(texts[i])
+    return np.concatenate(parts)
 
 
 def batch_at(tokens: np.ndarray, rng: np.random.Generator, batch: int, length: int, n_future: int) -> torch.Tensor:
@@ -181,20 +214,20 @@ def evaluate(model: MTPTransformer, valid: np.ndarray, cfg: argparse.Namespace) 
     return [round(x, 4) for x in torch.stack(losses).mean(0).tolist()]
 
 
-def export(model: MTPTransformer, out: Path, dtype: torch.dtype) -> int:
-    """Meta's layout: params.json (every ModelArgs key) + consolidated.pth (16-bit) + the byte marker."""
+def export(model: MTPTransformer, out: Path, dtype: torch.dtype, tokenizer_file: Path) -> int:
+    """Meta's layout: params.json (every ModelArgs key) + consolidated.pth (16-bit) + the tokenizer file."""
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(dtype).contiguous().clone() for k, v in model.state_dict().items()}
     tmp = out / "consolidated.pth.tmp"
     torch.save(state, tmp)
     tmp.replace(out / "consolidated.pth")  # a reader never sees a half-written file
     (out / "params.json").write_text(json.dumps(dataclasses.asdict(model.args), indent=2) + "\n")
-    ByteTokenizer().save(out / BYTE_TOKENIZER_FILE)
-    return sum((out / f).stat().st_size for f in ("consolidated.pth", "params.json", BYTE_TOKENIZER_FILE))
+    shutil.copy(tokenizer_file, out / tokenizer_file.name)
+    return sum((out / f).stat().st_size for f in ("consolidated.pth", "params.json", tokenizer_file.name))
 
 
-def build_model(cfg: argparse.Namespace) -> MTPTransformer:
-    args = ModelArgs(dim=cfg.dim, n_layers=cfg.n_layers, n_heads=cfg.n_heads, vocab_size=ByteTokenizer().vocab_size,
+def build_model(cfg: argparse.Namespace, vocab_size: int) -> MTPTransformer:
+    args = ModelArgs(dim=cfg.dim, n_layers=cfg.n_layers, n_heads=cfg.n_heads, vocab_size=vocab_size,
                      multiple_of=cfg.multiple_of, n_future_tokens=cfg.n_future, max_seq_len=cfg.max_seq_len)
     torch.manual_seed(cfg.seed)
     model = MTPTransformer(args)
@@ -205,21 +238,26 @@ def build_model(cfg: argparse.Namespace) -> MTPTransformer:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokenizer", choices=["sentencepiece", "bytes"], default="sentencepiece")
+    p.add_argument("--vocab", type=int, default=1024, help="SentencePiece vocabulary (256 of it is byte fallback)")
+    p.add_argument("--tokenizer-sample-mb", type=float, default=4, help="text the tokenizer is fitted to")
+    p.add_argument("--encode-mb", type=float, default=40, help="training text tokenized (0 = all; more than "
+                   "a CPU run consumes)")
     p.add_argument("--dim", type=int, default=128)
-    p.add_argument("--n-layers", type=int, default=12, help="all blocks, heads included (as Meta's params.json)")
+    p.add_argument("--n-layers", type=int, default=10, help="all blocks, heads included (as Meta's params.json)")
     p.add_argument("--n-heads", type=int, default=4, help="attention heads")
     p.add_argument("--n-future", type=int, default=4, help="output heads (n_future_tokens)")
     p.add_argument("--multiple-of", type=int, default=32)
     p.add_argument("--max-seq-len", type=int, default=2048)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--length", type=int, default=512)
-    p.add_argument("--long-length", type=int, default=1024)
-    p.add_argument("--long-from", type=float, default=0.7, help="fraction of steps after which windows are long")
-    p.add_argument("--steps", type=int, default=400)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--batch", type=int, default=6)
+    p.add_argument("--length", type=int, default=256)
+    p.add_argument("--long-length", type=int, default=768)
+    p.add_argument("--long-from", type=float, default=0.5, help="fraction of steps after which windows are long")
+    p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--lr", type=float, default=4e-3)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--weight-decay", type=float, default=0.1)
-    p.add_argument("--eval-every", type=int, default=50)
+    p.add_argument("--eval-every", type=int, default=75)
     p.add_argument("--eval-batches", type=int, default=4)
     p.add_argument("--ckpt-every", type=int, default=25)
     p.add_argument("--threads", type=int, default=2)
@@ -228,7 +266,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the final checkpoint goes")
     p.add_argument("--resume", action="store_true", help="continue from run-dir/train_state.pt")
     p.add_argument("--trial-seconds", type=float, default=0, help="only measure training throughput for this long")
-    p.add_argument("--max-minutes", type=float, default=0, help="safety stop (breaks exact reproducibility)")
+    p.add_argument("--max-minutes", type=float, default=0,
+                   help="safety stop on a busy machine; the step reached is logged, reproduce it with --stop-at")
+    p.add_argument("--stop-at", type=int, default=0,
+                   help="stop after this step while the LR schedule still follows --steps (the model at step N "
+                        "does not depend on where the run stops)")
     return p.parse_args(argv)
 
 
@@ -238,12 +280,26 @@ def main(argv=None) -> int:
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[cfg.dtype]
     t0 = time.time()
     corpus = load_corpus()
-    print(f"corpus: {corpus.files} files, {corpus.bytes / 1e6:.1f} MB ({corpus.bytes} bytes = byte tokens), "
-          f"train {len(corpus.train)} / held-out {len(corpus.valid)} tokens (BOS/EOS included), digest {corpus.digest}",
-          flush=True)
+    print(f"corpus: {corpus.files} files ({len(corpus.valid)} held out), {corpus.bytes / 1e6:.1f} MB, "
+          f"digest {corpus.digest}", flush=True)
     print(f"corpus roots: {', '.join(corpus.roots)}; excluded: {corpus.excluded} ({time.time() - t0:.0f}s)", flush=True)
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.tokenizer == "bytes":
+        tokenizer_file = cfg.run_dir / BYTE_TOKENIZER_FILE
+        ByteTokenizer().save(tokenizer_file)
+        tokenizer = ByteTokenizer()
+    else:
+        tokenizer_file = cfg.run_dir / "tokenizer.model"
+        tokenizer_file.write_bytes(fit_sentencepiece(corpus.train, cfg.vocab, int(cfg.tokenizer_sample_mb * 1e6), cfg.seed))
+        tokenizer = SentencePieceTokenizer(tokenizer_file)
+    train = encode_files(corpus.train, tokenizer, int(cfg.encode_mb * 1e6), cfg.seed)
+    valid = encode_files(corpus.valid, tokenizer, 0, cfg.seed)
+    valid_bytes = sum(map(len, corpus.valid))
+    print(f"tokenizer {cfg.tokenizer} ({tokenizer.vocab_size} ids): train {len(train)} tokens from "
+          f"{cfg.encode_mb or corpus.bytes / 1e6:.0f} MB, held-out {len(valid)} tokens = {valid_bytes / len(valid):.2f} "
+          f"bytes/token ({time.time() - t0:.0f}s)", flush=True)
 
-    model = build_model(cfg)
+    model = build_model(cfg, tokenizer.vocab_size)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {model.args} ffn_hidden={model.args.ffn_hidden_dim} params={n_params / 1e6:.2f}M "
           f"({n_params * 2 / 1e6:.1f} MB at 16 bits)", flush=True)
@@ -253,12 +309,12 @@ def main(argv=None) -> int:
                             lr=cfg.lr, betas=(0.9, 0.95))
 
     if cfg.trial_seconds:
-        return trial(model, opt, corpus, cfg)
+        return trial(model, opt, train, cfg)
 
-    cfg.run_dir.mkdir(parents=True, exist_ok=True)
     log = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(cfg).items()},
            "corpus": {"roots": corpus.roots, "files": corpus.files, "bytes": corpus.bytes,
-                      "train_tokens": len(corpus.train), "valid_tokens": len(corpus.valid),
+                      "train_tokens_encoded": len(train), "valid_tokens": len(valid), "valid_bytes": valid_bytes,
+                      "tokenizer": cfg.tokenizer, "vocab_size": tokenizer.vocab_size,
                       "excluded": corpus.excluded, "digest": corpus.digest},
            "params": n_params, "train": [], "valid": [], "seconds": 0.0, "steps_done": 0}
     start = 0
@@ -279,7 +335,7 @@ def main(argv=None) -> int:
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, cfg.steps, cfg.lr, cfg.warmup)
         batch, length = shape_at(step, cfg)
-        window = batch_at(corpus.train, np.random.default_rng([cfg.seed, step]), batch, length, cfg.n_future)
+        window = batch_at(train, np.random.default_rng([cfg.seed, step]), batch, length, cfg.n_future)
         losses = head_losses(model, window)
         opt.zero_grad(set_to_none=True)
         losses.sum().backward()
@@ -298,30 +354,33 @@ def main(argv=None) -> int:
             window_loss.zero_()
             window_steps = 0
         if done % cfg.eval_every == 0 or done == cfg.steps:
-            per_head = evaluate(model, corpus.valid, cfg)
+            per_head = evaluate(model, valid, cfg)
             log["valid"].append({"step": done, "loss_per_head": per_head})
-            print(f"  held-out loss/head {per_head} (bits/byte head 1: {per_head[0] / math.log(2):.3f})", flush=True)
-        out_of_time = cfg.max_minutes and time.time() - began > cfg.max_minutes * 60
+            bits = per_head[0] / math.log(2) * len(valid) / valid_bytes
+            print(f"  held-out loss/head {per_head} (head 1: {bits:.3f} bits/byte)", flush=True)
+        out_of_time = (cfg.max_minutes and time.time() - began > cfg.max_minutes * 60) or done == cfg.stop_at
         if done % cfg.ckpt_every == 0 or done == cfg.steps or out_of_time:
             log["seconds"], log["steps_done"] = round(time.time() - began, 1), done
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "log": log, "step": done},
                        cfg.run_dir / "train_state.pt.tmp")
             (cfg.run_dir / "train_state.pt.tmp").replace(state_file)
-            size = export(model, cfg.run_dir / "export", dtype)
+            size = export(model, cfg.run_dir / "export", dtype, tokenizer_file)
             (cfg.run_dir / "export" / "train_log.json").write_text(json.dumps(log, indent=1) + "\n")
             print(f"  checkpoint at step {done}: {cfg.run_dir / 'export'} ({size / 1e6:.2f} MB)", flush=True)
         if out_of_time:
-            print(f"stopping early at step {done}: --max-minutes {cfg.max_minutes} reached", flush=True)
+            print(f"stopping early at step {done} of {cfg.steps} (--max-minutes / --stop-at)", flush=True)
             break
 
     cfg.out.mkdir(parents=True, exist_ok=True)
-    for name in ("params.json", "consolidated.pth", BYTE_TOKENIZER_FILE, "train_log.json"):
+    for stale in (BYTE_TOKENIZER_FILE, "tokenizer.model"):
+        (cfg.out / stale).unlink(missing_ok=True)
+    for name in ("params.json", "consolidated.pth", tokenizer_file.name, "train_log.json"):
         shutil.copy(cfg.run_dir / "export" / name, cfg.out / name)
     print(f"done: {log['steps_done']} steps in {log['seconds'] / 60:.1f} min; checkpoint in {cfg.out}", flush=True)
     return 0
 
 
-def trial(model: MTPTransformer, opt: torch.optim.Optimizer, corpus: Corpus, cfg: argparse.Namespace) -> int:
+def trial(model: MTPTransformer, opt: torch.optim.Optimizer, train: np.ndarray, cfg: argparse.Namespace) -> int:
     """Time training steps at both window shapes; print tokens/s and the steps a wall budget allows."""
     model.train()
     rates = {}
@@ -329,7 +388,7 @@ def trial(model: MTPTransformer, opt: torch.optim.Optimizer, corpus: Corpus, cfg
         batch, length = shape_at(step, cfg)
         began, steps = time.time(), 0
         while time.time() - began < cfg.trial_seconds / 2:
-            window = batch_at(corpus.train, np.random.default_rng([cfg.seed, steps]), batch, length, cfg.n_future)
+            window = batch_at(train, np.random.default_rng([cfg.seed, steps]), batch, length, cfg.n_future)
             losses = head_losses(model, window)
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
