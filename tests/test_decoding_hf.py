@@ -84,3 +84,18 @@ def test_windowed_stop_checks_equal_decoding_everything(checkpoints):
         else:
             raw = tok.decode_completion(prompt, tokens[:expected])
             assert (finish.tokens, finish.raw_text, finish.text) == (expected, raw, raw[: first_stop(raw, stops)])
+
+
+@pytest.mark.slow
+def test_bench_decode_runs(monkeypatch, capsys):
+    """The benchmark script stays runnable (tiny sizes; its figures are not asserted)."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_decode.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--dim", "64", "--layers", "5", "--new-tokens", "9",
+                                      "--samples", "4", "--repeat", "1"])
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "ratio" in out and "oracle drafts batch   1 k=4: tokens/forward  3.00" in out
