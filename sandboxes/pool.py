@@ -191,6 +191,7 @@ def _bwrap_prefix(binary: str, read_paths: list[str]) -> list[str]:
 class _Worker:
     proc: subprocess.Popen
     errlog: object  # temp file with the worker's stderr
+    scratch: str | None  # the worker's program dirs live below it; removed when it stops
     layers: dict = field(default_factory=dict)
     buf: bytes = b""
     inflight: collections.deque = field(default_factory=collections.deque)  # (seq, job, attempt)
@@ -235,8 +236,8 @@ class SandboxPool:
         return {"tier": self.tier, "read_paths": self._read_paths, "host_pidns": os.readlink("/proc/self/ns/pid"),
                 "namespaces": self.tier != "bwrap"}  # bwrap brings its own
 
-    def _command(self) -> tuple[list[str], dict]:
-        config = self._worker_config()
+    def _command(self, scratch: str | None) -> tuple[list[str], dict]:
+        config = {**self._worker_config(), "scratch": scratch}
         if self.tier == "bwrap":
             boot = _BOOT.format(pkg="/opt/evalharness/sandboxes")
             cmd = _bwrap_prefix(_bwrap_binary(), self._read_paths)
@@ -246,11 +247,14 @@ class SandboxPool:
         return [sys.executable, "-I", "-c", boot, json.dumps(config)], env
 
     def _start(self) -> _Worker:
-        cmd, env = self._command()
+        # The pool owns the worker's scratch dir: a worker in its own mount namespace makes the
+        # filesystem read-only there and so cannot remove it itself. bwrap has a private /tmp.
+        scratch = None if self.tier == "bwrap" else tempfile.mkdtemp(prefix="evalharness-sbx-")
+        cmd, env = self._command(scratch)
         errlog = tempfile.TemporaryFile()
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog, env=env,
                                 close_fds=True, start_new_session=True, cwd="/")
-        return _Worker(proc, errlog)
+        return _Worker(proc, errlog, scratch)
 
     def _await_ready(self, w: _Worker) -> _Worker:
         sel = selectors.DefaultSelector()
@@ -289,6 +293,8 @@ class SandboxPool:
                 f.close()
             except OSError:
                 pass
+        if w.scratch:
+            shutil.rmtree(w.scratch, ignore_errors=True)
 
     def _respawn(self, i: int) -> None:
         self._stop(self._pool[i], graceful=False)

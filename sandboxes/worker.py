@@ -74,7 +74,7 @@ class Worker:
         self.tier = config.get("tier", "process")
         self.layers: dict[str, dict] = {}
         self.pid1 = False  # pid 1 of a private pid namespace
-        self.scratch = ""
+        self.scratch = config.get("scratch") or ""  # made by the pool, which removes it
         self.landlock_abi = 0
         self.ruleset_fd = -1
         self.host_pidns = config.get("host_pidns", "")
@@ -89,7 +89,7 @@ class Worker:
 
     def isolate(self, want_namespaces: bool) -> None:
         """Become pid 1 of a new pid+mount namespace with a private /proc and a tmpfs scratch."""
-        self.scratch = tempfile.mkdtemp(prefix="evalharness-sbx-")
+        self.scratch = self.scratch or tempfile.mkdtemp(prefix="evalharness-sbx-")
         if want_namespaces:
             try:
                 flags = (_linux.CLONE_NEWPID | _linux.CLONE_NEWNS | _linux.CLONE_NEWNET | _linux.CLONE_NEWIPC

@@ -1,6 +1,7 @@
 """SandboxPool: honest verdicts on real HumanEval programs, laziness, recovery."""
 from __future__ import annotations
 
+import tempfile
 import threading
 
 import pytest
@@ -261,3 +262,16 @@ def test_auto_falls_back_and_an_unavailable_tier_says_why(monkeypatch):
         assert pool.tier == "process"
         (_, verdict), = pool.run([Job("x", "assert True\n")])
         assert verdict.passed
+
+
+@pytest.mark.parametrize("tier", [t for t, (ok, _) in probe_tiers().items() if ok])
+def test_closing_the_pool_leaves_no_scratch_directory(tier, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    tempfile.tempdir = None  # re-read TMPDIR
+    try:
+        with SandboxPool(workers=1, tier=tier) as pool:
+            [(_, verdict)] = list(pool.run([Job("w", "open('f', 'w').write('x')")]))
+        assert verdict.passed
+    finally:
+        tempfile.tempdir = None
+    assert not list(tmp_path.glob("evalharness-sbx-*"))
