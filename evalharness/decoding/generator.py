@@ -12,7 +12,7 @@ forwards is cut back exactly (see finish.py), so the cadence never changes a res
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -93,7 +93,8 @@ class Generator:
         for p, i in enumerate(prompt_of):
             batch[p, : len(prompt_ids[i])] = torch.tensor(prompt_ids[i], device=dev)
         self.model.setup_cache(max(len(chunk), len(prompt_of)), batch.shape[1] + budget + 2 * k)
-        last = self.model(batch, start_pos=torch.zeros_like(lengths), n_heads=k, logits_at=lengths - 1)[:, 0]  # [P, k, V]
+        # every head's cache is filled; only each prompt's last position is unembedded: [P, k, V]
+        last = self.model(batch, start_pos=torch.zeros_like(lengths), n_heads=k, logits_at=lengths - 1)[:, 0]
         row_prompt = torch.tensor([prompt_of.index(i) for i, _ in chunk], device=dev)
         self.model.reorder_cache(row_prompt)
         seeds = sampling.split_seeds([requests[i].seeds[s] for i, s in chunk], dev)
@@ -136,7 +137,8 @@ class Generator:
         if settings.greedy:
             g, drafts = last[:, 0].argmax(-1), last[:, 1:].argmax(-1)
         else:
-            g = sampling.draw(sampling.probabilities(last[:, 0], settings), sampling.uniform(seeds, zero, sampling.SAMPLE))
+            g = sampling.draw(sampling.probabilities(last[:, 0], settings),
+                              sampling.uniform(seeds, zero, sampling.SAMPLE))
             q = sampling.probabilities(last[:, 1:], settings) if k > 1 else None
             drafts = self._draw_drafts(q, seeds, drafts_at) if k > 1 else last.new_zeros(B, 0, dtype=torch.long)
         out = torch.zeros(B, settings.max_new_tokens + 2 * k, dtype=torch.long, device=dev)
