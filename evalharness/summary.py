@@ -20,7 +20,8 @@ def print_summary(report: dict, run_path: Path, file: TextIO = sys.stdout) -> No
         for name, e in table.items():
             if e["computable"]:
                 ci = f"[{_pct(e['ci_low'])}, {_pct(e['ci_high'])}]" if e.get("ci_low") is not None else ""
-                print(f"{prefix + name:<10} {_pct(e['estimate']):>9}  {ci}", file=file)
+                at = f"  at T={e['temperature']:g}" if e.get("temperature") is not None else ""
+                print(f"{prefix + name:<10} {_pct(e['estimate']):>9}  {ci}{at}", file=file)
             else:
                 print(f"{prefix + name:<10} {'n/a':>9}  ({e['reason']})", file=file)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report["status_counts"].items(), key=lambda kv: -kv[1]))
