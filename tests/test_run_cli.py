@@ -164,3 +164,19 @@ def test_generate_then_execute_scores_like_run(tiny, whole, tmp_path):
     report = json.loads((tmp_path / "exec/report.json").read_text())
     assert report["pass_at_k"]["pass@1"]["estimate"] == json.loads(
         (whole / "report.json").read_text())["pass_at_k"]["pass@1"]["estimate"]
+
+
+def test_paper_protocol_is_two_passes_in_one_run(tiny, tmp_path):
+    r = cli(["run", "--model", str(tiny), "--task", "humaneval", "--limit", "1", "--protocol", "mtp-paper",
+             "--max-new-tokens", "4", "--batch-size", "200", "--out", str(tmp_path / "p"), "--quiet"])
+    assert r.returncode == 0, r.stderr
+    samples = rows(tmp_path / "p/samples.jsonl")
+    assert sorted({(s["temperature"], len([t for t in samples if t["temperature"] == s["temperature"]]))
+                   for s in samples}) == [(0.1, 200), (0.8, 200)]
+    report = json.loads((tmp_path / "p/report.json").read_text())
+    assert report["headline_rule"] == {"pass@1": 0.1, "pass@10": 0.8, "pass@100": 0.8}
+    assert [report["pass_at_k"][k]["temperature"] for k in ("pass@1", "pass@10", "pass@100")] == [0.1, 0.8, 0.8]
+    assert set(report["by_temperature"]) == {"0.1", "0.8"} and report["n_samples"] == 400
+    manifest = json.loads((tmp_path / "p/manifest.json").read_text())
+    assert manifest["decoding"]["top_p"] == 0.95 and manifest["decoding"]["protocol"] == "mtp-paper"
+    assert "at T=0.1" in r.stdout
