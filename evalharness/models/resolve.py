@@ -1,4 +1,5 @@
-"""Turn a `--model` string into what it names: a Meta MTP directory, a transformers directory, or "tiny".
+"""Turn a `--model` string into what it names: a Meta MTP directory, a transformers directory,
+"demo" (the trained demo model shipped in evalharness/assets/demo) or "tiny".
 
 "tiny" (or "tiny:SEED") is a deterministic random 4-head MTP checkpoint with the
 byte tokenizer, built once and cached under ~/.cache/evalharness/tiny-<seed>:
@@ -72,6 +73,13 @@ def resolve_model(spec: str, device: str | torch.device | None = "auto", dtype: 
     """Dispatch by files present: params.json + consolidated*.pth -> "mtp"; config.json -> "hf"."""
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
+    if spec == "demo":
+        from ..assets import DEMO_CHECKPOINT
+
+        if not is_mtp_checkpoint(DEMO_CHECKPOINT):
+            raise UsageError(f"the demo checkpoint is missing from {DEMO_CHECKPOINT}; reinstall evalharness "
+                             "or pass --model PATH")
+        return ModelSpec("mtp", DEMO_CHECKPOINT, spec, device, dtype)
     seed = parse_tiny(spec)
     if seed is not None and not Path(spec).exists():
         return ModelSpec("mtp", tiny_checkpoint(seed), spec, device, dtype)
