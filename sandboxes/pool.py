@@ -22,6 +22,7 @@ import os
 import queue
 import selectors
 import shutil
+import site
 import subprocess
 import sys
 import sysconfig
@@ -134,12 +135,15 @@ def _runtime_read_paths() -> list[str]:
     """Read-only allow-list for Landlock: the interpreter, the stdlib, and the code (not the
     data, not the harness) in site-packages."""
     cfg = sysconfig.get_paths()
-    site_dirs = {os.path.realpath(cfg["purelib"]), os.path.realpath(cfg["platlib"])}
+    # Every site dir on the path: a venv's own, and the base interpreter's (--system-site-packages),
+    # which sits inside the base stdlib dir and must not be allowed wholesale.
+    site_dirs = {os.path.realpath(p) for p in (cfg["purelib"], cfg["platlib"], *site.getsitepackages(), *sys.path)
+                 if os.path.basename(p) in ("site-packages", "dist-packages")}
     paths = {os.path.dirname(os.path.realpath(sys.executable))}
     for lib in {cfg["stdlib"], cfg["platstdlib"]}:  # site-packages lives inside the stdlib dir
         for e in os.listdir(lib) if os.path.isdir(lib) else ():
             full = os.path.join(lib, e)
-            if os.path.realpath(full) not in site_dirs:
+            if os.path.realpath(full) not in site_dirs and e not in ("site-packages", "dist-packages"):
                 paths.add(full)
     for sp in site_dirs:
         for e in os.listdir(sp) if os.path.isdir(sp) else ():
