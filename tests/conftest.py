@@ -6,6 +6,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EVALHARNESS_DATA_DIR") or ROOT.parent / "shared" / "data")
 os.environ.setdefault("EVALHARNESS_DATA_DIR", str(SHARED_DATA))
+# Tiny test models decode far faster on one intra-op thread than on threads that spin against
+# sandbox workers and other tests (12x measured); subprocesses inherit this.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_addoption(parser):

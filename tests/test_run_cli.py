@@ -47,8 +47,9 @@ def stable(report):
 
 
 # One uninterrupted run shared by the resume, refusal and torchrun tests.
-BASE = ("--limit", "5", "--n", "6", "--max-new-tokens", "96")
-TOTAL = 5 * 6
+# Big enough that generation outlasts a couple of 2 s flush intervals, so a kill lands mid-run.
+BASE = ("--limit", "6", "--n", "8", "--max-new-tokens", "160")
+TOTAL = 6 * 8
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +159,7 @@ def test_generate_then_execute_scores_like_run(tiny, whole, tmp_path):
     assert gen.returncode == 0, gen.stderr
     assert not (tmp_path / "gen/results.jsonl").exists()
     assert by_key(rows(tmp_path / "gen/samples.jsonl")) == by_key(rows(whole / "samples.jsonl"))
-    ex = cli(["execute", str(tmp_path / "gen/samples.jsonl"), "--task", "humaneval", "--limit", "5",
+    ex = cli(["execute", str(tmp_path / "gen/samples.jsonl"), "--task", "humaneval", "--limit", "6",
               "--out", str(tmp_path / "exec"), "--quiet"])
     assert ex.returncode == 0, ex.stderr
     report = json.loads((tmp_path / "exec/report.json").read_text())

@@ -85,6 +85,16 @@ def prepare(args: argparse.Namespace, command: str):
 
 def run(args: argparse.Namespace) -> int:
     shard = _init_distributed()
+    try:
+        return _run(args, shard)
+    finally:
+        if shard.world > 1:  # exiting with a live gloo group aborts the process
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _run(args: argparse.Namespace, shard: Shard) -> int:
     task, generator, plan, headline, run_dir, manifest, identity = prepare(args, "run")
     if shard.rank == 0:
         _leave_cores_to_the_sandbox(args.workers)
