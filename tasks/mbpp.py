@@ -124,13 +124,9 @@ def load_mbpp_bigcode(problems_file=None, data_file=None, *, split: str = "test"
 
 def load_mbpp_sanitized(problems_file=None, data_file=None, *, split: str = "test") -> MbppSanitizedTask:
     """`mbpp-sanitized`: the hand-verified subset, 3-shot from its own records 2, 3, 4."""
-    path = local_file(one_file(problems_file, data_file), "mbpp/sanitized-mbpp.json")
-    if path:
-        records, source = read_records(path), str(path)
-    else:
-        records, source = load_from_hub(HUB_REPO, "sanitized", _SANITIZED_HINT), f"hf:{HUB_REPO}/sanitized"
-    _check_schema(records, _SANITIZED_FIELDS, source, "sanitized MBPP",
-                  wrong_file=("text", "is this the full MBPP file? use --task mbpp"))
+    records, source = _records(one_file(problems_file, data_file), "mbpp/sanitized-mbpp.json", "sanitized",
+                               _SANITIZED_HINT, _SANITIZED_FIELDS, "sanitized MBPP",
+                               ("text", "is this the full MBPP file? use --task mbpp"))
     shots = _shots(records, "prompt", source)
     problems = tuple(
         _problem(r, few_shot_prompt(shots, r["prompt"], r["test_list"])) for r in _split(records, split, source)
@@ -140,13 +136,19 @@ def load_mbpp_sanitized(problems_file=None, data_file=None, *, split: str = "tes
 
 
 def _full_records(problems_file, data_file) -> tuple[list[dict], str]:
-    path = local_file(one_file(problems_file, data_file), "mbpp/mbpp.jsonl")
+    return _records(one_file(problems_file, data_file), "mbpp/mbpp.jsonl", "full", _FULL_HINT, _FULL_FIELDS,
+                    "MBPP", ("prompt", "is this the sanitized file? use --task mbpp-sanitized"))
+
+
+def _records(given, relpath: str, config: str, hint: str, fields, label: str,
+             wrong_file: tuple[str, str]) -> tuple[list[dict], str]:
+    """One MBPP config's records and their source: a local file if there is one, else the hub."""
+    path = local_file(given, relpath)
     if path:
         records, source = read_records(path), str(path)
     else:
-        records, source = load_from_hub(HUB_REPO, "full", _FULL_HINT), f"hf:{HUB_REPO}/full"
-    _check_schema(records, _FULL_FIELDS, source, "MBPP",
-                  wrong_file=("prompt", "is this the sanitized file? use --task mbpp-sanitized"))
+        records, source = load_from_hub(HUB_REPO, config, hint), f"hf:{HUB_REPO}/{config}"
+    _check_schema(records, fields, source, label, wrong_file=wrong_file)
     return records, source
 
 
