@@ -8,8 +8,9 @@ token t+j. The result is written in Meta's format (params.json, consolidated.pth
 with the byte tokenizer's marker file, so the runtime loader reads it like any Meta checkpoint.
 
     python scripts/train_demo.py --trial-seconds 60           # measure throughput, then exit
-    nohup python scripts/train_demo.py --steps 400 > train.log 2>&1 &
-    python scripts/train_demo.py --steps 400 --resume         # continue from the last checkpoint
+    nohup python scripts/train_demo.py --max-minutes 30 > train.log 2>&1 &   # the shipped run
+    python scripts/train_demo.py --stop-at 2737               # reproduces it exactly (its guard stop)
+    python scripts/train_demo.py --resume                     # continue from the last checkpoint
 
 Reproducible from --seed on a given machine: batches are drawn from an RNG keyed by
 (seed, step), so a resumed run sees the same batches as an uninterrupted one. A different
@@ -253,14 +254,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--length", type=int, default=256)
     p.add_argument("--long-length", type=int, default=768)
     p.add_argument("--long-from", type=float, default=0.5, help="fraction of steps after which windows are long")
-    p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--lr", type=float, default=4e-3)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--weight-decay", type=float, default=0.1)
-    p.add_argument("--eval-every", type=int, default=75)
+    p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--eval-batches", type=int, default=4)
-    p.add_argument("--ckpt-every", type=int, default=25)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--threads", type=int, default=1,
+                   help="1: on 2 cores shared with other jobs, 2 OpenMP threads ran 10-20x slower")
     p.add_argument("--dtype", choices=["fp16", "bf16"], default="fp16", help="stored weight dtype")
     p.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR, help="training state and periodic exports")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the final checkpoint goes")
