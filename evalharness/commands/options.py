@@ -81,8 +81,9 @@ def float_list(text: str) -> tuple[float, ...]:
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="tiny",
-                   help="Meta MTP checkpoint dir, HF model dir, or a built-in name (default: tiny)")
+    p.add_argument("--model", default="demo",
+                   help="Meta MTP checkpoint dir, HF model dir, or built-in: demo (default, a small trained "
+                        "4-head model), tiny (random)")
     p.add_argument("--tokenizer", metavar="PATH", help="tokenizer.model or HF tokenizer dir, if not beside the model")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), help="default: bf16 on cuda, fp32 on cpu")
