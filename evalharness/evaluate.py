@@ -86,8 +86,11 @@ def evaluate(run: RunDir, task: Task, generator, plan: GenerationPlan, pool, lim
     generated: list[Sample] = []
     try:
         t_gen = time.monotonic()
+        # A result can reach disk before its sample row did (separate flush batches): such a
+        # regenerated sample is identical (seeded) and is not executed twice.
         _generate_to(run.samples_path, task, generator, work, plan, quiet,
-                     on_sample=lambda s: (generated.append(s), samples_q.put(s)))
+                     on_sample=lambda s: (generated.append(s),
+                                          s.key in results_done or samples_q.put(s)))
         gen_s = time.monotonic() - t_gen
     except BaseException:
         stop.set()

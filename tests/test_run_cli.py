@@ -181,3 +181,14 @@ def test_paper_protocol_is_two_passes_in_one_run(tiny, tmp_path):
     manifest = json.loads((tmp_path / "p/manifest.json").read_text())
     assert manifest["decoding"]["top_p"] == 0.95 and manifest["decoding"]["protocol"] == "mtp-paper"
     assert "at T=0.1" in r.stdout
+
+
+def test_a_result_flushed_before_its_sample_is_not_executed_twice(tiny, whole, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(whole, out)
+    lines = (out / "samples.jsonl").read_text().splitlines(keepends=True)
+    (out / "samples.jsonl").write_text("".join(lines[:-3]))  # as if the last sample batch never hit the disk
+    r = cli(run_args(tiny, "humaneval", out, *BASE))
+    assert r.returncode == 0, r.stderr
+    assert len(rows(out / "results.jsonl")) == TOTAL
+    assert_same_run(out, whole)
