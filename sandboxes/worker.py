@@ -376,14 +376,7 @@ class Worker:
             if not kids:
                 return
             for k in kids:
-                try:
-                    os.killpg(k, signal.SIGKILL)
-                except OSError:
-                    pass
-                try:
-                    os.kill(k, signal.SIGKILL)
-                except OSError:
-                    pass
+                self._kill_group(k)
                 try:
                     os.waitpid(k, 0)
                 except ChildProcessError:
