@@ -73,13 +73,21 @@ class Task:
         return self.timeout_s
 
     def fingerprint(self) -> str:
-        """Hash of everything that decides a score: prompts, tests, suites, stops."""
-        h = hashlib.sha256()
-        h.update(json.dumps([self.name, self.version, list(self.stop), list(self.suites)]).encode())
-        for p in self.problems:
-            progs = self.programs(p, "<<COMPLETION>>")
-            h.update(json.dumps([p.task_id, p.prompt, progs], sort_keys=True).encode())
-        return h.hexdigest()[:16]
+        """Hash of everything that decides a score: prompts, tests, suites, stops.
+
+        Computed once per task object (EvalPlus programs run to megabytes); a copy
+        made with dataclasses.replace (e.g. --limit) hashes its own problems.
+        """
+        cached = self.__dict__.get("_fingerprint_cache")
+        if cached is None:
+            h = hashlib.sha256()
+            h.update(json.dumps([self.name, self.version, list(self.stop), list(self.suites)]).encode())
+            for p in self.problems:
+                progs = self.programs(p, "<<COMPLETION>>")
+                h.update(json.dumps([p.task_id, p.prompt, progs], sort_keys=True).encode())
+            cached = h.hexdigest()[:16]
+            object.__setattr__(self, "_fingerprint_cache", cached)
+        return cached
 
     def describe(self) -> dict:
         """Manifest entry for this task."""

@@ -110,12 +110,6 @@ class EvalPlusTask(Task):
             known.update(_load_or_compute_expected(self))
         return known
 
-    def fingerprint(self) -> str:
-        key = ("fingerprint", tuple(p.task_id for p in self.problems))
-        if key not in self._memo:  # hashing every program (~17 MB for HumanEval+) once is enough
-            self._memo[key] = super().fingerprint()
-        return self._memo[key]
-
     def _payloads(self, problem: Problem) -> dict[str, str]:
         """Each suite's `[[inputs, expected], ...]` JSON as a Python string literal (built once per problem)."""
         cached = self._memo.get(("payload", problem.task_id))
