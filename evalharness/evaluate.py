@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import reports
 from sandboxes import Limits
 from tasks import Task
 
@@ -170,34 +171,17 @@ def _decode_stats(samples: Sequence[Sample]) -> list[dict]:
 def speed_record(stats: Sequence[dict], generate_s: float, programs: int, execute_s: float,
                  total_s: float) -> dict:
     """The report's `speed` object for what this invocation did."""
-    tokens = sum(st.get("tokens", 0) for st in stats)
-    forwards = sum(st.get("forwards", 0) for st in stats)
-    accepted = _sum_lists(st.get("accepted_per_head") for st in stats)
-    drafted = _sum_lists(st.get("drafted_per_head") for st in stats)
-    acceptance = [a / d if d else None for a, d in zip(accepted, drafted)] if drafted else None
+    speed = reports.decoding_totals(list(stats))
+    tokens = speed["tokens_generated"]
     return {
-        "samples_generated": len(stats),
-        "tokens_generated": tokens,
+        **speed,
         "tokens_per_s": round(tokens / generate_s, 2) if generate_s > 0 and tokens else None,
-        "forwards": forwards,
-        "tokens_per_forward": round(tokens / forwards, 3) if forwards else None,
-        "acceptance_per_head": acceptance,
         "programs": programs,
         "programs_per_s": round(programs / execute_s, 2) if programs and execute_s > 0 else None,
         "generate_s": round(generate_s, 3),
         "execute_s": round(execute_s, 3),
         "total_s": round(total_s, 3),
     }
-
-
-def _sum_lists(lists) -> list:
-    total: list = []
-    for values in lists:
-        for i, v in enumerate(values or []):
-            if i == len(total):
-                total.append(0)
-            total[i] += v
-    return total
 
 
 def generate_only(run: RunDir, task: Task, generator, plan: GenerationPlan, quiet: bool = False) -> dict:

@@ -23,7 +23,7 @@ N_EXAMPLES = 5
 REPORT_KEYS = ("task", "task_fingerprint", "n_problems", "n_problems_total", "missing_problems", "n_samples",
                "confidence", "ks", "bootstrap", "status_counts", "pass_at_k", "pass_at_k_by_suite",
                "temperatures", "by_temperature", "best_temperature", "failure_taxonomy", "slowest_problems",
-               "per_problem", "speed", "unknown_task_ids")
+               "per_problem", "speed", "unknown_task_ids", "headline_rule")
 
 
 @dataclass
@@ -266,27 +266,37 @@ def _temperature_sort_key(t) -> float:
 
 
 def speed_from_samples(sample_rows: list[dict]) -> dict | None:
-    """Decoding speed summed over generated samples' stats; None when no sample has stats.
+    """Decoding totals over the generated samples in samples.jsonl; None when none has stats."""
+    stats = [{"tokens": r.get("tokens") or 0, **r["stats"]} for r in sample_rows if isinstance(r.get("stats"), dict)]
+    return decoding_totals(stats) if stats else None
 
-    acceptance_per_head[h] = drafts of head h accepted / forward passes (each
-    verifying forward checks one draft per head).
+
+def decoding_totals(stats: list[dict]) -> dict:
+    """Tokens, forwards and per-head acceptance summed over per-sample decoding stats.
+
+    Each entry: {"tokens", "forwards", "accepted_per_head", "drafted_per_head"}.
+    acceptance_per_head[j] = drafts of head j accepted / drafts of head j checked (the
+    paper's conditional acceptance; entry 0 is head 1, always 1.0); None for plain decoding.
     """
-    stats = [(r, r["stats"]) for r in sample_rows if isinstance(r.get("stats"), dict)]
-    if not stats:
-        return None
-    forwards = sum(int(s.get("forwards") or 0) for _, s in stats)
-    tokens = sum(int(r.get("tokens") or 0) for r, _ in stats)
-    speed = {"source": "samples.jsonl stats", "samples": len(stats), "tokens": tokens, "forwards": forwards}
-    if forwards and tokens:
-        speed["tokens_per_forward"] = tokens / forwards
-    elif any("tokens_per_forward" in s for _, s in stats):
-        speed["tokens_per_forward"] = float(np.mean([s["tokens_per_forward"] for _, s in stats
-                                                     if "tokens_per_forward" in s]))
-    heads = [s["accepted_per_head"] for _, s in stats if s.get("accepted_per_head")]
-    if heads and forwards:
-        width = max(len(h) for h in heads)
-        accepted = np.zeros(width)
-        for h in heads:
-            accepted[: len(h)] += h
-        speed["acceptance_per_head"] = [float(a) for a in accepted / forwards]
-    return speed
+    tokens = sum(int(st.get("tokens") or 0) for st in stats)
+    forwards = sum(int(st.get("forwards") or 0) for st in stats)
+    accepted, drafted = _sum_columns(st.get("accepted_per_head") for st in stats), \
+        _sum_columns(st.get("drafted_per_head") for st in stats)
+    speculative = len(drafted) > 1
+    return {
+        "samples_generated": len(stats),
+        "tokens_generated": tokens,
+        "forwards": forwards,
+        "tokens_per_forward": round(tokens / forwards, 3) if forwards else None,
+        "acceptance_per_head": [a / d if d else None for a, d in zip(accepted, drafted)] if speculative else None,
+    }
+
+
+def _sum_columns(lists) -> list:
+    total: list = []
+    for values in lists:
+        for i, v in enumerate(values or ()):
+            if i == len(total):
+                total.append(0)
+            total[i] += v
+    return total

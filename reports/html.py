@@ -232,7 +232,8 @@ def mtp_png(speed: dict) -> str | None:
     if heads is not None:
         ax = fig.add_subplot(1, max(panels, 1), i)
         i += 1
-        ax.bar([str(h + 1) for h in range(len(heads))], heads, color="#0969da")
+        rates = [float("nan") if a is None else a for a in heads]  # None: that head drafted nothing
+        ax.bar([str(h + 1) for h in range(len(heads))], rates, color="#0969da")
         ax.set_xlabel("draft head")
         ax.set_ylabel("acceptance")
         title = "draft acceptance per head"

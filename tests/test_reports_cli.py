@@ -30,8 +30,8 @@ def test_speed_comes_from_sample_stats_when_no_report_has_it(capsys, tmp_path):
     run = write_run(tmp_path / "run", {"Syn/0": [True, False]})
     assert main(["report", str(run), "--format", "json", "--out", "-"]) == 0
     speed = json.loads(capsys.readouterr().out)["speed"]
-    # each fixture sample: 7 tokens, 4 forwards, heads accepted [2, 1]
-    assert speed["tokens_per_forward"] == 7 / 4 and speed["acceptance_per_head"] == [2 / 4, 1 / 4]
+    # each fixture sample: 7 tokens, 4 forwards, draft heads accepted [2, 1] of 4 drafts each
+    assert speed["tokens_per_forward"] == 7 / 4 and speed["acceptance_per_head"] == [1.0, 2 / 4, 1 / 4]
 
 
 def test_report_command_bad_input_exits_2(capsys, tmp_path):

@@ -25,7 +25,9 @@ def outcome_rows(outcomes: dict[str, list], temperature: float | None = None, se
             samples.append({**key, "completion": f"    return {idx}  # {task_id}\n",
                             "raw_completion": f"    return {idx}\n\ndef", "prompt_sha": "ab12", "tokens": 7,
                             "finish_reason": "stop",
-                            "stats": {"forwards": 4, "tokens_per_forward": 1.75, "accepted_per_head": [2, 1]}})
+                            # the decoder's stats: entry 0 is head 1 (one per forward), then each draft head
+                            "stats": {"forwards": 4, "tokens_per_forward": 1.75, "accepted_per_head": [4, 2, 1],
+                                      "drafted_per_head": [4, 4, 4]}})
             results.append({**key, "status": status, "passed": status == "passed", "error_type": error_type,
                             "duration_s": round(float(rng.uniform(0.01, 0.5)), 4),
                             "detail": "" if status == "passed" else f"{status} in {task_id}"})
