@@ -181,6 +181,10 @@ def test_paper_protocol_is_two_passes_in_one_run(tiny, tmp_path):
     manifest = json.loads((tmp_path / "p/manifest.json").read_text())
     assert manifest["decoding"]["top_p"] == 0.95 and manifest["decoding"]["protocol"] == "mtp-paper"
     assert "at T=0.1" in r.stdout
+    again = cli(["report", str(tmp_path / "p"), "--format", "json", "--out", str(tmp_path / "again.json")])
+    assert again.returncode == 0, again.stderr
+    rerendered = json.loads((tmp_path / "again.json").read_text())
+    assert rerendered["pass_at_k"] == report["pass_at_k"] and rerendered["headline_rule"] == report["headline_rule"]
 
 
 def test_a_result_flushed_before_its_sample_is_not_executed_twice(tiny, whole, tmp_path):

@@ -82,7 +82,13 @@ def rebuild_report(path, ks=None, confidence: float | None = None) -> dict:
         results, task=task.get("name"), task_fingerprint=task.get("fingerprint"),
         problem_ids=_problem_ids(task, previous, results, run_dir),
         ks=ks, confidence=confidence, seed=(previous.get("bootstrap") or {}).get("seed", 0),
-        speed=speed, extra=extra)
+        speed=speed, extra=extra, temperature_for_k=_headline_rule(manifest))
+
+
+def _headline_rule(manifest: dict) -> dict[int, float] | None:
+    """The fixed temperature per k of a protocol run (mtp-paper), as `run` reported it."""
+    rule = (manifest.get("decoding") or {}).get("headline")
+    return {int(name.removeprefix("pass@")): t for name, t in rule.items()} if rule else None
 
 
 def load_report(path, ks=None, confidence: float | None = None) -> dict:
