@@ -129,3 +129,33 @@ def test_from_params_tolerates_unknown_keys():
     args = ModelArgs.from_params({"dim": 8, "n_layers": 2, "n_heads": 2, "vocab_size": 5, "max_batch_size": 32,
                                   "some_future_key": True, "n_future_tokens": 2})
     assert (args.dim, args.n_future_tokens, args.n_kv_heads) == (8, 2, None)
+
+
+@pytest.mark.parametrize("kv", [None, 2])
+def test_stacked_heads_compute_what_the_separate_blocks_do(kv):
+    """stack_heads() changes how the heads run, not what they compute, store or are called."""
+    model, ref = tiny(4, kv, seed=5), tiny(4, kv, seed=5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.stack_heads()
+    after = model.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    seqs = torch.randint(0, VOCAB, (3, 24))
+    with torch.no_grad():
+        torch.testing.assert_close(model(seqs), ref(seqs), rtol=0, atol=1e-5)
+        for m in (model, ref):
+            m.setup_cache(3, 40)
+        outs = [m(seqs[:, :10], torch.zeros(3, dtype=torch.long), kv_len=10) for m in (model, ref)]
+        torch.testing.assert_close(*outs, rtol=0, atol=1e-5)
+        for m in (model, ref):
+            m.reorder_cache(torch.tensor([2, 0]))  # drop a row, swap the others
+        pos = torch.tensor([10, 10])
+        for n_heads, width in [(4, 4), (1, 1), (2, 3)]:  # a 4-token block with every head, then fewer
+            outs = [m(seqs[:2, pos[0]:pos[0] + width], pos, n_heads=n_heads, kv_len=32) for m in (model, ref)]
+            assert outs[0].shape == (2, width, n_heads, VOCAB)
+            torch.testing.assert_close(*outs, rtol=0, atol=1e-5)
+            pos = pos + width
+    # an in-place weight update (load_state_dict) reaches the stacked copies
+    ref.load_state_dict({k: v * 1.5 if "extra_heads.1." in k else v for k, v in ref.state_dict().items()})
+    model.load_state_dict(ref.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(model(seqs), ref(seqs), rtol=0, atol=1e-5)

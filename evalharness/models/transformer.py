@@ -92,12 +92,12 @@ class KVCache(nn.Module):
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
 
-    def update(self, positions: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Write k, v (B,T,Hkv,D) of rows 0..B-1 at `positions` (B,T); return those rows' full caches."""
+    def update(self, positions: Tensor, k: Tensor, v: Tensor, kv_len: int) -> tuple[Tensor, Tensor]:
+        """Write k, v (B,T,Hkv,D) of rows 0..B-1 at `positions` (B,T); return those rows' slots < kv_len."""
         rows = torch.arange(k.shape[0], device=k.device).unsqueeze(1)
         self.k[rows, :, positions] = k.to(self.k.dtype)
         self.v[rows, :, positions] = v.to(self.v.dtype)
-        return self.k[: k.shape[0]], self.v[: k.shape[0]]
+        return self.k[: k.shape[0], :, :kv_len], self.v[: k.shape[0], :, :kv_len]
 
     def reorder(self, index: Tensor) -> None:
         self.k = self.k.index_select(0, index)
@@ -115,6 +115,7 @@ class Attention(nn.Module):
         self.cache: KVCache | None = None
 
     def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | None) -> Tensor:
+        """mask (B, 1, T, kv_len) when cached: its last dim says how many cache slots to read."""
         B, T, _ = x.shape
         q = self.wq(x).view(B, T, self.n_heads, self.head_dim)
         k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)
@@ -124,15 +125,18 @@ class Attention(nn.Module):
         if positions is not None:
             if self.cache is None:
                 raise RuntimeError("forward with start_pos needs setup_cache() first")
-            k, v = self.cache.update(positions, k.transpose(1, 2), v.transpose(1, 2))
-        if self.n_kv_heads != self.n_heads:  # GQA: query head i reads kv head i // n_rep (Meta's repeat_kv)
-            n_rep = self.n_heads // self.n_kv_heads
-            k, v = k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)
-        if mask is None:
-            out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), is_causal=True)
-        else:
-            out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask)
+            k, v = self.cache.update(positions, k.transpose(1, 2), v.transpose(1, 2), mask.shape[-1])
+        out = attend(q, k, v, mask, self.n_heads // self.n_kv_heads)
         return self.wo(out.transpose(1, 2).reshape(B, T, -1))
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, n_rep: int) -> Tensor:
+    """Scaled dot-product attention of q (N,H,T,D) over k, v (N,Hkv,S,D); causal when mask is None."""
+    if n_rep > 1:  # GQA: query head i reads kv head i // n_rep (Meta's repeat_kv)
+        k, v = k.repeat_interleave(n_rep, dim=1), v.repeat_interleave(n_rep, dim=1)
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), is_causal=True)
+    return F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask)
 
 
 class FeedForward(nn.Module):
@@ -160,6 +164,75 @@ class TransformerBlock(nn.Module):
         return h + self.feed_forward(self.ffn_norm(h))
 
 
+class StackedHeads(nn.Module):
+    """The n head blocks run as one batched block (inference only; see MTPTransformer.stack_heads).
+
+    Meta's heads are n independent Llama blocks reading the same trunk output. One after another
+    they cost n blocks of kernel launches, which at batch 1 or a small dim is most of a
+    self-speculative forward; stacked, every op runs once for all heads (a matmul batched over the
+    head dim) and the input's RMS is computed once. The heads' own parameters become views into
+    the stacks, so names, state_dict and memory stay as they were.
+    """
+
+    WEIGHTS = ("attention_norm", "attention.wq", "attention.wk", "attention.wv", "attention.wo",
+               "ffn_norm", "feed_forward.w1", "feed_forward.w2", "feed_forward.w3")
+
+    def __init__(self, blocks: list[TransformerBlock], args: ModelArgs):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim, self.eps = args.n_heads, args.kv_heads, args.head_dim, args.norm_eps
+        for name in self.WEIGHTS:
+            params = [block.get_parameter(name + ".weight") for block in blocks]
+            stack = torch.stack([p.detach() for p in params])  # (n, out, in) or (n, dim)
+            for p, view in zip(params, stack):
+                p.data = view
+            self.register_buffer(name.replace(".", "_"), stack, persistent=False)
+        self.k: Tensor | None = None  # KV cache (n, B, Hkv, S, D), head-major so head 1 alone is a prefix
+        self.v: Tensor | None = None
+
+    def setup_cache(self, max_batch_size: int, max_seq_len: int) -> None:
+        w = self.attention_wq
+        shape = (w.shape[0], max_batch_size, self.n_kv_heads, max_seq_len, self.head_dim)
+        self.k, self.v = w.new_zeros(shape), w.new_zeros(shape)
+
+    def reorder(self, index: Tensor) -> None:
+        self.k, self.v = self.k.index_select(1, index), self.v.index_select(1, index)
+
+    def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | None, n: int) -> Tensor:
+        """Heads 1..n on x (B, T, dim): (B, T, n, dim), as the n blocks would compute it."""
+        B, T, dim = x.shape
+        H, Hkv, D = self.n_heads, self.n_kv_heads, self.head_dim
+
+        def norm(t: Tensor, weight: Tensor) -> Tensor:  # t (n or 1, B, T, dim) -> (n, B, T, dim)
+            t32 = t.float()
+            return (t32 * torch.rsqrt(t32.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(t) * weight[:n, None, None]
+
+        def linear(t: Tensor, weight: Tensor) -> Tensor:  # (n, B, T, in) @ (n, out, in)^T per head
+            if n == 1:  # plain decoding: as fast as head 1's own block
+                return F.linear(t, weight[0])
+            return torch.matmul(t.reshape(n, B * T, -1), weight[:n].transpose(1, 2)).view(n, B, T, -1)
+
+        a = norm(x.unsqueeze(0), self.attention_norm)
+        q = linear(a, self.attention_wq).view(n * B, T, H, D)
+        k = linear(a, self.attention_wk).view(n * B, T, Hkv, D)
+        v = linear(a, self.attention_wv).view(n * B, T, Hkv, D)
+        freqs = freqs.repeat(n, 1, 1) if n > 1 else freqs
+        q, k = apply_rope(q, freqs).transpose(1, 2), apply_rope(k, freqs)
+        if positions is not None:
+            rows = torch.arange(B, device=x.device).unsqueeze(1)
+            self.k[:n, rows, :, positions] = k.view(n, B, T, Hkv, D).permute(1, 2, 0, 3, 4).to(self.k.dtype)
+            self.v[:n, rows, :, positions] = v.view(n, B, T, Hkv, D).permute(1, 2, 0, 3, 4).to(self.v.dtype)
+            S = mask.shape[-1]
+            k, v = self.k[:n, :B, :, :S].flatten(0, 1), self.v[:n, :B, :, :S].flatten(0, 1)
+            mask = mask.repeat(n, 1, 1, 1) if n > 1 else mask
+        else:
+            k, v = k.transpose(1, 2), v.transpose(1, 2)
+        out = attend(q, k, v, mask, H // Hkv)  # (n*B, H, T, D)
+        h = x + linear(out.transpose(1, 2).reshape(n, B, T, H * D), self.attention_wo)
+        f = norm(h, self.ffn_norm)
+        h = h + linear(F.silu(linear(f, self.feed_forward_w1)) * linear(f, self.feed_forward_w3), self.feed_forward_w2)
+        return h.permute(1, 2, 0, 3)
+
+
 class MTPTransformer(nn.Module):
     """Trunk + n parallel heads; forward returns logits (B, T, n_heads, V) in the model's dtype."""
 
@@ -181,6 +254,7 @@ class MTPTransformer(nn.Module):
         self.extra_heads = nn.ModuleList(TransformerBlock(args) for _ in range(n - 1))
         self.norm = RMSNorm(args.dim, args.norm_eps)
         self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
+        self.stacked_heads: StackedHeads | None = None  # set by stack_heads()
         self._freqs: Tensor | None = None  # RoPE table, float32 complex, built lazily on the right device
 
     @property
@@ -188,8 +262,24 @@ class MTPTransformer(nn.Module):
         """Head 1 (the last of `layers`) then the extra heads, in prediction order."""
         return [self.layers[-1], *self.extra_heads]
 
-    def blocks(self) -> list[TransformerBlock]:
-        return [*self.layers, *self.extra_heads]
+    def stack_heads(self) -> "MTPTransformer":
+        """Run the heads as one batched block from now on (for inference, after the last .to()).
+
+        Self-speculative decoding runs every head on every forward; the Generator stacks them
+        then. The heads' parameters become views into the stacks (so a loaded model's head weights
+        leave the checkpoint's mmap for one copy in memory): later in-place updates
+        (load_state_dict) reach both, but moving or casting the model afterwards would split them.
+        """
+        if self.stacked_heads is None and self.n_future_tokens > 1:
+            self.stacked_heads = StackedHeads(self.heads, self.args)
+            for head in self.heads:
+                head.attention.cache = None
+        return self
+
+    def _cached_modules(self) -> list:
+        """What holds a KV cache: the trunk blocks, then the heads (one stack, or one block each)."""
+        heads = [self.stacked_heads] if self.stacked_heads is not None else [h.attention for h in self.heads]
+        return [block.attention for block in self.layers[:-1]] + heads
 
     def rope(self, length: int, device) -> Tensor:
         """RoPE table covering positions < length (at least 2*max_seq_len, as Meta precomputes)."""
@@ -201,17 +291,21 @@ class MTPTransformer(nn.Module):
     def setup_cache(self, max_batch_size: int, max_seq_len: int) -> None:
         """Allocate a fresh KV cache in every block (heads included) on the model's device and dtype."""
         weight = self.tok_embeddings.weight
-        for block in self.blocks():
-            block.attention.cache = KVCache(max_batch_size, self.args.kv_heads, max_seq_len,
-                                            self.args.head_dim, weight.dtype, weight.device)
+        for module in self._cached_modules():
+            if isinstance(module, StackedHeads):
+                module.setup_cache(max_batch_size, max_seq_len)
+            else:
+                module.cache = KVCache(max_batch_size, self.args.kv_heads, max_seq_len,
+                                       self.args.head_dim, weight.dtype, weight.device)
         self.rope(max_seq_len, weight.device)
 
     def reorder_cache(self, index: torch.LongTensor) -> None:
         """New cache rows = old rows[index]: fan one prefill out to n samples, or drop finished rows."""
-        for block in self.blocks():
-            if block.attention.cache is None:
-                raise RuntimeError("reorder_cache needs setup_cache() first")
-            block.attention.cache.reorder(index.to(self.tok_embeddings.weight.device))
+        if self.cache_len == 0:
+            raise RuntimeError("reorder_cache needs setup_cache() first")
+        index = index.to(self.tok_embeddings.weight.device)
+        for module in self._cached_modules():
+            (module if isinstance(module, StackedHeads) else module.cache).reorder(index)
 
     @property
     def cache_len(self) -> int:
@@ -219,13 +313,15 @@ class MTPTransformer(nn.Module):
         return 0 if cache is None else cache.k.shape[2]
 
     def forward(self, tokens: Tensor, start_pos: Tensor | None = None, n_heads: int | None = None,
-                logits_at: Tensor | None = None) -> Tensor:
+                logits_at: Tensor | None = None, kv_len: int | None = None) -> Tensor:
         """Logits (B, T, n_heads, V) for tokens (B, T).
 
         start_pos None: plain causal attention over the T tokens, no cache.
         start_pos (B,): row b's tokens sit at positions start_pos[b] + arange(T); they are written
         into the cache there, and each query attends to its row's slots 0..its own position.
         Positions must stay below setup_cache's max_seq_len (not checked: that would sync).
+        kv_len: attention reads only cache slots < kv_len, a bound the caller knows on the host
+        (every position of this call must be below it; not checked either). Default: the whole cache.
         n_heads: run only the first n_heads heads (the others' caches go stale).
         logits_at (B,) or (B, K): unembed only these token indices of each row, giving
         (B, 1 or K, n_heads, V); e.g. the last prompt token of each row of a padded prefill,
@@ -242,12 +338,15 @@ class MTPTransformer(nn.Module):
         else:
             positions = start_pos.to(device).view(B, 1) + torch.arange(T, device=device)  # (B, T)
             freqs = self.rope(self.cache_len, device)[positions]
-            slots = torch.arange(self.cache_len, device=device)
+            slots = torch.arange(min(kv_len or self.cache_len, self.cache_len), device=device)
             mask = (slots.view(1, 1, -1) <= positions.unsqueeze(-1)).unsqueeze(1)  # (B, 1, T, S)
         h = self.tok_embeddings(tokens)
         for block in self.layers[:-1]:
             h = block(h, freqs, positions, mask)
-        outs = torch.stack([head(h, freqs, positions, mask) for head in self.heads[:n_heads]], dim=2)
+        if self.stacked_heads is not None:
+            outs = self.stacked_heads(h, freqs, positions, mask, n_heads)
+        else:
+            outs = torch.stack([head(h, freqs, positions, mask) for head in self.heads[:n_heads]], dim=2)
         if logits_at is not None:
             index = logits_at.to(device).view(B, -1)
             outs = outs[torch.arange(B, device=device).unsqueeze(1), index]  # (B, K, n_heads, dim)
