@@ -111,9 +111,9 @@ def test_samples_of_one_prompt_share_one_prefill(transformer):
     widths = []
     real_forward = transformer.forward
 
-    def spy(tokens, start_pos=None, n_heads=None, logits_at=None):
+    def spy(tokens, start_pos=None, n_heads=None, logits_at=None, kv_len=None):
         widths.append(tuple(tokens.shape))
-        return real_forward(tokens, start_pos, n_heads, logits_at)
+        return real_forward(tokens, start_pos, n_heads, logits_at, kv_len)
 
     transformer.forward = spy
     try:

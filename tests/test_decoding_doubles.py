@@ -47,7 +47,7 @@ class TableModel(nn.Module):
     def reorder_cache(self, index) -> None:
         self.cache = self.cache[index]
 
-    def forward(self, tokens, start_pos=None, n_heads=None, logits_at=None):
+    def forward(self, tokens, start_pos=None, n_heads=None, logits_at=None, kv_len=None):
         n_heads = n_heads or self.n_future_tokens
         B, T = tokens.shape
         if start_pos is None:
@@ -97,7 +97,7 @@ class ForcedDrafts(nn.Module):
         self.inner.reorder_cache(index)
         self.cache = self.cache[index]
 
-    def forward(self, tokens, start_pos=None, n_heads=None, logits_at=None):
+    def forward(self, tokens, start_pos=None, n_heads=None, logits_at=None, kv_len=None):
         logits = self.inner(tokens, start_pos, n_heads).clone()
         B, T = tokens.shape
         pos = start_pos[:, None] + torch.arange(T)

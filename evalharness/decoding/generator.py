@@ -64,6 +64,8 @@ class Generator:
             raise UsageError(f"--speculative {settings.speculative} needs that many heads; the model has {heads}")
         if batch_size < 1:
             raise UsageError(f"batch size must be >= 1, got {batch_size}")
+        if settings.heads > 1 and hasattr(self.model, "stack_heads"):
+            self.model.stack_heads()  # the heads run together from now on: one batched block
         results = {i: [None] * r.n for i, r in enumerate(requests)}
         left = {i: r.n for i, r in enumerate(requests)}
         for i in [i for i, r in enumerate(requests) if r.n == 0]:
@@ -92,9 +94,11 @@ class Generator:
         batch = torch.zeros(len(prompt_of), int(lengths.max()), dtype=torch.long, device=dev)
         for p, i in enumerate(prompt_of):
             batch[p, : len(prompt_ids[i])] = torch.tensor(prompt_ids[i], device=dev)
-        self.model.setup_cache(max(len(chunk), len(prompt_of)), batch.shape[1] + budget + 2 * k)
+        cache_len = batch.shape[1] + budget + 2 * k
+        self.model.setup_cache(max(len(chunk), len(prompt_of)), cache_len)
         # every head's cache is filled; only each prompt's last position is unembedded: [P, k, V]
-        last = self.model(batch, start_pos=torch.zeros_like(lengths), n_heads=k, logits_at=lengths - 1)[:, 0]
+        last = self.model(batch, start_pos=torch.zeros_like(lengths), n_heads=k, logits_at=lengths - 1,
+                          kv_len=batch.shape[1])[:, 0]
         row_prompt = torch.tensor([prompt_of.index(i) for i, _ in chunk], device=dev)
         self.model.reorder_cache(row_prompt)
         seeds = sampling.split_seeds([requests[i].seeds[s] for i, s in chunk], dev)
@@ -122,7 +126,10 @@ class Generator:
                 self.model.reorder_cache(index)
                 rows, live = rows.select(index), [live[b] for b in keep]
             steps = min(self.sync_every, max(budget - n[b] for b in keep))
-            history = [self._step(rows, settings) for _ in range(steps)]
+            # the last position these steps can reach: attention need not read the cache beyond it
+            reach = max(len(prompt_ids[chunk[r][0]]) + n[b] for b, r in enumerate(live)) + steps * k + k
+            kv_len = min(cache_len, -(-reach // 64) * 64)  # few distinct shapes
+            history = [self._step(rows, settings, kv_len) for _ in range(steps)]
             if k > 1:
                 per_row = torch.stack(history, 1).cpu().tolist()
                 for b, r in enumerate(live):
@@ -153,17 +160,19 @@ class Generator:
 
     # -- one forward -------------------------------------------------------------------------------
 
-    def _step(self, rows: _Rows, settings: SamplingSettings) -> torch.Tensor | None:
-        """Advance every row by one forward, in place; returns the accepted-draft counts [B] (None if plain)."""
+    def _step(self, rows: _Rows, settings: SamplingSettings, kv_len: int) -> torch.Tensor | None:
+        """Advance every row by one forward, in place; returns the accepted-draft counts [B] (None if plain).
+
+        kv_len bounds the cache slots attention reads (all positions of the step are below it)."""
         if settings.heads == 1:
-            self._plain_step(rows, settings)
+            self._plain_step(rows, settings, kv_len)
             return None
         if settings.greedy:
-            return self._speculative_greedy_step(rows, settings)
-        return self._speculative_sampling_step(rows, settings)
+            return self._speculative_greedy_step(rows, settings, kv_len)
+        return self._speculative_sampling_step(rows, settings, kv_len)
 
-    def _plain_step(self, rows: _Rows, settings: SamplingSettings) -> None:
-        logits = self.model(rows.g[:, None], start_pos=rows.pos, n_heads=1)[:, 0, 0]
+    def _plain_step(self, rows: _Rows, settings: SamplingSettings, kv_len: int) -> None:
+        logits = self.model(rows.g[:, None], start_pos=rows.pos, n_heads=1, kv_len=kv_len)[:, 0, 0]
         if settings.greedy:
             token = logits.argmax(-1)
         else:
@@ -171,11 +180,11 @@ class Generator:
                                   sampling.uniform(rows.seeds, rows.n, sampling.SAMPLE))
         self._commit(rows, torch.zeros_like(rows.n), token, token == self.eos_id, settings)
 
-    def _speculative_greedy_step(self, rows: _Rows, settings: SamplingSettings) -> torch.Tensor:
+    def _speculative_greedy_step(self, rows: _Rows, settings: SamplingSettings, kv_len: int) -> torch.Tensor:
         """Verify and draft in one forward (blockwise parallel decoding)."""
         k = settings.heads
         block = torch.cat([rows.g[:, None], rows.drafts], 1)  # [B, k] at positions pos..pos+k-1
-        logits = self.model(block, start_pos=rows.pos, n_heads=k)  # [B, k, k, V]
+        logits = self.model(block, start_pos=rows.pos, n_heads=k, kv_len=kv_len)  # [B, k, k, V]
         truth = logits[:, :, 0].argmax(-1)  # truth[:, i] = greedy token after block[:, :i+1]
         agree = rows.drafts == truth[:, :-1]
         m = agree.long().cumprod(1).sum(1)  # accepted drafts
@@ -187,11 +196,11 @@ class Generator:
                      drafts=logits[at, m, 1:].argmax(-1))
         return m
 
-    def _speculative_sampling_step(self, rows: _Rows, settings: SamplingSettings) -> torch.Tensor:
+    def _speculative_sampling_step(self, rows: _Rows, settings: SamplingSettings, kv_len: int) -> torch.Tensor:
         """Leviathan/Chen speculative sampling with the extra heads as drafters."""
         k = settings.heads
         block = torch.cat([rows.g[:, None], rows.drafts], 1)
-        logits = self.model(block, start_pos=rows.pos, n_heads=k)
+        logits = self.model(block, start_pos=rows.pos, n_heads=k, kv_len=kv_len)
         p = sampling.probabilities(logits[:, :, 0], settings)  # [B, k, V] target at each block index
         x = rows.drafts[..., None]
         p_x, q_x = p[:, :-1].gather(-1, x)[..., 0], rows.q.gather(-1, x)[..., 0]

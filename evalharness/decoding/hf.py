@@ -39,7 +39,9 @@ class HFCausalLM(nn.Module):
         self.slot_pos = self.slot_pos[index]
 
     def forward(self, tokens: torch.Tensor, start_pos: torch.Tensor | None = None,
-                n_heads: int | None = None, logits_at: torch.Tensor | None = None) -> torch.Tensor:
+                n_heads: int | None = None, logits_at: torch.Tensor | None = None,
+                kv_len: int | None = None) -> torch.Tensor:
+        """kv_len is accepted for the protocol and ignored: HF's cache holds only live slots."""
         if n_heads not in (None, 1):
             raise ValueError("a transformers causal LM has one head")
         if start_pos is None:
