@@ -1,11 +1,12 @@
-"""Train the built-in demo MTP model: a tiny byte-level Llama with 4 parallel heads, on CPU.
+"""Train the built-in demo MTP model: a tiny Llama with 4 parallel heads, on CPU.
 
 The corpus is the Python source every machine with this package already has: the standard
 library and the installed packages' .py files, minus anything that mentions or ships the
 evaluation sets (HumanEval, MBPP, EvalPlus) and minus this repository. The loss is the
 paper's: the sum over heads of cross-entropies, head j (1-based) at position t predicting
 token t+j. The result is written in Meta's format (params.json, consolidated.pth, 16-bit)
-with the byte tokenizer's marker file, so the runtime loader reads it like any Meta checkpoint.
+with its tokenizer (SentencePiece BPE fitted to the corpus by default; `--tokenizer bytes` for
+the byte-level one), so the runtime loader reads it like any Meta checkpoint.
 
     python scripts/train_demo.py --trial-seconds 60           # measure throughput, then exit
     nohup python scripts/train_demo.py --max-minutes 30 > train.log 2>&1 &   # the shipped run
