@@ -407,6 +407,8 @@ class SandboxPool:
                "limits": {"cpu_s": lim.cpu_s, "wall_s": lim.wall_cap_s, "memory_mb": lim.memory_mb,
                           "output_bytes": lim.output_bytes, "file_size_mb": lim.file_size_mb,
                           "open_files": lim.open_files}}
+        if job.keep_output:
+            msg["keep_output"] = True
         if not w.inflight:
             w.head_since = time.monotonic()
         w.inflight.append(item)
@@ -438,7 +440,8 @@ class SandboxPool:
             seq, job, attempt = w.inflight.popleft()
             w.head_since = time.monotonic()
             verdict = Verdict(status=reply["status"], error_type=reply.get("error_type"),
-                              detail=(reply.get("detail") or "")[-300:], duration_s=reply.get("duration_s", 0.0))
+                              detail=(reply.get("detail") or "")[-300:], duration_s=reply.get("duration_s", 0.0),
+                              output=reply.get("output") or "")
             if verdict.status == "timeout" and attempt == 0:
                 retries.append((seq, job, 1))  # honest timeouts: once more on an idle worker
                 continue

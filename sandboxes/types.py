@@ -1,7 +1,7 @@
 """Records crossing the sandbox seam: what to run, under which limits, and the verdict."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Hashable
 
 # Every status a verdict can carry. `error` verdicts name the exception type
@@ -42,11 +42,16 @@ class Limits:
 
 @dataclass(frozen=True)
 class Job:
-    """One program to run. `key` comes back with its verdict, untouched."""
+    """One program to run. `key` comes back with its verdict, untouched.
+
+    `keep_output`: return the program's whole stdout+stderr in `Verdict.output` (for
+    programs whose output is their answer, e.g. integrity mode's recorded results).
+    """
 
     key: Hashable
     source: str
     limits: Limits = Limits()
+    keep_output: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,9 @@ class Verdict:
     error_type: str | None = None
     detail: str = ""  # short tail of stderr / reason, at most a few hundred chars
     duration_s: float = 0.0
+    # stdout+stderr (UTF-8, invalid bytes replaced), at most Limits.output_bytes: only for
+    # Job.keep_output, and only when the program ended by itself (no timeout, no output_limit)
+    output: str = field(default="", repr=False)
 
     @property
     def passed(self) -> bool:

@@ -252,7 +252,7 @@ class Worker:
         os.close(out_w)
         os.close(ver_w)
         try:
-            outcome, output, report = self._watch(pid, out_r, ver_r, start, limits)
+            outcome, output, report = self._watch(pid, out_r, ver_r, start, limits, job.get("keep_output", False))
             self._kill_leftovers(pid)
             _, status, usage = os.wait4(pid, 0)
             self._reap_all()
@@ -265,12 +265,15 @@ class Worker:
             except OSError:
                 shutil.rmtree(workdir, ignore_errors=True)
         verdict = self._classify(job, token, outcome, output, report, status, usage, limits)
+        if job.get("keep_output") and outcome == "exited":
+            verdict["output"] = output.decode("utf-8", "replace")
         verdict["duration_s"] = round(duration, 4)
         verdict["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 4)
         return verdict
 
-    def _watch(self, pid: int, out_r: int, ver_r: int, start: float, limits: dict):
-        """Collect output and the verdict pipe until the child exits, the wall cap or the output cap."""
+    def _watch(self, pid: int, out_r: int, ver_r: int, start: float, limits: dict, keep: bool = False):
+        """Collect output and the verdict pipe until the child exits, the wall cap or the output cap.
+        The output comes back as head + tail, or whole (at most the cap) when `keep`."""
         pidfd = os.pidfd_open(pid)
         poller = select.poll()
         for fd in (out_r, ver_r, pidfd):
@@ -278,6 +281,7 @@ class Worker:
         deadline = start + limits["wall_s"]
         cap = limits["output_bytes"]
         head, tail, total = bytearray(), bytearray(), 0
+        whole = bytearray()
         report = bytearray()
         outcome = "exited"
         open_fds = {out_r, ver_r}
@@ -303,6 +307,8 @@ class Worker:
                             report += data[: 4096 - len(report)]
                         continue
                     total += len(data)
+                    if keep and total <= cap:
+                        whole += data
                     if len(head) < _TAIL:
                         head += data[: _TAIL - len(head)]
                     tail = (tail + data)[-_TAIL:]
@@ -322,6 +328,8 @@ class Worker:
                             report += data[: max(0, 4096 - len(report))]
                         else:
                             total += len(data)
+                            if keep and total <= cap:
+                                whole += data
                             tail = (tail + data)[-_TAIL:]
                             if total > cap:
                                 outcome = "output_limit" if outcome == "exited" else outcome
@@ -330,7 +338,10 @@ class Worker:
                     pass
         finally:
             os.close(pidfd)
-        output = bytes(tail) if total <= _TAIL else bytes(head[:200]) + b"\n...\n" + bytes(tail[-(_TAIL - 200):])
+        if keep and total <= cap:
+            output = bytes(whole)
+        else:
+            output = bytes(tail) if total <= _TAIL else bytes(head[:200]) + b"\n...\n" + bytes(tail[-(_TAIL - 200):])
         return outcome, output, bytes(report)
 
     def _kill_group(self, pid: int) -> None:
