@@ -10,11 +10,34 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import ClassVar, Mapping, Sequence
 
 
 class TaskError(ValueError):
     """A user-facing problem with task data or a task request (one line, exit 2)."""
+
+
+class NotLiteral(TaskError):
+    """A problem whose checks cannot run in the trusted parent; the message is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class LiteralChecks:
+    """A problem's checks split for integrity mode: only literal inputs enter the sandbox.
+
+    The sandbox runs `prefix + completion` and calls `entry_point` once per
+    entry of `calls`, each the source of a literal `(args, kwargs)` pair. The
+    trusted parent execs `setup` in a fresh namespace, binds `target` to a stub
+    that replays the recorded results, and execs `checks`. Neither `setup` nor
+    `checks` ever enters the sandbox.
+    """
+
+    entry_point: str
+    calls: tuple[str, ...]  # e.g. "(([1, 2], 3), {})"
+    setup: str  # HumanEval: the `test` text; MBPP: test_setup_code (+ test_imports)
+    checks: str  # HumanEval: "check(candidate)"; MBPP: the asserts
+    target: str  # the name `checks` calls the solution by
+    prefix: str = ""  # what the standard program puts before the completion (HumanEval: the prompt)
 
 
 @dataclass(frozen=True)
@@ -46,6 +69,7 @@ class Task:
     default_k: tuple[int, ...] = (1, 10, 100)
     suites: tuple[str, ...] = ("test",)
     source: str = ""  # where the problems came from (file path or hub id)
+    literal_checks_supported: ClassVar[bool] = False  # see literal_checks
 
     def problem(self, task_id: str) -> Problem:
         index = self._index()
@@ -67,6 +91,13 @@ class Task:
     def programs(self, problem: Problem, completion: str) -> dict[str, str]:
         """The test program of each suite for `completion`, keyed by suite name."""
         raise NotImplementedError
+
+    def literal_checks(self, problem: Problem) -> LiteralChecks:
+        """The problem's checks for integrity mode, or NotLiteral saying why they cannot be split.
+
+        Only tasks with `literal_checks_supported` (single-suite, assert-based) implement it.
+        """
+        raise NotLiteral(f"{problem.task_id}: task {self.name!r} has no literal checks")
 
     def timeout_for(self, problem: Problem, suite: str) -> float:
         """CPU seconds one program may take; tasks whose references are slow on some problems override."""

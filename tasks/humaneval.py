@@ -5,8 +5,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import Problem, Task, TaskError
+from .base import LiteralChecks, NotLiteral, Problem, Task, TaskError
 from .data import one_file, read_records
+from .literal import literal_calls
 
 HUMANEVAL_STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 _FIELDS = ("task_id", "prompt", "test", "entry_point")
@@ -16,11 +17,37 @@ _FIELDS = ("task_id", "prompt", "test", "entry_point")
 class HumanEvalTask(Task):
     """`prompt + completion + "\\n" + test + "\\n" + f"check({entry_point})"`."""
 
+    literal_checks_supported = True
+
     def programs(self, problem: Problem, completion: str) -> dict[str, str]:
         test = problem.data["test"]
         return {
             "test": problem.prompt + completion + "\n" + test + "\n" + f"check({problem.entry_point})"
         }
+
+    def literal_checks(self, problem: Problem) -> LiteralChecks:
+        """`test` runs in the parent and `check` gets the replay stub; the sandbox runs prompt + completion."""
+        test = problem.data["test"]
+        target = _check_parameter(problem.task_id, test)
+        checks = f"check({target})"
+        calls = literal_calls(test, checks, target, task_id=problem.task_id, entry_point=problem.entry_point,
+                              labels=("test", "check call"))
+        return LiteralChecks(entry_point=problem.entry_point, calls=calls, setup=test, checks=checks,
+                             target=target, prefix=problem.prompt)
+
+
+def _check_parameter(task_id: str, test: str) -> str:
+    """The name `check(candidate)` calls the solution by (its first parameter)."""
+    import ast
+
+    try:
+        tree = ast.parse(test)
+    except (SyntaxError, ValueError) as e:
+        raise NotLiteral(f"{task_id}: the test does not parse: {e}") from None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "check" and node.args.posonlyargs + node.args.args:
+            return (node.args.posonlyargs + node.args.args)[0].arg
+    raise NotLiteral(f"{task_id}: the test defines no check(candidate)")
 
 
 def bundled_humaneval_path() -> Path:

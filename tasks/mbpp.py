@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import Problem, Task, TaskError
+from .base import LiteralChecks, Problem, Task, TaskError
 from .data import load_from_hub, local_file, one_file, read_records
+from .literal import literal_calls, solution_name
 
 HUB_REPO = "google-research-datasets/mbpp"
 SHOT_IDS = (2, 3, 4)
@@ -67,12 +68,22 @@ class MbppTask(Task):
     """`completion + "\\n" + test_setup_code + "\\n" + tests`; `test_fields` name the record's test lists."""
 
     test_fields: tuple[str, ...] = ("test_list",)
+    literal_checks_supported = True
 
     def tests(self, problem: Problem) -> str:
         return "\n".join(t for name in self.test_fields for t in problem.data[name])
 
     def programs(self, problem: Problem, completion: str) -> dict[str, str]:
         return {"test": completion + "\n" + problem.data["test_setup_code"] + "\n" + self.tests(problem)}
+
+    def literal_checks(self, problem: Problem) -> LiteralChecks:
+        """test_setup_code and the asserts run in the parent; the solution is the one name they do not define."""
+        return _mbpp_literal_checks(problem, problem.data["test_setup_code"], self.tests(problem),
+                                    self.program_prefix(problem))
+
+    def program_prefix(self, problem: Problem) -> str:
+        """What the program puts before the completion."""
+        return ""
 
 
 @dataclass(frozen=True)
@@ -83,14 +94,31 @@ class MbppBigcodeTask(MbppTask):
         return {"test": problem.prompt + completion + "\n" + problem.data["test_setup_code"] + "\n"
                 + self.tests(problem)}
 
+    def program_prefix(self, problem: Problem) -> str:
+        return problem.prompt
+
 
 @dataclass(frozen=True)
 class MbppSanitizedTask(Task):
     """`"\\n".join(test_imports) + "\\n" + completion + "\\n" + "\\n".join(test_list)`."""
 
+    literal_checks_supported = True
+
     def programs(self, problem: Problem, completion: str) -> dict[str, str]:
         rec = problem.data
         return {"test": "\n".join(rec["test_imports"]) + "\n" + completion + "\n" + "\n".join(rec["test_list"])}
+
+    def literal_checks(self, problem: Problem) -> LiteralChecks:
+        """The imports run on both sides (the solution may rely on them); the asserts only in the parent."""
+        imports = "\n".join(problem.data["test_imports"])
+        return _mbpp_literal_checks(problem, imports, "\n".join(problem.data["test_list"]), imports + "\n")
+
+
+def _mbpp_literal_checks(problem: Problem, setup: str, checks: str, prefix: str) -> LiteralChecks:
+    labels = ("test setup", "tests")
+    name = solution_name(setup, checks, task_id=problem.task_id, reference=problem.reference, labels=labels)
+    calls = literal_calls(setup, checks, name, task_id=problem.task_id, labels=labels)
+    return LiteralChecks(entry_point=name, calls=calls, setup=setup, checks=checks, target=name, prefix=prefix)
 
 
 # ----------------------------------------------------------------- loaders
