@@ -19,6 +19,7 @@ import reports
 from sandboxes import Limits
 from tasks import Task
 
+from .integrity import Served
 from .pipeline import GenerationWork, SamplingPass, execute, generate, plan_generation
 from .progress import Progress
 from .records import Sample
@@ -45,10 +46,11 @@ _END = object()
 
 
 def evaluate(run: RunDir, task: Task, generator, plan: GenerationPlan, pool, limits: Limits,
-             quiet: bool = False, shard: Shard = Shard()) -> dict | None:
-    """Generate what is missing, execute what has no result; return the speed record (rank 0)."""
+             quiet: bool = False, shard: Shard = Shard(), served: Served | None = None) -> dict | None:
+    """Generate what is missing, execute what has no result; return the speed record (rank 0).
+    `served`: strict integrity mode (see integrity.py); `task` is then the served problems."""
     if shard.world > 1:
-        return _evaluate_distributed(run, task, generator, plan, pool, limits, quiet, shard)
+        return _evaluate_distributed(run, task, generator, plan, pool, limits, quiet, shard, served)
     t_start = time.monotonic()
     stored = _unique(run.samples())
     results_done = {key_of(r) for r in run.results()}
@@ -73,7 +75,7 @@ def evaluate(run: RunDir, task: Task, generator, plan: GenerationPlan, pool, lim
         try:
             with JsonlAppender(run.results_path) as log, \
                     Progress(n_to_execute, "execute", quiet=quiet) as progress:
-                for result in execute(task, sample_stream(), pool, limits):
+                for result in execute(task, sample_stream(), pool, limits, served):
                     log.append(result.to_row())
                     exec_state["programs"] += 1
                     progress.update()
@@ -119,7 +121,7 @@ def _generate_to(path: Path, task: Task, generator, work: Sequence[GenerationWor
 
 
 def _evaluate_distributed(run: RunDir, task: Task, generator, plan: GenerationPlan, pool, limits: Limits,
-                          quiet: bool, shard: Shard) -> dict | None:
+                          quiet: bool, shard: Shard, served: Served | None) -> dict | None:
     import torch.distributed as dist
 
     t_start = time.monotonic()
@@ -139,7 +141,7 @@ def _evaluate_distributed(run: RunDir, task: Task, generator, plan: GenerationPl
         return None
     merge_shards(run, shard_paths)
     speed = evaluate(run, task, generator, GenerationPlan((), plan.settings, plan.seed, plan.batch_size),
-                     pool, limits, quiet)
+                     pool, limits, quiet, served=served)
     decode_stats = [row for _, rows in gathered for row in rows]
     gen_wall = max(g for g, _ in gathered)
     return speed_record(decode_stats, gen_wall, speed["programs"], speed["execute_s"],

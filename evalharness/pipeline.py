@@ -14,17 +14,27 @@ import reports
 from sandboxes import Job, Limits
 from tasks import Problem, Task
 
+from . import integrity
 from .records import Result, Sample
 from .runstore import RunDir
 
 
-def execute(task: Task, samples: Iterable[Sample], pool, limits: Limits) -> Iterator[Result]:
-    """Run every suite of every sample through `pool`; yield one Result per sample as it completes."""
+def execute(task: Task, samples: Iterable[Sample], pool, limits: Limits,
+            served: integrity.Served | None = None) -> Iterator[Result]:
+    """Run every suite of every sample through `pool`; yield one Result per sample as it completes.
+
+    With `served` (strict integrity mode) the sandbox runs only the solution on literal
+    inputs and the parent judges its recorded results with the problem's checks.
+    """
     waiting: dict[tuple, dict] = {}
 
     def jobs() -> Iterator[Job]:
         for sample in samples:
             problem = task.problem(sample.task_id)
+            if served is not None:
+                source = integrity.program(served.checks[problem.task_id], sample.completion)
+                yield Job(key=(sample.key, task.suites[0]), source=source, limits=limits, keep_output=True)
+                continue
             for suite, source in task.programs(problem, sample.completion).items():
                 # a task may need more CPU for some problems (EvalPlus: 4x the reference's time)
                 cpu_s = task.timeout_for(problem, suite)
@@ -32,6 +42,8 @@ def execute(task: Task, samples: Iterable[Sample], pool, limits: Limits) -> Iter
                           limits=limits if cpu_s <= limits.cpu_s else replace(limits, cpu_s=cpu_s))
 
     for (sample_key, suite), verdict in pool.run(jobs()):
+        if served is not None:
+            verdict = integrity.judge(served.checks[sample_key[0]], verdict)
         verdicts = waiting.setdefault(sample_key, {})
         verdicts[suite] = verdict
         if len(verdicts) == len(task.suites):
@@ -40,7 +52,8 @@ def execute(task: Task, samples: Iterable[Sample], pool, limits: Limits) -> Iter
 
 
 def write_report(run: RunDir, task: Task, ks: tuple[int, ...], confidence: float = 0.9,
-                 speed: dict | None = None, headline: dict[int, float] | None = None) -> dict:
+                 speed: dict | None = None, headline: dict[int, float] | None = None,
+                 served: integrity.Served | None = None) -> dict:
     """Build report.json/.md/.html from the run's results (the source of truth on disk)."""
     report = reports.build_report(
         run.results(),
@@ -51,6 +64,7 @@ def write_report(run: RunDir, task: Task, ks: tuple[int, ...], confidence: float
         confidence=confidence,
         speed=speed,
         temperature_for_k=headline,
+        integrity=served.describe() if served is not None else None,
     )
     run.write_json("report.json", report)
     run.write_text("report.md", reports.render_markdown(report))

@@ -26,3 +26,9 @@ def print_summary(report: dict, run_path: Path, file: TextIO = sys.stdout) -> No
                 print(f"{prefix + name:<10} {'n/a':>9}  ({e['reason']})", file=file)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report["status_counts"].items(), key=lambda kv: -kv[1]))
     print(f"status: {counts}", file=file)
+    integrity = report.get("integrity")
+    if integrity:
+        ids = [r["task_id"] for r in integrity["not_served"]]
+        left_out = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "") if ids else "none"
+        print(f"integrity: {integrity['mode']}, {integrity['served']} of {integrity['total']} problems served "
+              f"(pass@k over these); not served: {left_out}", file=file)

@@ -23,7 +23,7 @@ N_EXAMPLES = 5
 REPORT_KEYS = ("task", "task_fingerprint", "n_problems", "n_problems_total", "missing_problems", "n_samples",
                "confidence", "ks", "bootstrap", "status_counts", "pass_at_k", "pass_at_k_by_suite",
                "temperatures", "by_temperature", "best_temperature", "failure_taxonomy", "slowest_problems",
-               "per_problem", "speed", "unknown_task_ids", "headline_rule")
+               "per_problem", "speed", "unknown_task_ids", "headline_rule", "integrity")
 
 
 @dataclass
@@ -81,12 +81,14 @@ def pass_at_k_table(n, c, ks, confidence: float = 0.9, seed: int = 0,
 def build_report(results_rows: list[dict], *, task: str, task_fingerprint: str, problem_ids: list[str],
                  ks=(1, 10, 100), confidence: float = 0.9, seed: int = 0, speed: dict | None = None,
                  extra: dict | None = None, n_resamples: int = DEFAULT_RESAMPLES,
-                 temperature_for_k: dict[int, float] | None = None) -> dict:
+                 temperature_for_k: dict[int, float] | None = None, integrity: dict | None = None) -> dict:
     """The report.json dict (see RUNFORMAT.md) for one run's result rows.
 
     In a temperature sweep the headline pass@k takes each k at its best
     temperature, unless `temperature_for_k` fixes the temperature per k
     (the MTP paper's protocol: pass@1 at 0.1, pass@10/100 at 0.8).
+    `integrity` (strict mode: {"mode", "served", "total", "not_served": [{"task_id",
+    "reason"}]}) is kept as is; `problem_ids` are then the served problems only.
     """
     check_confidence(confidence)
     ks = tuple(sorted({int(k) for k in ks}))
@@ -150,6 +152,8 @@ def build_report(results_rows: list[dict], *, task: str, task_fingerprint: str, 
         report["speed"] = speed
     if unknown:
         report["unknown_task_ids"] = unknown
+    if integrity:
+        report["integrity"] = integrity
     for key, value in (extra or {}).items():
         if key in report:
             raise ValueError(f"extra key {key!r} would overwrite a report field")

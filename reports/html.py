@@ -13,7 +13,7 @@ import io
 import numpy as np
 
 from .build import per_problem_pass_at_k
-from .markdown import _value, pct
+from .markdown import _value, integrity_note, pct
 from .stats import bootstrap_means, percentile_interval
 
 CURVE_POINTS = 24
@@ -48,6 +48,13 @@ def render_html(report: dict) -> str:
     if report.get("missing_problems"):
         parts.append(f"<p class='warn'>Missing results for {len(report['missing_problems'])} problem(s); pass@k "
                      "is over the evaluated problems only.</p>")
+    integrity = report.get("integrity")
+    if integrity:
+        parts.append("<h2>Integrity</h2><p>" + esc(integrity_note(integrity).replace("**", "")) + "</p>")
+        if integrity.get("not_served"):
+            parts.append(f"<p>Not served ({len(integrity['not_served'])}): their checks cannot run on literal "
+                         "inputs alone.</p>")
+            parts.append(_table(["problem", "reason"], [[r["task_id"], r["reason"]] for r in integrity["not_served"]]))
 
     parts.append("<h2>pass@k</h2>")
     parts.append(_pass_table(report["pass_at_k"], conf))

@@ -51,6 +51,8 @@ def render_markdown(report: dict) -> str:
     if report.get("missing_problems"):
         out += [f"**Missing results** for {len(report['missing_problems'])} problem(s): "
                 f"{_listing(report['missing_problems'])}. pass@k is over the evaluated problems only.", ""]
+    if report.get("integrity"):
+        out += integrity_section(report["integrity"])
 
     out += ["## pass@k", "", _table(["metric", "estimate (%)", conf, "note"], pass_at_k_rows(report["pass_at_k"])),
             "", f"Intervals: bootstrap over problems ({report.get('bootstrap', {}).get('resamples', '?')} "
@@ -95,6 +97,22 @@ def render_markdown(report: dict) -> str:
     if report.get("unknown_task_ids"):
         out += [f"Ignored results for task ids not in the task: {_listing(report['unknown_task_ids'])}.", ""]
     return "\n".join(out)
+
+
+def integrity_note(integrity: dict) -> str:
+    """One sentence: the mode and what pass@k is over."""
+    return (f"Integrity mode **{integrity['mode']}**: the checks ran in the trusted parent and only the "
+            f"solution in the sandbox, fed literal inputs. {integrity['served']} of {integrity['total']} "
+            f"problems served; pass@k is over the served problems only.")
+
+
+def integrity_section(integrity: dict) -> list[str]:
+    out = ["## Integrity", "", integrity_note(integrity), ""]
+    if integrity.get("not_served"):
+        out += [f"Not served ({len(integrity['not_served'])}): their checks cannot run on literal inputs alone.",
+                "", _table(["problem", "reason"], [[r["task_id"], r["reason"]] for r in integrity["not_served"]]),
+                ""]
+    return out
 
 
 def _value(v) -> str:

@@ -15,7 +15,9 @@ from ..records import Sample, read_samples_file
 from ..runstore import JsonlAppender, RunDir, key_of
 from ..summary import print_summary
 from ..manifest import base_manifest
-from .options import positive_int, add_report_options, add_sandbox_options, add_task_options, load_task_from_args
+from .. import integrity
+from .options import (positive_int, add_integrity_option, add_report_options, add_sandbox_options, add_task_options,
+                      load_task_from_args)
 
 
 def add_parser(sub) -> None:
@@ -26,8 +28,10 @@ def add_parser(sub) -> None:
                    help="instead of SAMPLES, score the task's reference solutions (COPIES of each, default 1)")
     add_task_options(p)
     add_sandbox_options(p)
+    add_integrity_option(p)
     add_report_options(p)
-    p.add_argument("--out", help="run directory (default: SAMPLES stem + '.<task>.run' beside the file)")
+    p.add_argument("--out", help="run directory (default: SAMPLES stem + '.<task>.run' beside the file; "
+                                 "'.<task>.strict.run' with --integrity strict)")
     p.set_defaults(run=run)
 
 
@@ -35,29 +39,39 @@ def run(args: argparse.Namespace) -> int:
     if (args.samples is None) == (args.reference is None):
         raise UsageError("give either a SAMPLES file or --reference")
     task = load_task_from_args(args)
-    if args.reference:
-        samples = [Sample(p.task_id, i, p.reference) for p in task.problems for i in range(args.reference)]
-        out = Path(args.out or f"runs/{task.name}-reference")
+    samples = ([Sample(p.task_id, i, p.reference) for p in task.problems for i in range(args.reference)]
+               if args.reference else read_samples_file(args.samples, task))
+    served = integrity.serve_or_none(task, args.integrity)
+    if served is not None:
+        task = served.task  # the problems strict mode can serve; the others are listed in the report
+    wanted = {p.task_id for p in task.problems}
+    samples = [s for s in samples if s.task_id in wanted]  # --limit, strict mode
+    strict = "" if served is None else "-strict"  # a strict run never lands in a standard run's directory
+    if args.out:
+        out = Path(args.out)
+    elif args.reference:
+        out = Path(f"runs/{task.name}-reference{strict}")
     else:
-        samples = read_samples_file(args.samples, task)
-        wanted = {p.task_id for p in task.problems}
-        samples = [s for s in samples if s.task_id in wanted]  # --limit
-        out = Path(args.out) if args.out else _default_out(Path(args.samples), task.name)
+        out = _default_out(Path(args.samples), task.name + strict.replace("-", "."))
     limits = Limits(cpu_s=args.timeout or task.timeout_s)
 
     run_dir = RunDir(out)
     identity = {"command": "execute", "task": task.name, "task_fingerprint": task.fingerprint(),
                 "limits": {"cpu_s": limits.cpu_s, "memory_mb": limits.memory_mb}}
+    if served is not None:  # absent in standard mode: run dirs made before the option still resume
+        identity["integrity"] = "strict"
     with SandboxPool(workers=args.workers, tier=args.sandbox) as pool:
         manifest = base_manifest("execute", task)
         manifest["sandbox"] = pool.describe()
         manifest["samples_file"] = str(Path(args.samples).resolve()) if args.samples else "reference"
+        if served is not None:
+            manifest["integrity"] = served.describe()
         run_dir.open(manifest, identity)
         todo = _record_samples(run_dir, samples)
         t0 = time.monotonic()
         with JsonlAppender(run_dir.results_path) as results, \
                 Progress(len(todo), "execute", quiet=args.quiet) as progress:
-            for result in execute(task, todo, pool, limits):
+            for result in execute(task, todo, pool, limits, served):
                 results.append(result.to_row())
                 progress.update()
         elapsed = time.monotonic() - t0
@@ -65,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     ks = args.k or task.default_k
     speed = {"execute_s": round(elapsed, 3), "programs": len(todo),
              "programs_per_s": round(len(todo) / elapsed, 2) if todo and elapsed > 0 else None}
-    report = write_report(run_dir, task, ks, args.confidence, speed=speed)
+    report = write_report(run_dir, task, ks, args.confidence, speed=speed, served=served)
     print_summary(report, run_dir.path, file=sys.stdout)
     return 0
 

@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    task, generator, plan, _, run_dir, manifest, identity = prepare(args, "generate")
+    task, generator, plan, _, run_dir, manifest, identity, _ = prepare(args, "generate")
     run_dir.open(manifest, identity)
     speed = generate_only(run_dir, task, generator, plan, quiet=args.quiet)
     print(f"{speed['samples_generated']} samples generated ({speed['tokens_generated']} tokens, "

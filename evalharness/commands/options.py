@@ -53,6 +53,12 @@ def add_sandbox_options(p: argparse.ArgumentParser) -> None:
                    help="isolation tier (default: the strongest this machine allows)")
 
 
+def add_integrity_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--integrity", default="standard", choices=("standard", "strict"),
+                   help="strict: the checks run in this process and only the solution in the sandbox, fed "
+                        "literal inputs; problems whose checks need more are not served (listed in the report)")
+
+
 def add_report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=k_list, metavar="K,..", help="pass@k values (default: the task's, e.g. 1,10,100)")
     p.add_argument("--confidence", type=float, default=0.9, help="confidence level of intervals (default 0.9)")
@@ -60,6 +66,10 @@ def add_report_options(p: argparse.ArgumentParser) -> None:
 
 
 def load_task_from_args(args: argparse.Namespace) -> Task:
+    if getattr(args, "integrity", "standard") == "strict":
+        from ..integrity import check_strict_task
+
+        check_strict_task(args.task)  # before loading: EvalPlus may first run its references for minutes
     task = load_task(args.task, problems_file=args.problems, data_file=args.data_file)
     if args.limit:
         from dataclasses import replace

@@ -80,9 +80,10 @@ def rebuild_report(path, ks=None, confidence: float | None = None) -> dict:
     extra = {k: v for k, v in previous.items() if k not in reports.REPORT_KEYS}
     return reports.build_report(
         results, task=task.get("name"), task_fingerprint=task.get("fingerprint"),
-        problem_ids=_problem_ids(task, previous, results, run_dir),
+        problem_ids=_problem_ids(task, previous, results, run_dir, manifest.get("integrity")),
         ks=ks, confidence=confidence, seed=(previous.get("bootstrap") or {}).get("seed", 0),
-        speed=speed, extra=extra, temperature_for_k=_headline_rule(manifest))
+        speed=speed, extra=extra, temperature_for_k=_headline_rule(manifest),
+        integrity=manifest.get("integrity") or previous.get("integrity"))
 
 
 def _headline_rule(manifest: dict) -> dict[int, float] | None:
@@ -116,10 +117,14 @@ def _previous_report(path: Path) -> dict:
     return report if isinstance(report, dict) else {}
 
 
-def _problem_ids(task: dict, previous: dict, results: list[dict], run_dir: RunDir) -> list[str]:
-    """All problems of the run's task: from the task itself when it loads with the same fingerprint,
-    else from the previous report (evaluated + missing) and the run's rows."""
+def _problem_ids(task: dict, previous: dict, results: list[dict], run_dir: RunDir,
+                 integrity: dict | None = None) -> list[str]:
+    """All problems of the run's task: from the task itself when it loads with the same fingerprint
+    (in strict integrity mode: less the problems not served), else from the previous report
+    (evaluated + missing) and the run's rows."""
     try:
+        from dataclasses import replace
+
         from tasks import load_task
 
         source = task.get("source")
@@ -129,6 +134,9 @@ def _problem_ids(task: dict, previous: dict, results: list[dict], run_dir: RunDi
                 loaded = load_task(task.get("name"), **options)
             except Exception:  # noqa: BLE001 - any failure just means: fall back to the run's own ids
                 continue
+            if integrity:
+                left_out = {r["task_id"] for r in integrity.get("not_served", [])}
+                loaded = replace(loaded, problems=tuple(p for p in loaded.problems if p.task_id not in left_out))
             if loaded.fingerprint() == task.get("fingerprint"):
                 return [p.task_id for p in loaded.problems]
     except ImportError:

@@ -13,14 +13,15 @@ from pathlib import Path
 
 from sandboxes import Limits, SandboxPool
 
+from .. import integrity
 from ..errors import UsageError
 from ..evaluate import GenerationPlan, Shard, evaluate
 from ..manifest import base_manifest
 from ..pipeline import SamplingPass, write_report
 from ..runstore import RunDir
 from ..summary import print_summary
-from .options import (add_decoding_options, add_model_options, add_report_options, add_sandbox_options,
-                      add_task_options, load_task_from_args)
+from .options import (add_decoding_options, add_integrity_option, add_model_options, add_report_options,
+                      add_sandbox_options, add_task_options, load_task_from_args)
 
 PAPER_PASSES = (SamplingPass(0.1, 200), SamplingPass(0.8, 200))
 PAPER_HEADLINE = {1: 0.1, 10: 0.8, 100: 0.8}  # which pass each pass@k comes from (Gloeckle et al.)
@@ -32,6 +33,7 @@ def add_parser(sub) -> None:
     add_task_options(p)
     add_decoding_options(p)
     add_sandbox_options(p)
+    add_integrity_option(p)
     add_report_options(p)
     p.add_argument("--out", help="run directory (default: runs/<task>-<model>-<settings hash>)")
     p.set_defaults(run=run)
@@ -52,11 +54,15 @@ def sampling_passes(args: argparse.Namespace) -> tuple[tuple[SamplingPass, ...],
 
 
 def prepare(args: argparse.Namespace, command: str):
-    """Everything `run` and `generate` share: task, model, plan, run directory identity."""
+    """Everything `run` and `generate` share: task, model, plan, run directory identity, and in
+    strict integrity mode the served problems (the task is narrowed to them: nothing else is generated)."""
     from ..backends import load_generator, resolve_device
     from ..decoding import SamplingSettings
 
     task = load_task_from_args(args)
+    served = integrity.serve_or_none(task, getattr(args, "integrity", "standard"))
+    if served is not None:
+        task = served.task
     passes, headline, top_p = sampling_passes(args)
     if not 0 < top_p <= 1:
         raise UsageError("--top-p must be in (0, 1]")
@@ -76,11 +82,15 @@ def prepare(args: argparse.Namespace, command: str):
     identity = {"task": task.name, "task_fingerprint": task.fingerprint(),
                 "model_fingerprint": model_info.get("fingerprint"), "dtype": model_info.get("dtype"),
                 "decoding": decoding, "seed": args.seed}
+    if served is not None:  # absent in standard mode: run dirs made before the option still resume
+        identity["integrity"] = "strict"
     manifest = base_manifest(command, task)
     manifest.update(model=model_info, decoding=decoding, seed=args.seed)
+    if served is not None:
+        manifest["integrity"] = served.describe()
     manifest["environment"]["device"] = model_info.get("device_name", str(device))
     out = Path(args.out) if args.out else _default_out(task.name, args.model, identity)
-    return task, generator, plan, headline, RunDir(out), manifest, identity
+    return task, generator, plan, headline, RunDir(out), manifest, identity, served
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, shard: Shard) -> int:
-    task, generator, plan, headline, run_dir, manifest, identity = prepare(args, "run")
+    task, generator, plan, headline, run_dir, manifest, identity, served = prepare(args, "run")
     if shard.rank == 0:
         _leave_cores_to_the_sandbox(args.workers)
     limits = Limits(cpu_s=args.timeout or task.timeout_s)
@@ -105,11 +115,11 @@ def _run(args: argparse.Namespace, shard: Shard) -> int:
         if shard.rank == 0:
             run_dir.open(manifest, identity)
         _barrier(shard)
-        speed = evaluate(run_dir, task, generator, plan, pool, limits, quiet=args.quiet, shard=shard)
+        speed = evaluate(run_dir, task, generator, plan, pool, limits, quiet=args.quiet, shard=shard, served=served)
     if shard.rank != 0:
         return 0
     ks = args.k or task.default_k
-    report = write_report(run_dir, task, ks, args.confidence, speed=speed, headline=headline)
+    report = write_report(run_dir, task, ks, args.confidence, speed=speed, headline=headline, served=served)
     print_summary(report, run_dir.path)
     return 0
 
