@@ -10,7 +10,8 @@ def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
-def print_summary(report: dict, run_path: Path, file: TextIO = sys.stdout) -> None:
+def print_summary(report: dict, run_path: Path, file: TextIO | None = None) -> None:
+    file = file or sys.stdout  # looked up per call: a default bound at import outlives a redirected stdout
     conf = report.get("confidence", 0.9)
     print(f"{report['task']}: {report['n_problems']} problems, {report['n_samples']} samples  ->  {run_path}",
           file=file)
