@@ -187,6 +187,18 @@ def test_paper_protocol_is_two_passes_in_one_run(tiny, tmp_path):
     assert rerendered["pass_at_k"] == report["pass_at_k"] and rerendered["headline_rule"] == report["headline_rule"]
 
 
+def test_paper_protocol_with_a_smaller_n_keeps_its_temperatures(tiny, tmp_path):
+    r = cli(["run", "--model", str(tiny), "--task", "humaneval", "--limit", "2", "--protocol", "mtp-paper",
+             "--n", "3", "--max-new-tokens", "4", "--out", str(tmp_path / "p"), "--quiet"])
+    assert r.returncode == 0, r.stderr
+    samples = rows(tmp_path / "p/samples.jsonl")
+    assert sorted((s["temperature"], s["task_id"], s["sample_idx"]) for s in samples) == sorted(
+        (t, f"HumanEval/{i}", j) for t in (0.1, 0.8) for i in range(2) for j in range(3))
+    report = json.loads((tmp_path / "p/report.json").read_text())
+    assert report["headline_rule"] == {"pass@1": 0.1, "pass@10": 0.8, "pass@100": 0.8}
+    assert report["pass_at_k"]["pass@10"]["estimate"] is None  # k > n: not computable, not guessed
+
+
 def test_a_result_flushed_before_its_sample_is_not_executed_twice(tiny, whole, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(whole, out)

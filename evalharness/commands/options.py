@@ -101,12 +101,12 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 def add_decoding_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decoding")
-    g.add_argument("--n", type=positive_int, default=1, help="samples per problem (default 1)")
+    g.add_argument("--n", type=positive_int, help="samples per problem (default 1; 200 with --protocol mtp-paper)")
     g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     g.add_argument("--temperatures", type=float_list, metavar="T,..",
                    help="sweep several temperatures, n samples each; report the best per k, named as such")
     g.add_argument("--protocol", choices=("mtp-paper",),
-                   help="mtp-paper: n=200 at T=0.1 (pass@1) and T=0.8 (pass@10/100), top-p 0.95")
+                   help="mtp-paper: n=200 (or --n) at T=0.1 (pass@1) and T=0.8 (pass@10/100), top-p 0.95")
     g.add_argument("--top-p", type=float, default=1.0)
     g.add_argument("--top-k", type=int, default=0)
     g.add_argument("--max-new-tokens", type=positive_int, default=512)

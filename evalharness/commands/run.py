@@ -23,7 +23,7 @@ from ..summary import print_summary
 from .options import (add_decoding_options, add_integrity_option, add_model_options, add_report_options,
                       add_sandbox_options, add_task_options, load_task_from_args)
 
-PAPER_PASSES = (SamplingPass(0.1, 200), SamplingPass(0.8, 200))
+PAPER_TEMPERATURES, PAPER_N = (0.1, 0.8), 200
 PAPER_HEADLINE = {1: 0.1, 10: 0.8, 100: 0.8}  # which pass each pass@k comes from (Gloeckle et al.)
 
 
@@ -44,13 +44,15 @@ def sampling_passes(args: argparse.Namespace) -> tuple[tuple[SamplingPass, ...],
     if args.protocol == "mtp-paper":
         if args.temperatures:
             raise UsageError("--protocol mtp-paper fixes the temperatures; drop --temperatures")
-        return PAPER_PASSES, PAPER_HEADLINE, 0.95
+        # an explicit --n (e.g. a cheaper first look) keeps the protocol's temperatures and top-p
+        return tuple(SamplingPass(t, args.n or PAPER_N) for t in PAPER_TEMPERATURES), PAPER_HEADLINE, 0.95
+    n = args.n or 1
     if args.temperatures:
-        return tuple(SamplingPass(t, args.n) for t in args.temperatures), None, args.top_p
-    if args.temperature == 0 and args.n > 1:
+        return tuple(SamplingPass(t, n) for t in args.temperatures), None, args.top_p
+    if args.temperature == 0 and n > 1:
         print("evalharness: note: --n > 1 with greedy decoding repeats the same sample; "
               "set --temperature for pass@k > 1", file=sys.stderr)
-    return (SamplingPass(args.temperature, args.n),), None, args.top_p
+    return (SamplingPass(args.temperature, n),), None, args.top_p
 
 
 def prepare(args: argparse.Namespace, command: str):
