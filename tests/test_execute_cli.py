@@ -40,6 +40,19 @@ def test_human_eval_toy_example_gives_half(shared_data, tmp_path):
     assert (out / "report.md").exists() and json.loads((out / "manifest.json").read_text())["task"]["name"] == "humaneval"
 
 
+def test_limit_scores_the_first_problems_of_a_whole_samples_file(tmp_path):
+    task = load_humaneval()
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps({"task_id": p.task_id, "completion": p.reference}) + "\n"
+                               for p in task.problems[:5]))
+    out = tmp_path / "run"
+    assert main(["execute", str(samples), "--task", "humaneval", "--limit", "2", "--out", str(out), "--quiet"]) == 0
+    assert sorted(r["task_id"] for r in read_rows(out / "results.jsonl")) == ["HumanEval/0", "HumanEval/1"]
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"task_id": "HumanEval/999", "completion": ""}) + "\n")
+    r = cli("execute", tmp_path / "bad.jsonl", "--task", "humaneval", "--limit", "2", "--out", tmp_path / "bad")
+    assert r.returncode == 2 and "HumanEval/999" in r.stderr  # an unknown id is still an error
+
+
 def test_canonical_solutions_x10_all_pass(tmp_path):
     out = tmp_path / "run"
     assert main(["execute", "--task", "humaneval", "--reference", "10", "--out", str(out), "--quiet"]) == 0

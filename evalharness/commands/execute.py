@@ -17,7 +17,7 @@ from ..summary import print_summary
 from ..manifest import base_manifest
 from .. import integrity
 from .options import (positive_int, add_integrity_option, add_report_options, add_sandbox_options, add_task_options,
-                      load_task_from_args)
+                      limit_task, load_task_from_args)
 
 
 def add_parser(sub) -> None:
@@ -38,9 +38,10 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if (args.samples is None) == (args.reference is None):
         raise UsageError("give either a SAMPLES file or --reference")
-    task = load_task_from_args(args)
+    whole = load_task_from_args(args)
+    task = limit_task(whole, args.limit)
     samples = ([Sample(p.task_id, i, p.reference) for p in task.problems for i in range(args.reference)]
-               if args.reference else read_samples_file(args.samples, task))
+               if args.reference else read_samples_file(args.samples, whole))  # task_ids checked against all
     served = integrity.serve_or_none(task, args.integrity)
     if served is not None:
         task = served.task  # the problems strict mode can serve; the others are listed in the report

@@ -66,18 +66,23 @@ def add_report_options(p: argparse.ArgumentParser) -> None:
 
 
 def load_task_from_args(args: argparse.Namespace) -> Task:
+    """The task the flags name, whole: `limit_task` applies --limit."""
     if getattr(args, "integrity", "standard") == "strict":
         from ..integrity import check_strict_task
 
         check_strict_task(args.task)  # before loading: EvalPlus may first run its references for minutes
-    task = load_task(args.task, problems_file=args.problems, data_file=args.data_file)
-    if args.limit:
-        from dataclasses import replace
-
-        task = replace(task, problems=task.problems[: args.limit])
     if not 0 < getattr(args, "confidence", 0.9) < 1:
         raise UsageError("--confidence must be between 0 and 1")
-    return task
+    return load_task(args.task, problems_file=args.problems, data_file=args.data_file)
+
+
+def limit_task(task: Task, limit: int | None) -> Task:
+    """Only the first `limit` problems (None: all)."""
+    if not limit:
+        return task
+    from dataclasses import replace
+
+    return replace(task, problems=task.problems[:limit])
 
 
 def float_list(text: str) -> tuple[float, ...]:

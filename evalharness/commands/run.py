@@ -21,7 +21,8 @@ from ..pipeline import SamplingPass, write_report
 from ..runstore import RunDir
 from ..summary import print_summary
 from .options import (add_decoding_options, add_integrity_option, add_model_options, add_report_options,
-                      add_sandbox_options, add_task_options, load_task_from_args)
+                      add_sandbox_options, add_task_options, limit_task,
+                      load_task_from_args)
 
 PAPER_TEMPERATURES, PAPER_N = (0.1, 0.8), 200
 PAPER_HEADLINE = {1: 0.1, 10: 0.8, 100: 0.8}  # which pass each pass@k comes from (Gloeckle et al.)
@@ -61,7 +62,7 @@ def prepare(args: argparse.Namespace, command: str):
     from ..backends import load_generator, resolve_device
     from ..decoding import SamplingSettings
 
-    task = load_task_from_args(args)
+    task = limit_task(load_task_from_args(args), args.limit)
     served = integrity.serve_or_none(task, getattr(args, "integrity", "standard"))
     if served is not None:
         task = served.task
