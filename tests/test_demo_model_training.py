@@ -57,3 +57,38 @@ def test_corpus_filter_skips_benchmarks_and_editable_installs(train_demo, tmp_pa
     assert train_demo.BENCHMARK_MENTION.search(b"see the HumanEval paper")
     assert train_demo.BENCHMARK_MENTION.search(b"load mbpp") and train_demo.BENCHMARK_MENTION.search(b"EvalPlus")
     assert not train_demo.BENCHMARK_MENTION.search(b"def evaluate(humans): pass")
+
+
+@pytest.fixture(scope="module")
+def distill(train_demo):
+    spec = importlib.util.spec_from_file_location("distill_demo_heads", ROOT / "scripts" / "distill_demo_heads.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_distillation_data_is_head_1s_greedy_decoding(distill, tmp_path):
+    """The stage-2 continuations are exactly what the harness's plain greedy decoding produces."""
+    from evalharness.decoding import Generator, Request, SamplingSettings
+    from evalharness.models import load_mtp_checkpoint, make_tiny_checkpoint
+
+    make_tiny_checkpoint(tmp_path / "m", n_future=3)
+    model, tok, _ = load_mtp_checkpoint(tmp_path / "m")
+    prompts = ["def f(x):\n", "import os\nclass A:"]
+    ids = [tok.encode(p, bos=True) for p in prompts]
+    width = min(map(len, ids))
+    prefixes = torch.tensor([i[:width] for i in ids])
+    seqs = distill.greedy_continuations(model, prefixes, 12)
+    settings = SamplingSettings(temperature=0, max_new_tokens=12)
+    for row, prefix in zip(seqs.tolist(), prefixes.tolist()):
+        (i, (c,)), = Generator(model, tok, "cpu").generate([Request(tok.decode(prefix[1:]), 1, (0,), ())], settings, 1)
+        assert row[:width] == prefix
+        assert tok.decode(row[width:]) == c.raw_text  # the Generator would stop at EOS; this seeded model emits none
+
+
+def test_distillation_targets_are_the_tokens_head_j_drafts(distill):
+    seqs = torch.arange(20).view(1, 20)
+    for j in range(3):  # head j+2 at position t drafts token t + j + 2, from the last prefix token on
+        positions, target = distill.head_targets(seqs, 8, j)
+        assert positions[0] == 7 and positions[-1] + j + 2 == 19
+        assert torch.equal(target[0], positions + j + 2)
