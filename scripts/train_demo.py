@@ -9,9 +9,12 @@ with its tokenizer (SentencePiece BPE fitted to the corpus by default; `--tokeni
 the byte-level one), so the runtime loader reads it like any Meta checkpoint.
 
     python scripts/train_demo.py --trial-seconds 60           # measure throughput, then exit
-    nohup python scripts/train_demo.py --max-minutes 30 > train.log 2>&1 &   # the shipped run
-    python scripts/train_demo.py --stop-at 2737               # reproduces it exactly (its guard stop)
+    nohup python scripts/train_demo.py --out stage1 > train.log 2>&1 &   # the shipped stage 1 (~64 min)
     python scripts/train_demo.py --resume                     # continue from the last checkpoint
+    python scripts/distill_demo_heads.py --model stage1 --out evalharness/assets/demo   # stage 2
+
+The shipped model is stage 1 (this script, the paper's loss) followed by stage 2
+(distill_demo_heads.py: heads 2..4 self-distilled on head 1's greedy text, nothing else changed).
 
 Reproducible from --seed on a given machine: batches are drawn from an RNG keyed by
 (seed, step), so a resumed run sees the same batches as an uninterrupted one. A different
@@ -255,7 +258,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--length", type=int, default=256)
     p.add_argument("--long-length", type=int, default=768)
     p.add_argument("--long-from", type=float, default=0.5, help="fraction of steps after which windows are long")
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--lr", type=float, default=4e-3)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--weight-decay", type=float, default=0.1)
