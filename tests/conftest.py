@@ -29,3 +29,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def pool():
+    """A real two-worker sandbox pool, strongest tier available (skips where none can run)."""
+    from sandboxes import SandboxPool, SandboxUnavailable
+
+    try:
+        with SandboxPool(workers=2) as p:
+            yield p
+    except SandboxUnavailable as e:
+        pytest.skip(f"no sandbox here: {e}")

@@ -19,7 +19,7 @@ from evalharness.cli import main
 from evalharness.pipeline import execute
 from evalharness.records import Sample
 from reports import status_label
-from sandboxes import Job, Limits, SandboxPool, SandboxUnavailable, Verdict
+from sandboxes import Job, Limits, Verdict
 from sandboxes.worker import forgery_markers
 from tasks import TASKS, LiteralChecks, NotLiteral, load_task
 from tasks.literal import literal_calls, parse_literal, same_value
@@ -34,15 +34,6 @@ NOT_SERVED = {
     "mbpp-sanitized": {},
 }
 SIZES = {"humaneval": 164, "mbpp": 500, "mbpp-challenge": 500, "mbpp-bigcode": 500, "mbpp-sanitized": 257}
-
-
-@pytest.fixture(scope="module")
-def pool():
-    try:
-        with SandboxPool(workers=2) as p:
-            yield p
-    except SandboxUnavailable as e:
-        pytest.skip(f"no sandbox here: {e}")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import re
 import pytest
 
 import tasks.evalplus
-from sandboxes import Job, Limits, SandboxPool, SandboxUnavailable
+from sandboxes import Job, Limits
 from tasks import TASKS, load_task
 
 PLAIN_TASKS = ("humaneval", "mbpp", "mbpp-challenge", "mbpp-sanitized", "mbpp-bigcode")
@@ -20,15 +20,6 @@ MBPP_PLUS_IDS = ("Mbpp/2", "Mbpp/16", "Mbpp/59", "Mbpp/69", "Mbpp/84", "Mbpp/86"
 # Problems worth running on every default run: setup code (367), challenge tests (11, 16), one whose
 # reference calls exit() in a branch never taken (264); and once, the slowest reference (123, ~2.7 s CPU).
 SPECIAL_MBPP_IDS = ("Mbpp/11", "Mbpp/16", "Mbpp/264", "Mbpp/367")
-
-
-@pytest.fixture(scope="module")
-def pool():
-    try:
-        with SandboxPool(workers=2) as p:
-            yield p
-    except SandboxUnavailable as e:
-        pytest.skip(f"no sandbox here: {e}")
 
 
 def run(pool, items):
