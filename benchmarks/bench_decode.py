@@ -45,9 +45,10 @@ class OracleDrafts(torch.nn.Module):
         self.inner, self.n_future_tokens = inner, inner.n_future_tokens
         self.reference = torch.tensor(reference + [0] * 8)
         self.setup_cache, self.reorder_cache = inner.setup_cache, inner.reorder_cache
+        self.stack_heads = inner.stack_heads
 
-    def forward(self, tokens, start_pos=None, n_heads=None, logits_at=None):
-        logits = self.inner(tokens, start_pos, n_heads)
+    def forward(self, tokens, start_pos=None, n_heads=None, logits_at=None, kv_len=None):
+        logits = self.inner(tokens, start_pos, n_heads, kv_len=kv_len)
         B, T, H, V = logits.shape
         positions = start_pos[:, None] + torch.arange(T)
         for j in range(1, H):
