@@ -356,3 +356,17 @@ def test_run_strict_generates_only_served_problems(tmp_path):
     assert [s["task_id"] for s in samples] == [r["task_id"] for r in results] == ["HumanEval/0"]
     report = json.loads((out / "report.json").read_text())
     assert report["integrity"]["served"] == 1 and report["integrity"]["total"] == 3
+
+
+def test_prompt_shows_the_strict_program(served, capsys):
+    """`prompt --program --integrity strict` prints exactly what the sandbox runs; unservable: one line."""
+    s = served["humaneval"]
+    problem = s.task.problems[0]
+    assert main(["prompt", "--task", "humaneval", "--task-id", "0", "--program", "--reference",
+                 "--integrity", "strict"]) == 0
+    assert capsys.readouterr().out == integrity.program(s.checks[problem.task_id], problem.reference)
+    assert main(["prompt", "--task", "humaneval", "--task-id", "32", "--program", "--integrity", "strict"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "HumanEval/32" in err and "loop" in err
+    assert main(["prompt", "--task", "humaneval-plus", "--task-id", "0", "--program", "--integrity", "strict"]) == 2
+    assert "supports humaneval" in capsys.readouterr().err

@@ -17,19 +17,30 @@ def add_parser(sub) -> None:
     p.add_argument("--program", action="store_true",
                    help=f"print the test program(s) instead, with {PLACEHOLDER} where the completion goes")
     p.add_argument("--reference", action="store_true", help="with --program: use the reference solution")
+    p.add_argument("--integrity", choices=("standard", "strict"), default="standard",
+                   help="with --program: the program of this integrity mode (strict: what the sandbox runs, "
+                        "without the checks)")
     p.add_argument("--data-file", metavar="FILE", help="local dataset file for MBPP / EvalPlus tasks")
     p.add_argument("--problems", metavar="FILE", help="HumanEval-format JSONL(.gz) problem file")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import integrity
+
+    if args.integrity == "strict":
+        integrity.check_strict_task(args.task)  # before loading: EvalPlus is refused, not run
     task = load_task(args.task, problems_file=args.problems, data_file=args.data_file)
     problem = task.problem(resolve_task_id(task, args.task_id))
     if not args.program:
         sys.stdout.write(problem.prompt)  # byte for byte: no newline added
         return 0
     completion = problem.reference if args.reference else PLACEHOLDER
-    programs = task.programs(problem, completion)
+    if args.integrity == "strict":
+        checks = integrity.StrictChecks.of(task.literal_checks(problem))  # NotLiteral: one line, exit 2
+        programs = {"strict": integrity.program(checks, completion)}
+    else:
+        programs = task.programs(problem, completion)
     for suite, source in programs.items():
         if len(programs) > 1:
             sys.stdout.write(f"# ===== suite {suite!r} =====\n")
