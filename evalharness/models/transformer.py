@@ -72,6 +72,12 @@ def apply_rope(x: Tensor, freqs: Tensor) -> Tensor:
     return torch.view_as_real(pairs * freqs.unsqueeze(2)).flatten(3).type_as(x)
 
 
+def rms_normalize(x: Tensor, eps: float) -> Tensor:
+    """x / RMS(x) over the last dim, computed in float32 as Meta does, in x's dtype."""
+    x32 = x.float()
+    return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).type_as(x)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -79,8 +85,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        x32 = x.float()
-        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+        return rms_normalize(x, self.eps) * self.weight
 
 
 class KVCache(nn.Module):
@@ -113,6 +118,13 @@ class Attention(nn.Module):
         self.wv = nn.Linear(args.dim, self.n_kv_heads * args.head_dim, bias=False)
         self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
         self.cache: KVCache | None = None
+
+    def setup_cache(self, max_batch_size: int, max_seq_len: int) -> None:
+        w = self.wk.weight
+        self.cache = KVCache(max_batch_size, self.n_kv_heads, max_seq_len, self.head_dim, w.dtype, w.device)
+
+    def reorder_cache(self, index: Tensor) -> None:
+        self.cache.reorder(index)
 
     def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | None) -> Tensor:
         """mask (B, 1, T, kv_len) when cached: its last dim says how many cache slots to read."""
@@ -194,7 +206,7 @@ class StackedHeads(nn.Module):
         shape = (w.shape[0], max_batch_size, self.n_kv_heads, max_seq_len, self.head_dim)
         self.k, self.v = w.new_zeros(shape), w.new_zeros(shape)
 
-    def reorder(self, index: Tensor) -> None:
+    def reorder_cache(self, index: Tensor) -> None:
         self.k, self.v = self.k.index_select(1, index), self.v.index_select(1, index)
 
     def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | None, n: int) -> Tensor:
@@ -203,8 +215,7 @@ class StackedHeads(nn.Module):
         H, Hkv, D = self.n_heads, self.n_kv_heads, self.head_dim
 
         def norm(t: Tensor, weight: Tensor) -> Tensor:  # t (n or 1, B, T, dim) -> (n, B, T, dim)
-            t32 = t.float()
-            return (t32 * torch.rsqrt(t32.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(t) * weight[:n, None, None]
+            return rms_normalize(t, self.eps) * weight[:n, None, None]
 
         def linear(t: Tensor, weight: Tensor) -> Tensor:  # (n, B, T, in) @ (n, out, in)^T per head
             if n == 1:  # plain decoding: as fast as head 1's own block
@@ -276,8 +287,9 @@ class MTPTransformer(nn.Module):
                 head.attention.cache = None
         return self
 
-    def _cached_modules(self) -> list:
-        """What holds a KV cache: the trunk blocks, then the heads (one stack, or one block each)."""
+    def _cached_modules(self) -> list[Attention | StackedHeads]:
+        """What holds a KV cache (setup_cache / reorder_cache): the trunk blocks' attention, then
+        the heads (one stack, or each head block's attention)."""
         heads = [self.stacked_heads] if self.stacked_heads is not None else [h.attention for h in self.heads]
         return [block.attention for block in self.layers[:-1]] + heads
 
@@ -290,14 +302,9 @@ class MTPTransformer(nn.Module):
 
     def setup_cache(self, max_batch_size: int, max_seq_len: int) -> None:
         """Allocate a fresh KV cache in every block (heads included) on the model's device and dtype."""
-        weight = self.tok_embeddings.weight
         for module in self._cached_modules():
-            if isinstance(module, StackedHeads):
-                module.setup_cache(max_batch_size, max_seq_len)
-            else:
-                module.cache = KVCache(max_batch_size, self.args.kv_heads, max_seq_len,
-                                       self.args.head_dim, weight.dtype, weight.device)
-        self.rope(max_seq_len, weight.device)
+            module.setup_cache(max_batch_size, max_seq_len)
+        self.rope(max_seq_len, self.tok_embeddings.weight.device)
 
     def reorder_cache(self, index: torch.LongTensor) -> None:
         """New cache rows = old rows[index]: fan one prefill out to n samples, or drop finished rows."""
@@ -305,7 +312,7 @@ class MTPTransformer(nn.Module):
             raise RuntimeError("reorder_cache needs setup_cache() first")
         index = index.to(self.tok_embeddings.weight.device)
         for module in self._cached_modules():
-            (module if isinstance(module, StackedHeads) else module.cache).reorder(index)
+            module.reorder_cache(index)
 
     @property
     def cache_len(self) -> int:
