@@ -37,9 +37,9 @@ def execute(task: Task, samples: Iterable[Sample], pool, limits: Limits,
                 continue
             for suite, source in task.programs(problem, sample.completion).items():
                 # a task may need more CPU for some problems (EvalPlus: 4x the reference's time)
-                cpu_s = task.timeout_for(problem, suite)
+                cpu_s = task.timeout_for(problem, suite, limits.cpu_s)
                 yield Job(key=(sample.key, suite), source=source,
-                          limits=limits if cpu_s <= limits.cpu_s else replace(limits, cpu_s=cpu_s))
+                          limits=limits if cpu_s == limits.cpu_s else replace(limits, cpu_s=cpu_s))
 
     for (sample_key, suite), verdict in pool.run(jobs()):
         if served is not None:

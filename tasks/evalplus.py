@@ -78,11 +78,11 @@ class EvalPlusTask(Task):
         return {suite: head + f"_ep_check({problem.entry_point}, {payload}, atol={atol!r}, oracle={oracle!r})\n"
                 for suite, payload in self._payloads(problem).items()}
 
-    def timeout_for(self, problem: Problem, suite: str) -> float:
-        """max(task timeout, 4 x the reference's CPU seconds on the suite's inputs + 1 s)."""
+    def timeout_for(self, problem: Problem, suite: str, base_s: float) -> float:
+        """max(the run's timeout, 4 x the reference's CPU seconds on the suite's inputs + 1 s)."""
         cpu = self.expected()[problem.task_id]["cpu_s"]
         seconds = cpu["base"] + (cpu["plus"] if suite == "plus" else 0.0)
-        return max(self.timeout_s, round(TIME_FACTOR * seconds + 1.0, 1))
+        return max(base_s, round(TIME_FACTOR * seconds + 1.0, 1))
 
     def oracle(self, problem: Problem) -> str:
         """EvalPlus's special comparison for this problem, "" for plain equality."""

@@ -53,6 +53,22 @@ def test_limit_scores_the_first_problems_of_a_whole_samples_file(tmp_path):
     assert r.returncode == 2 and "HumanEval/999" in r.stderr  # an unknown id is still an error
 
 
+def test_timeout_below_the_task_default_is_honoured():
+    """--timeout 1 on a 3 s task: every program gets 1 s (the task default used to win)."""
+    from evalharness.pipeline import execute
+    from evalharness.records import Sample
+    from sandboxes import Limits
+
+    class Recorder:
+        def run(self, jobs):
+            self.limits = [job.limits for job in jobs]
+            return iter(())
+
+    pool = Recorder()
+    list(execute(load_humaneval(), [Sample("HumanEval/0", 0, "pass")], pool, Limits(cpu_s=1.0)))
+    assert [lim.cpu_s for lim in pool.limits] == [1.0]
+
+
 def test_canonical_solutions_x10_all_pass(tmp_path):
     out = tmp_path / "run"
     assert main(["execute", "--task", "humaneval", "--reference", "10", "--out", str(out), "--quiet"]) == 0

@@ -179,7 +179,9 @@ def test_evalplus_programs_end_with_the_checks(loaded):
         assert [len(inputs) for inputs, _ in groups] == [len(expected) for _, expected in groups] == (
             [len(problem.data["base_input"])] + ([len(problem.data["plus_input"])] if suite == "plus" else []))
         assert groups[0][1][0] is True and groups[-1][1][-1] is (suite == "base")
-    assert task.timeout_for(problem, "base") == 3.0 and task.timeout_for(problem, "plus") == 21.0
+    base = task.timeout_s
+    assert task.timeout_for(problem, "base", base) == 3.0 and task.timeout_for(problem, "plus", base) == 21.0
+    assert task.timeout_for(problem, "base", 30.0) == 30.0  # a longer --timeout is never cut
 
 
 def test_describe_records_version_and_fingerprint(loaded):

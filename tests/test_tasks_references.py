@@ -25,7 +25,7 @@ SPECIAL_MBPP_IDS = ("Mbpp/11", "Mbpp/16", "Mbpp/264", "Mbpp/367")
 def run(pool, items):
     """items: (task, problem, completion) -> {(task name, task_id, suite): verdict}."""
     jobs = [Job(key=(task.name, problem.task_id, suite), source=source,
-                limits=Limits(cpu_s=task.timeout_for(problem, suite)))
+                limits=Limits(cpu_s=task.timeout_for(problem, suite, task.timeout_s)))
             for task, problem, completion in items
             for suite, source in task.programs(problem, completion).items()]
     return dict(pool.run(jobs))
