@@ -31,14 +31,14 @@ def execute(task: Task, samples: Iterable[Sample], pool, limits: Limits,
     def jobs() -> Iterator[Job]:
         for sample in samples:
             problem = task.problem(sample.task_id)
-            if served is not None:
-                source = integrity.program(served.checks[problem.task_id], sample.completion)
-                yield Job(key=(sample.key, task.suites[0]), source=source, limits=limits, keep_output=True)
-                continue
-            for suite, source in task.programs(problem, sample.completion).items():
+            if served is None:
+                programs = task.programs(problem, sample.completion)
+            else:  # strict: one program, the solution fed literal inputs (served tasks have one suite)
+                programs = {task.suites[0]: integrity.program(served.checks[problem.task_id], sample.completion)}
+            for suite, source in programs.items():
                 # a task may need more CPU for some problems (EvalPlus: 4x the reference's time)
                 cpu_s = task.timeout_for(problem, suite, limits.cpu_s)
-                yield Job(key=(sample.key, suite), source=source,
+                yield Job(key=(sample.key, suite), source=source, keep_output=served is not None,
                           limits=limits if cpu_s == limits.cpu_s else replace(limits, cpu_s=cpu_s))
 
     for (sample_key, suite), verdict in pool.run(jobs()):
