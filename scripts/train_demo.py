@@ -11,10 +11,13 @@ the byte-level one), so the runtime loader reads it like any Meta checkpoint.
     python scripts/train_demo.py --trial-seconds 60           # measure throughput, then exit
     nohup python scripts/train_demo.py --out stage1 > train.log 2>&1 &   # the shipped stage 1 (~64 min)
     python scripts/train_demo.py --resume                     # continue from the last checkpoint
-    python scripts/distill_demo_heads.py --model stage1 --out evalharness/assets/demo   # stage 2
+    python scripts/finetune_demo_functions.py --model stage1 --out stage1b             # stage 1b
+    python scripts/distill_demo_heads.py --model stage1b --out evalharness/assets/demo  # stage 2
 
-The shipped model is stage 1 (this script, the paper's loss) followed by stage 2
-(distill_demo_heads.py: heads 2..4 self-distilled on head 1's greedy text, nothing else changed).
+The shipped model is stage 1 (this script, the paper's loss), then stage 1b
+(finetune_demo_functions.py: the same loss on documented functions that end in EOS, so the model
+learns where a function stops), then stage 2 (distill_demo_heads.py: heads 2..4 self-distilled on
+head 1's greedy text, nothing else changed).
 
 Reproducible from --seed on a given machine: batches are drawn from an RNG keyed by
 (seed, step), so a resumed run sees the same batches as an uninterrupted one. A different
@@ -23,6 +26,7 @@ Python installation means a different corpus; the corpus digest is printed and l
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import hashlib
 import json
@@ -128,6 +132,29 @@ def load_corpus(valid_every: int = 200) -> Corpus:
             (valid if held_out % valid_every == 0 else train).append(data)
     return Corpus(train, valid, [str(r) for r in roots], len(train) + len(valid),
                   sum(map(len, train)) + sum(map(len, valid)), excluded, digest.hexdigest()[:16])
+
+
+def function_documents(text: bytes, max_lines: int = 40, max_import_lines: int = 6) -> list[bytes]:
+    """Each top-level function of a module that has a docstring and at most max_lines lines, after
+    the module's first top-level import lines: the shape of a HumanEval prompt plus its solution."""
+    source = text.decode("utf-8")
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
+    lines = source.splitlines(keepends=True)
+    imports = [line for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
+               for line in lines[node.lineno - 1:node.end_lineno]][:max_import_lines]
+    header = "".join(imports) + "\n\n" if imports else ""
+    docs = []
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef) or ast.get_docstring(node) is None:
+            continue
+        first = min([d.lineno for d in node.decorator_list] + [node.lineno])
+        if node.end_lineno - first + 1 > max_lines:
+            continue
+        docs.append((header + "".join(lines[first - 1:node.end_lineno]).rstrip() + "\n").encode("utf-8"))
+    return docs
 
 
 def fit_sentencepiece(texts: list[bytes], vocab_size: int, sample_bytes: int, seed: int):

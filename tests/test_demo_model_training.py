@@ -92,3 +92,19 @@ def test_distillation_targets_are_the_tokens_head_j_drafts(distill):
         positions, target = distill.head_targets(seqs, 8, j)
         assert positions[0] == 7 and positions[-1] + j + 2 == 19
         assert torch.equal(target[0], positions + j + 2)
+
+
+def test_function_documents_are_documented_top_level_functions_after_the_imports(train_demo):
+    """Stage 1b's documents: the shape of a HumanEval prompt plus its body, one function each."""
+    module = (
+        "import os\nfrom typing import List\n\nX = 1\n\n\n"
+        "@cache\ndef short(a: List[int]) -> int:\n    \"\"\"Sum.\"\"\"\n    return sum(a)\n\n\n"
+        "def undocumented():\n    return 1\n\n\n"
+        "def long():\n    \"\"\"Long.\"\"\"\n" + "    x = 1\n" * 50 + "\n\n"
+        "class A:\n    def method(self):\n        \"\"\"A method.\"\"\"\n        return 2\n"
+    )
+    docs = train_demo.function_documents(module.encode())
+    assert docs == [b"import os\nfrom typing import List\n\n\n@cache\ndef short(a: List[int]) -> int:\n"
+                    b"    \"\"\"Sum.\"\"\"\n    return sum(a)\n"]
+    assert len(train_demo.function_documents(module.encode(), max_lines=60)) == 2
+    assert train_demo.function_documents(b"def broken(:\n") == []
