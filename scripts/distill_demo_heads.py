@@ -8,7 +8,9 @@ to anticipate. This stage (the self-distillation of Medusa, Cai et al. 2024) fre
 head 1 and the shared norm/output, so every output of the model (greedy or sampled) stays exactly
 what stage 1 gives, and trains only heads 2..n: cross-entropy on head 1's own greedy continuations
 of corpus windows, head j at position t predicting continuation token t+j. No benchmark text: the
-windows come from stage 1's corpus (standard library + site-packages, same exclusions).
+windows come from stage 1's corpus (standard library + site-packages, same exclusions): plain windows
+and, by default half of them, windows of stage 1b's documented-function documents, whose greedy
+continuations are the kind a benchmark prompt gets.
 
     python scripts/distill_demo_heads.py --model /path/to/stage1 --out /path/to/stage2
 
@@ -38,6 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="where the stage-2 checkpoint goes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--encode-mb", type=float, default=8, help="corpus text tokenized to draw windows from")
+    p.add_argument("--functions-share", type=float, default=0.5,
+                   help="share of prefixes drawn from documented-function documents (stage 1b's)")
     p.add_argument("--sequences", type=int, default=4096, help="greedy continuations to train on")
     p.add_argument("--held-out", type=int, default=256, help="of which held out to measure agreement")
     p.add_argument("--prefix-len", type=int, default=128)
@@ -103,12 +107,17 @@ def main(argv=None) -> int:
     model, tokenizer, info = load_mtp_checkpoint(cfg.model, device="cpu", dtype=torch.float32)
     corpus = train_demo.load_corpus()
     tokens = train_demo.encode_files(corpus.train, tokenizer, int(cfg.encode_mb * 1e6), cfg.seed)
-    print(f"corpus digest {corpus.digest}; {len(tokens):,} tokens to draw windows from "
+    functions = train_demo.encode_files(
+        [d for text in corpus.train for d in train_demo.function_documents(text)], tokenizer, 0, cfg.seed)
+    print(f"corpus digest {corpus.digest}; {len(tokens):,} plain and {len(functions):,} function tokens to draw from "
           f"({time.time() - start:.0f}s)", flush=True)
 
     rng = np.random.default_rng([cfg.seed, 23])
-    starts = rng.integers(0, len(tokens) - cfg.prefix_len, size=cfg.sequences)
-    prefixes = torch.from_numpy(np.stack([tokens[s:s + cfg.prefix_len] for s in starts]).astype(np.int64))
+    n_functions = round(cfg.sequences * cfg.functions_share)
+    windows = []
+    for source, count in ((functions, n_functions), (tokens, cfg.sequences - n_functions)):
+        windows += [source[s:s + cfg.prefix_len] for s in rng.integers(0, len(source) - cfg.prefix_len, size=count)]
+    prefixes = torch.from_numpy(np.stack(windows)[rng.permutation(cfg.sequences)].astype(np.int64))
     seqs = torch.cat([greedy_continuations(model, prefixes[i:i + cfg.gen_batch], cfg.gen_len)
                       for i in range(0, cfg.sequences, cfg.gen_batch)])
     model.setup_cache(1, 1)  # drop the generation cache
