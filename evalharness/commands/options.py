@@ -6,6 +6,7 @@ import argparse
 from tasks import Task, load_task
 
 from ..errors import UsageError
+from ..integrity import MODES
 
 
 def positive_int(text: str) -> int:
@@ -54,7 +55,7 @@ def add_sandbox_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_integrity_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--integrity", default="standard", choices=("standard", "strict"),
+    p.add_argument("--integrity", default="standard", choices=MODES,
                    help="strict: the checks run in this process and only the solution in the sandbox, fed "
                         "literal inputs; problems whose checks need more are not served (listed in the report)")
 

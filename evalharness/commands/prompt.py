@@ -6,6 +6,8 @@ import sys
 
 from tasks import Task, TaskError, load_task
 
+from ..integrity import MODES
+
 PLACEHOLDER = "<<COMPLETION>>"
 
 
@@ -17,7 +19,7 @@ def add_parser(sub) -> None:
     p.add_argument("--program", action="store_true",
                    help=f"print the test program(s) instead, with {PLACEHOLDER} where the completion goes")
     p.add_argument("--reference", action="store_true", help="with --program: use the reference solution")
-    p.add_argument("--integrity", choices=("standard", "strict"), default="standard",
+    p.add_argument("--integrity", choices=MODES, default="standard",
                    help="with --program: the program of this integrity mode (strict: what the sandbox runs, "
                         "without the checks)")
     p.add_argument("--data-file", metavar="FILE", help="local dataset file for MBPP / EvalPlus tasks")
