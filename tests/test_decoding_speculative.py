@@ -81,6 +81,23 @@ def test_random_heads_still_decode_exactly(transformer):
     assert [c.raw_text for c in spec] == [c.raw_text for c in plain]
 
 
+@pytest.mark.parametrize("k", [1, 4])
+def test_a_finished_row_idles_about_sync_every_tokens_whatever_k(transformer, k):
+    """The host checks rows every sync_every // k forwards: after its finishing forward, a sample
+    (alone in its batch) costs at most sync_every // k - 1 more, not sync_every - 1 (7 speculative
+    forwards are ~21 tokens' worth: with short completions that ate a third of the speedup)."""
+    tok = CharTokenizer(ALPHABET, eos_id=ALPHABET.index("a"))  # the random model emits it at varied points
+    model = ForcedDrafts(transformer, plain_references(transformer, tok, 48), len(ALPHABET), 0)
+    inner = model.forward
+    calls = []
+    model.forward = lambda *a, **kw: calls.append(1) or inner(*a, **kw)
+    got = completions(Generator(model, tok, "cpu", sync_every=8), greedy_requests(),
+                      SamplingSettings(max_new_tokens=40, speculative=k if k > 1 else 0), 1)
+    assert {c.finish_reason for c in got} == {"eos"}
+    idle = len(calls) - sum(c.stats["forwards"] for c in got)
+    assert 0 <= idle <= len(got) * (8 // k - 1)
+
+
 # -- speculative sampling keeps the model's distribution -------------------------------------------
 
 SMALL = "^abcd"  # V = 5, no EOS: every sample has exactly L tokens

@@ -4,11 +4,13 @@ A batch is a chunk of (request, sample) rows. Each distinct prompt of the chunk 
 (right-padded, all prompts together) and its cache rows are replicated to its samples with
 reorder_cache. Rows then advance on the device with their own lengths and positions; a row that
 has hit EOS or its token budget is frozen there (it keeps re-feeding its last token at the same
-position, which rewrites the same cache slot). Every `sync_every` forwards the host copies the
-tokens once, decodes the still-running rows, checks stop sequences, hands back finished samples
-and compacts the batch (reorder_cache to the surviving rows). Those periodic checks are the only
-host syncs: stop sequences need decoded text, and a row that overshoots its stop by a few
-forwards is cut back exactly (see finish.py), so the cadence never changes a result.
+position, which rewrites the same cache slot). About every `sync_every` tokens (that many plain
+forwards, or sync_every // k speculative ones, which commit up to k tokens each) the host copies
+the tokens once, decodes the still-running rows, checks stop sequences, hands back finished
+samples and compacts the batch (reorder_cache to the surviving rows). Those periodic checks are
+the only host syncs: stop sequences need decoded text, and a row that overshoots its stop by a
+few forwards is cut back exactly (see finish.py), so the cadence never changes a result. It
+bounds the forwards a finished row idles through, in tokens the same for both kinds of decoding.
 """
 from __future__ import annotations
 
@@ -125,7 +127,7 @@ class Generator:
                 index = torch.tensor(keep, device=dev)
                 self.model.reorder_cache(index)
                 rows, live = rows.select(index), [live[b] for b in keep]
-            steps = min(self.sync_every, max(budget - n[b] for b in keep))
+            steps = min(max(1, self.sync_every // k), max(budget - n[b] for b in keep))
             # the last position these steps can reach: attention need not read the cache beyond it
             reach = max(len(prompt_ids[chunk[r][0]]) + n[b] for b, r in enumerate(live)) + steps * k + k
             kv_len = min(cache_len, -(-reach // 64) * 64)  # few distinct shapes
