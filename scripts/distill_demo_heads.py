@@ -1,18 +1,18 @@
 """Stage 2 of the demo model: teach the draft heads to agree with head 1's greedy choices.
 
 Greedy self-speculative decoding accepts head j's draft at position t when it equals the token
-head 1 picks at t+j-1. Stage 1 (train_demo.py, the paper's loss) trains head j on the corpus's
-token t+j, which a 2M-parameter model predicts poorly (held-out 4-5 nats for heads 2-4). Head 1's
+head 1 picks at t+j-1. Stages 1 and 1b (the paper's loss) train head j on the corpus's token
+t+j, which a 2M-parameter model predicts poorly (held-out 3.6-4.9 nats for heads 2-4). Head 1's
 greedy continuation of a prefix, though, is a deterministic function of the prefix, and far easier
 to anticipate. This stage (the self-distillation of Medusa, Cai et al. 2024) freezes the trunk,
 head 1 and the shared norm/output, so every output of the model (greedy or sampled) stays exactly
-what stage 1 gives, and trains only heads 2..n: cross-entropy on head 1's own greedy continuations
-of corpus windows, head j at position t predicting continuation token t+j. No benchmark text: the
-windows come from stage 1's corpus (standard library + site-packages, same exclusions): plain windows
-and, by default half of them, windows of stage 1b's documented-function documents, whose greedy
+what the input checkpoint gives, and trains only heads 2..n: cross-entropy on head 1's own greedy
+continuations of corpus windows, head j at position t predicting continuation token t+j. No
+benchmark text: the windows come from stage 1's corpus (standard library + site-packages, same
+exclusions), half of them (by default) from stage 1b's documented-function documents, whose greedy
 continuations are the kind a benchmark prompt gets.
 
-    python scripts/distill_demo_heads.py --model /path/to/stage1 --out /path/to/stage2
+    python scripts/distill_demo_heads.py --model /path/to/stage1b --out /path/to/stage2
 
 Deterministic from --seed on a given machine (greedy data, seeded windows and batches, 1 thread).
 """
@@ -36,7 +36,7 @@ from evalharness.models import MTPTransformer, load_mtp_checkpoint  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", type=Path, required=True, help="stage-1 checkpoint (Meta format)")
+    p.add_argument("--model", type=Path, required=True, help="stage-1b checkpoint (Meta format)")
     p.add_argument("--out", type=Path, required=True, help="where the stage-2 checkpoint goes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--encode-mb", type=float, default=8, help="corpus text tokenized to draw windows from")

@@ -37,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-import-lines", type=int, default=6, help="module imports kept before a function")
     p.add_argument("--mix", type=float, default=0.25, help="share of each batch drawn from plain corpus windows")
     p.add_argument("--encode-mb", type=float, default=8, help="plain corpus text tokenized for --mix")
-    p.add_argument("--steps", type=int, default=1200)
+    p.add_argument("--steps", type=int, default=900)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--length", type=int, default=384)
     p.add_argument("--lr", type=float, default=1e-3)
