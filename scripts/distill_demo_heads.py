@@ -107,8 +107,7 @@ def main(argv=None) -> int:
     model, tokenizer, info = load_mtp_checkpoint(cfg.model, device="cpu", dtype=torch.float32)
     corpus = train_demo.load_corpus()
     tokens = train_demo.encode_files(corpus.train, tokenizer, int(cfg.encode_mb * 1e6), cfg.seed)
-    functions = train_demo.encode_files(
-        [d for text in corpus.train for d in train_demo.function_documents(text)], tokenizer, 0, cfg.seed)
+    functions = train_demo.encode_files(train_demo.function_corpus(corpus.train), tokenizer, 0, cfg.seed)
     print(f"corpus digest {corpus.digest}; {len(tokens):,} plain and {len(functions):,} function tokens to draw from "
           f"({time.time() - start:.0f}s)", flush=True)
 

@@ -54,10 +54,8 @@ def main(argv=None) -> int:
     start = time.time()
     model, tokenizer, info = load_mtp_checkpoint(cfg.model, device="cpu", dtype=torch.float32)
     corpus = train_demo.load_corpus()
-    def documents(texts: list[bytes]) -> list[bytes]:
-        return [d for t in texts for d in train_demo.function_documents(t, cfg.max_lines, cfg.max_import_lines)]
-
-    train_docs, valid_docs = documents(corpus.train), documents(corpus.valid)
+    train_docs = train_demo.function_corpus(corpus.train, cfg.max_lines, cfg.max_import_lines)
+    valid_docs = train_demo.function_corpus(corpus.valid, cfg.max_lines, cfg.max_import_lines)
     functions = train_demo.encode_files(train_docs, tokenizer, 0, cfg.seed)  # BOS + doc + EOS, seeded order
     functions_valid = train_demo.encode_files(valid_docs, tokenizer, 0, cfg.seed)
     plain = train_demo.encode_files(corpus.train, tokenizer, int(cfg.encode_mb * 1e6), cfg.seed)
