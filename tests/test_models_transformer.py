@@ -102,16 +102,42 @@ def test_reorder_cache_fans_out_and_drops_rows():
             torch.testing.assert_close(out[r, 0], ref[7], rtol=0, atol=1e-5)
 
 
-def test_logits_at_selects_token_indices():
+@pytest.mark.parametrize("stacked", [False, True])
+def test_logits_at_selects_token_indices(stacked):
     model = tiny(2, seed=4)
+    if stacked:
+        model.stack_heads()
     tokens = torch.randint(0, VOCAB, (3, 7))
     with torch.no_grad():
         full = model(tokens)
         last = model(tokens, logits_at=torch.tensor([6, 2, 4]))
         several = model(tokens, n_heads=1, logits_at=torch.tensor([[0, 5], [1, 1], [6, 3]]))
-    torch.testing.assert_close(last[:, 0], full[torch.arange(3), torch.tensor([6, 2, 4])], rtol=0, atol=1e-6)
+    torch.testing.assert_close(last[:, 0], full[torch.arange(3), torch.tensor([6, 2, 4])], rtol=0, atol=1e-5)
     assert several.shape == (3, 2, 1, VOCAB)
-    torch.testing.assert_close(several[2, 1, 0], full[2, 3, 0], rtol=0, atol=1e-6)
+    for r, index in enumerate([[0, 5], [1, 1], [6, 3]]):
+        torch.testing.assert_close(several[r], full[r, index, :1], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_logits_at_prefill_still_fills_every_heads_cache(stacked):
+    """With logits_at the heads query only there, but their keys and values cover every position."""
+    model = tiny(3, kv_heads=2, seed=6)
+    if stacked:
+        model.stack_heads()
+    seqs = torch.randint(0, VOCAB, (2, 12))
+    refs = [reference(model, s) for s in seqs]
+    lengths = torch.tensor([6, 9])
+    model.setup_cache(2, 24)
+    with torch.no_grad():
+        last = model(seqs[:, :9], torch.zeros(2, dtype=torch.long), logits_at=lengths - 1, kv_len=9)
+        several = model(seqs[:, :9], torch.zeros(2, dtype=torch.long), logits_at=torch.tensor([[0, 5], [8, 2]]))
+        block = torch.stack([seqs[r, lengths[r]: lengths[r] + 3] for r in range(2)])
+        out = model(block, lengths)  # reads the prefill's cache in every head
+    assert last.shape == (2, 1, 3, VOCAB) and several.shape == (2, 2, 3, VOCAB)
+    for r in range(2):
+        torch.testing.assert_close(last[r, 0], refs[r][lengths[r] - 1], rtol=0, atol=1e-5)
+        torch.testing.assert_close(out[r], refs[r][lengths[r]: lengths[r] + 3], rtol=0, atol=1e-5)
+    torch.testing.assert_close(several[1], refs[1][[8, 2]], rtol=0, atol=1e-5)
 
 
 def test_forward_rejects_bad_head_count():

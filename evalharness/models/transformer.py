@@ -126,20 +126,30 @@ class Attention(nn.Module):
     def reorder_cache(self, index: Tensor) -> None:
         self.cache.reorder(index)
 
-    def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | None) -> Tensor:
-        """mask (B, 1, T, kv_len) when cached: its last dim says how many cache slots to read."""
+    def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | None,
+                at: Tensor | None = None) -> Tensor:
+        """mask (B, 1, Tq, kv_len) when cached: its last dim says how many cache slots to read.
+
+        at (B, K): only these tokens query (the output is (B, K, dim)); all T still give keys and
+        values, and mask then holds the K query rows only."""
         B, T, _ = x.shape
-        q = self.wq(x).view(B, T, self.n_heads, self.head_dim)
+        xq, fq = (x, freqs) if at is None else (pick(x, at), pick(freqs, at))
+        q = self.wq(xq).view(B, xq.shape[1], self.n_heads, self.head_dim)
         k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)
         v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)
-        q, k = apply_rope(q, freqs), apply_rope(k, freqs)
+        q, k = apply_rope(q, fq), apply_rope(k, freqs)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D)
         if positions is not None:
             if self.cache is None:
                 raise RuntimeError("forward with start_pos needs setup_cache() first")
             k, v = self.cache.update(positions, k.transpose(1, 2), v.transpose(1, 2), mask.shape[-1])
         out = attend(q, k, v, mask, self.n_heads // self.n_kv_heads)
-        return self.wo(out.transpose(1, 2).reshape(B, T, -1))
+        return self.wo(out.transpose(1, 2).reshape(B, q.shape[2], -1))
+
+
+def pick(x: Tensor, at: Tensor) -> Tensor:
+    """x[b, at[b, j]] for x (B, T, ...) and at (B, K): (B, K, ...)."""
+    return x[torch.arange(x.shape[0], device=x.device).unsqueeze(1), at]
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, n_rep: int) -> Tensor:
@@ -171,8 +181,10 @@ class TransformerBlock(nn.Module):
         self.attention_norm = RMSNorm(args.dim, args.norm_eps)
         self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
 
-    def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | None) -> Tensor:
-        h = x + self.attention(self.attention_norm(x), freqs, positions, mask)
+    def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | None,
+                at: Tensor | None = None) -> Tensor:
+        """at (B, K): output only these tokens (see Attention.forward)."""
+        h = (x if at is None else pick(x, at)) + self.attention(self.attention_norm(x), freqs, positions, mask, at)
         return h + self.feed_forward(self.ffn_norm(h))
 
 
@@ -211,8 +223,9 @@ class StackedHeads(nn.Module):
     def reorder_cache(self, index: Tensor) -> None:
         self.k, self.v = self.k.index_select(1, index), self.v.index_select(1, index)
 
-    def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | None, n: int) -> Tensor:
-        """Heads 1..n on x (B, T, dim): (B, T, n, dim), as the n blocks would compute it."""
+    def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | None, n: int,
+                at: Tensor | None = None) -> Tensor:
+        """Heads 1..n on x (B, T, dim): (B, Tq, n, dim), as the n blocks would compute it (at: see Attention)."""
         B, T, dim = x.shape
         H, Hkv, D = self.n_heads, self.n_kv_heads, self.head_dim
 
@@ -222,28 +235,31 @@ class StackedHeads(nn.Module):
         def linear(t: Tensor, weight: Tensor) -> Tensor:  # (n, B, T, in) @ (n, in, out) per head
             if n == 1:  # plain decoding: as fast as head 1's own block
                 return t @ weight[0]
-            return torch.bmm(t.reshape(n, B * T, -1), weight[:n]).view(n, B, T, -1)
+            return torch.bmm(t.reshape(n, -1, t.shape[-1]), weight[:n]).view(*t.shape[:-1], -1)
 
+        def per_head(t: Tensor) -> Tensor:  # (B, ...) -> (n*B, ...), the batch layout of the heads
+            return t.repeat(n, *[1] * (t.dim() - 1)) if n > 1 else t
+
+        rows = torch.arange(B, device=x.device).unsqueeze(1)
         a = norm(x.unsqueeze(0), self.attention_norm)
-        q = linear(a, self.attention_wq).view(n * B, T, H, D)
-        k = linear(a, self.attention_wk).view(n * B, T, Hkv, D)
+        k = apply_rope(linear(a, self.attention_wk).view(n * B, T, Hkv, D), per_head(freqs))
         v = linear(a, self.attention_wv).view(n * B, T, Hkv, D)
-        freqs = freqs.repeat(n, 1, 1) if n > 1 else freqs
-        q, k = apply_rope(q, freqs).transpose(1, 2), apply_rope(k, freqs)
+        if at is not None:  # only these tokens query
+            a, x, freqs = a[:, rows, at], x[rows, at], freqs[rows, at]
+        Tq = x.shape[1]
+        q = apply_rope(linear(a, self.attention_wq).view(n * B, Tq, H, D), per_head(freqs)).transpose(1, 2)
         if positions is not None:
-            rows = torch.arange(B, device=x.device).unsqueeze(1)
             self.k[:n, rows, :, positions] = k.view(n, B, T, Hkv, D).permute(1, 2, 0, 3, 4).to(self.k.dtype)
             self.v[:n, rows, :, positions] = v.view(n, B, T, Hkv, D).permute(1, 2, 0, 3, 4).to(self.v.dtype)
             S = mask.shape[-1]
             k, v = self.k[:n, :B, :, :S].flatten(0, 1), self.v[:n, :B, :, :S].flatten(0, 1)
-            mask = mask.repeat(n, 1, 1, 1) if n > 1 else mask
         else:
             k, v = k.transpose(1, 2), v.transpose(1, 2)
-        out = attend(q, k, v, mask, H // Hkv)  # (n*B, H, T, D)
-        h = x + linear(out.transpose(1, 2).reshape(n, B, T, H * D), self.attention_wo)
+        out = attend(q, k, v, None if mask is None else per_head(mask), H // Hkv)  # (n*B, H, Tq, D)
+        h = x + linear(out.transpose(1, 2).reshape(n, B, Tq, H * D), self.attention_wo)
         f = norm(h, self.ffn_norm)
         h = h + linear(F.silu(linear(f, self.feed_forward_w1)) * linear(f, self.feed_forward_w3), self.feed_forward_w2)
-        return h.permute(1, 2, 0, 3)
+        return h.permute(1, 2, 0, 3).contiguous()  # strided, the unembedding would become a bmm: 2x slower
 
 
 class MTPTransformer(nn.Module):
@@ -332,9 +348,10 @@ class MTPTransformer(nn.Module):
         kv_len: attention reads only cache slots < kv_len, a bound the caller knows on the host
         (every position of this call must be below it; not checked either). Default: the whole cache.
         n_heads: run only the first n_heads heads (the others' caches go stale).
-        logits_at (B,) or (B, K): unembed only these token indices of each row, giving
-        (B, 1 or K, n_heads, V); e.g. the last prompt token of each row of a padded prefill,
-        where full logits would cost B*T*n*V memory. All positions still fill the cache.
+        logits_at (B,) or (B, K): only these token indices of each row, giving (B, 1 or K, n_heads, V);
+        e.g. the last prompt token of each row of a padded prefill. The heads then run their
+        queries, MLPs and unembedding there only (a prefill's heads cost keys and values, not
+        blocks); all positions still fill the cache.
         """
         n_heads = self.n_future_tokens if n_heads is None else n_heads
         if not 1 <= n_heads <= self.n_future_tokens:
@@ -352,11 +369,14 @@ class MTPTransformer(nn.Module):
         h = self.tok_embeddings(tokens)
         for block in self.layers[:-1]:
             h = block(h, freqs, positions, mask)
+        at = None if logits_at is None else logits_at.to(device).view(B, -1)
+        if at is not None:  # the heads' masks: the query rows at `at` only
+            if mask is None:
+                mask = (torch.arange(T, device=device) <= at.unsqueeze(-1)).unsqueeze(1)  # causal, (B, 1, K, T)
+            else:
+                mask = pick(mask.squeeze(1), at).unsqueeze(1)
         if self.stacked_heads is not None:
-            outs = self.stacked_heads(h, freqs, positions, mask, n_heads)
+            outs = self.stacked_heads(h, freqs, positions, mask, n_heads, at)
         else:
-            outs = torch.stack([head(h, freqs, positions, mask) for head in self.heads[:n_heads]], dim=2)
-        if logits_at is not None:
-            index = logits_at.to(device).view(B, -1)
-            outs = outs[torch.arange(B, device=device).unsqueeze(1), index]  # (B, K, n_heads, dim)
-        return self.output(self.norm(outs))
+            outs = torch.stack([head(h, freqs, positions, mask, at) for head in self.heads[:n_heads]], dim=2)
+        return self.output(self.norm(outs))  # (B, T or K, n_heads, V)
