@@ -67,9 +67,9 @@ def rope_frequencies(head_dim: int, length: int, theta: float, device=None) -> T
 
 
 def apply_rope(x: Tensor, freqs: Tensor) -> Tensor:
-    """Rotate interleaved pairs (x0,x1),(x2,x3).. of x (B,T,H,D) by freqs (B,T,D/2), in float32 as Meta does."""
+    """Rotate interleaved pairs (x0,x1),(x2,x3).. of x (..., B,T,H,D) by freqs (B,T,D/2), in float32 as Meta does."""
     pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
-    return torch.view_as_real(pairs * freqs.unsqueeze(2)).flatten(3).type_as(x)
+    return torch.view_as_real(pairs * freqs.unsqueeze(2)).flatten(-2).type_as(x)
 
 
 def rms_normalize(x: Tensor, eps: float) -> Tensor:
@@ -237,25 +237,24 @@ class StackedHeads(nn.Module):
                 return t @ weight[0]
             return torch.bmm(t.reshape(n, -1, t.shape[-1]), weight[:n]).view(*t.shape[:-1], -1)
 
-        def per_head(t: Tensor) -> Tensor:  # (B, ...) -> (n*B, ...), the batch layout of the heads
-            return t.repeat(n, *[1] * (t.dim() - 1)) if n > 1 else t
-
         rows = torch.arange(B, device=x.device).unsqueeze(1)
         a = norm(x.unsqueeze(0), self.attention_norm)
-        k = apply_rope(linear(a, self.attention_wk).view(n * B, T, Hkv, D), per_head(freqs))
-        v = linear(a, self.attention_wv).view(n * B, T, Hkv, D)
+        k = apply_rope(linear(a, self.attention_wk).view(n, B, T, Hkv, D), freqs)  # freqs broadcast over heads
+        v = linear(a, self.attention_wv).view(n, B, T, Hkv, D)
         if at is not None:  # only these tokens query
             a, x, freqs = a[:, rows, at], x[rows, at], freqs[rows, at]
         Tq = x.shape[1]
-        q = apply_rope(linear(a, self.attention_wq).view(n * B, Tq, H, D), per_head(freqs)).transpose(1, 2)
+        q = apply_rope(linear(a, self.attention_wq).view(n, B, Tq, H, D), freqs).flatten(0, 1).transpose(1, 2)
         if positions is not None:
-            self.k[:n, rows, :, positions] = k.view(n, B, T, Hkv, D).permute(1, 2, 0, 3, 4).to(self.k.dtype)
-            self.v[:n, rows, :, positions] = v.view(n, B, T, Hkv, D).permute(1, 2, 0, 3, 4).to(self.v.dtype)
+            self.k[:n, rows, :, positions] = k.permute(1, 2, 0, 3, 4).to(self.k.dtype)
+            self.v[:n, rows, :, positions] = v.permute(1, 2, 0, 3, 4).to(self.v.dtype)
             S = mask.shape[-1]
             k, v = self.k[:n, :B, :, :S].flatten(0, 1), self.v[:n, :B, :, :S].flatten(0, 1)
         else:
-            k, v = k.transpose(1, 2), v.transpose(1, 2)
-        out = attend(q, k, v, None if mask is None else per_head(mask), H // Hkv)  # (n*B, H, Tq, D)
+            k, v = k.flatten(0, 1).transpose(1, 2), v.flatten(0, 1).transpose(1, 2)
+        if mask is not None:  # the heads are a batch of n*B rows, head-major
+            mask = mask.expand(n, *mask.shape).flatten(0, 1)  # a view when B == 1
+        out = attend(q, k, v, mask, H // Hkv)  # (n*B, H, Tq, D)
         h = x + linear(out.transpose(1, 2).reshape(n, B, Tq, H * D), self.attention_wo)
         f = norm(h, self.ffn_norm)
         h = h + linear(F.silu(linear(f, self.feed_forward_w1)) * linear(f, self.feed_forward_w3), self.feed_forward_w2)
