@@ -286,5 +286,13 @@ def serve_or_none(task: Task, mode: str) -> Served | None:
     return serve(task) if mode == "strict" else None
 
 
+def stamp(served: Served | None, identity: dict, manifest: dict) -> None:
+    """Mark a strict run in its run-dir identity (it never resumes a standard run's directory) and
+    manifest. Standard mode adds nothing, so run dirs made before the option still resume."""
+    if served is not None:
+        identity["integrity"] = "strict"
+        manifest["integrity"] = served.describe()
+
+
 __all__ = ["MODES", "STRICT_TASKS", "NonLiteralResult", "Served", "StrictChecks", "check_strict_task", "judge",
-           "program", "recorded_results", "serve", "serve_or_none"]
+           "program", "recorded_results", "serve", "serve_or_none", "stamp"]

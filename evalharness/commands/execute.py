@@ -59,14 +59,11 @@ def run(args: argparse.Namespace) -> int:
     run_dir = RunDir(out)
     identity = {"command": "execute", "task": task.name, "task_fingerprint": task.fingerprint(),
                 "limits": {"cpu_s": limits.cpu_s, "memory_mb": limits.memory_mb}}
-    if served is not None:  # absent in standard mode: run dirs made before the option still resume
-        identity["integrity"] = "strict"
     with SandboxPool(workers=args.workers, tier=args.sandbox) as pool:
         manifest = base_manifest("execute", task)
         manifest["sandbox"] = pool.describe()
         manifest["samples_file"] = str(Path(args.samples).resolve()) if args.samples else "reference"
-        if served is not None:
-            manifest["integrity"] = served.describe()
+        integrity.stamp(served, identity, manifest)
         run_dir.open(manifest, identity)
         todo = _record_samples(run_dir, samples)
         t0 = time.monotonic()

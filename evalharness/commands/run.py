@@ -85,12 +85,9 @@ def prepare(args: argparse.Namespace, command: str):
     identity = {"task": task.name, "task_fingerprint": task.fingerprint(),
                 "model_fingerprint": model_info.get("fingerprint"), "dtype": model_info.get("dtype"),
                 "decoding": decoding, "seed": args.seed}
-    if served is not None:  # absent in standard mode: run dirs made before the option still resume
-        identity["integrity"] = "strict"
     manifest = base_manifest(command, task)
     manifest.update(model=model_info, decoding=decoding, seed=args.seed)
-    if served is not None:
-        manifest["integrity"] = served.describe()
+    integrity.stamp(served, identity, manifest)
     manifest["environment"]["device"] = model_info.get("device_name", str(device))
     out = Path(args.out) if args.out else _default_out(task.name, args.model, identity)
     return task, generator, plan, headline, RunDir(out), manifest, identity, served
