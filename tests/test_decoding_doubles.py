@@ -81,9 +81,11 @@ class ForcedDrafts(nn.Module):
     matched by its prompt (the longest one its cache starts with). Head j at position p then drafts
     reference[p+1+j] (the oracle) or, for `wrong` of every 5 (position, head) pairs, a token that is
     certainly not it: wrong=0 is an oracle, wrong=5 pure garbage, in between rows accept varying runs.
+    `wrong` may also map prompt ids to a per-prompt value (rows that advance at different speeds).
     """
 
-    def __init__(self, inner, references: dict[tuple[int, ...], list[int]], vocab: int, wrong: int):
+    def __init__(self, inner, references: dict[tuple[int, ...], list[int]], vocab: int,
+                 wrong: int | dict[tuple[int, ...], int]):
         super().__init__()
         self.inner, self.references, self.vocab, self.wrong = inner, references, vocab, wrong
         self.n_future_tokens = inner.n_future_tokens
@@ -98,7 +100,7 @@ class ForcedDrafts(nn.Module):
         self.cache = self.cache[index]
 
     def forward(self, tokens, start_pos=None, n_heads=None, logits_at=None, kv_len=None):
-        logits = self.inner(tokens, start_pos, n_heads).clone()
+        logits = self.inner(tokens, start_pos, n_heads, kv_len=kv_len).clone()
         B, T = tokens.shape
         pos = start_pos[:, None] + torch.arange(T)
         self.cache[torch.arange(B)[:, None], pos] = tokens
@@ -106,11 +108,12 @@ class ForcedDrafts(nn.Module):
             row = self.cache[b].tolist()
             prompt = max((p for p in self.references if row[: len(p)] == list(p)), key=len)
             ref = self.references[prompt]
+            wrong = self.wrong[prompt] if isinstance(self.wrong, dict) else self.wrong
             for t in range(T):
                 p = int(pos[b, t])
                 for j in range(1, logits.shape[2]):
                     target = ref[p + 1 + j] if p + 1 + j < len(ref) else 0
-                    corrupt = (p * 31 + j * 17) % 5 < self.wrong
+                    corrupt = (p * 31 + j * 17) % 5 < wrong
                     token = (target + 1) % self.vocab if corrupt else target
                     logits[b, t, j] = -1e4
                     logits[b, t, j, token] = 1e4

@@ -54,6 +54,31 @@ def test_speculative_greedy_is_plain_greedy_token_for_token(transformer, k, wron
                [(c.raw_text, c.text, c.tokens, c.finish_reason) for c in plain]
 
 
+def test_rows_at_different_speeds_keep_reading_their_whole_cache(transformer):
+    """A slow row (garbage drafts) ends by a stop while a fast one (oracle drafts) is 100+ tokens
+    ahead: after the batch drops the slow row, attention must still cover the fast row's positions.
+    (The generator once bounded kv_len with the dropped rows' lengths: the fast row's attention lost
+    its newest slots and its text changed, 3 of 164 demo completions at batch 16.)"""
+    tok = CharTokenizer(ALPHABET, eos_id=None)
+    budget = 200
+    references = plain_references(transformer, tok, budget + 8)
+    slow, fast = (tuple(tok.encode(p)) for p in ("j", "hgfedcba"))  # in batch order: shortest prompt first
+    text = tok.decode(references[slow][len(slow):])
+    cut = next(i for i in range(20, budget) if text[i:i + 4] not in text[:i + 3])  # a stop first seen there
+    requests = [Request("j", 1, (0,), (text[cut:cut + 4],)), Request("hgfedcba", 1, (0,), ())]
+    plain = completions(Generator(transformer, tok, "cpu"), requests, SamplingSettings(max_new_tokens=budget), 1)
+    assert plain[0].finish_reason == "stop" and plain[1].tokens == budget
+    model = ForcedDrafts(transformer, references, len(ALPHABET), {slow: 5, fast: 0})
+    inner, reads = model.forward, []
+    model.forward = lambda tokens, start_pos=None, n_heads=None, logits_at=None, kv_len=None: (
+        reads.append((int((start_pos + tokens.shape[1]).max()), kv_len or model.inner.cache_len))
+        or inner(tokens, start_pos, n_heads, logits_at, kv_len))
+    spec = completions(Generator(model, tok, "cpu"), requests, SamplingSettings(max_new_tokens=budget, speculative=4), 2)
+    assert spec[0].stats["forwards"] + 10 < spec[1].stats["forwards"]  # the slow row left the batch first
+    assert all(end <= kv_len for end, kv_len in reads)  # every position of a call is below its kv_len
+    assert [(c.raw_text, c.tokens) for c in spec] == [(c.raw_text, c.tokens) for c in plain]
+
+
 @pytest.mark.parametrize("k", [2, 3, 4])
 def test_oracle_drafts_give_k_tokens_per_forward_and_garbage_one(transformer, k):
     tok = CharTokenizer(ALPHABET, eos_id=None)

@@ -127,9 +127,10 @@ class Generator:
                 index = torch.tensor(keep, device=dev)
                 self.model.reorder_cache(index)
                 rows, live = rows.select(index), [live[b] for b in keep]
-            steps = min(max(1, self.sync_every // k), max(budget - n[b] for b in keep))
+            n = [n[b] for b in keep]  # in the new batch order, like live
+            steps = min(max(1, self.sync_every // k), max(budget - count for count in n))
             # the last position these steps can reach: attention need not read the cache beyond it
-            reach = max(len(prompt_ids[chunk[r][0]]) + n[b] for b, r in enumerate(live)) + steps * k + k
+            reach = max(len(prompt_ids[chunk[r][0]]) + count for r, count in zip(live, n)) + steps * k + k
             kv_len = min(cache_len, -(-reach // 64) * 64)  # few distinct shapes
             history = [self._step(rows, settings, kv_len) for _ in range(steps)]
             if k > 1:
