@@ -42,14 +42,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--encode-mb", type=float, default=8, help="corpus text tokenized to draw windows from")
     p.add_argument("--functions-share", type=float, default=0.5,
                    help="share of prefixes drawn from documented-function documents (stage 1b's)")
-    p.add_argument("--sequences", type=int, default=4096, help="greedy continuations to train on")
+    p.add_argument("--sequences", type=int, default=8192, help="greedy continuations to train on")
     p.add_argument("--held-out", type=int, default=256, help="of which held out to measure agreement")
     p.add_argument("--prefix-len", type=int, default=128)
     p.add_argument("--gen-len", type=int, default=128)
     p.add_argument("--gen-batch", type=int, default=128)
-    p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=1.5e-3)
     p.add_argument("--threads", type=int, default=1)
     return p.parse_args(argv)
 
