@@ -51,4 +51,4 @@ def test_demo_speculative_greedy_equals_plain_greedy(demo, shared_data):
     assert speculative.raw_text == plain.raw_text and speculative.tokens == plain.tokens
     assert plain.stats["tokens_per_forward"] == 1
     # A trained model's extra heads guess the next tokens often; a random or misordered one almost never.
-    assert speculative.stats["tokens_per_forward"] > 1.6  # 3.05 measured; random heads ~1.03
+    assert speculative.stats["tokens_per_forward"] > 1.6  # 3.56 measured; random heads ~1.03

@@ -112,10 +112,10 @@ def test_logits_at_selects_token_indices(stacked):
         full = model(tokens)
         last = model(tokens, logits_at=torch.tensor([6, 2, 4]))
         several = model(tokens, n_heads=1, logits_at=torch.tensor([[0, 5], [1, 1], [6, 3]]))
-    torch.testing.assert_close(last[:, 0], full[torch.arange(3), torch.tensor([6, 2, 4])], rtol=0, atol=1e-5)
+    torch.testing.assert_close(last[:, 0], full[torch.arange(3), torch.tensor([6, 2, 4])], rtol=0, atol=1e-6)
     assert several.shape == (3, 2, 1, VOCAB)
     for r, index in enumerate([[0, 5], [1, 1], [6, 3]]):
-        torch.testing.assert_close(several[r], full[r, index, :1], rtol=0, atol=1e-5)
+        torch.testing.assert_close(several[r], full[r, index, :1], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("stacked", [False, True])
