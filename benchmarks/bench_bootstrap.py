@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-import reports
+from evalharness import reports
 
 PROBLEMS, SAMPLES, RESAMPLES, KS = 500, 200, 10_000, (1, 10, 100)
 

@@ -20,8 +20,8 @@ import sys
 import tempfile
 import time
 
-import tasks
-from sandboxes import Job, SandboxPool, probe_tiers
+from evalharness import tasks
+from evalharness.sandboxes import Job, SandboxPool, probe_tiers
 
 
 def _spin() -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-import tasks
+from evalharness import tasks
 from evalharness.assets import DEMO_CHECKPOINT
 from evalharness.decoding import Generator, Request, SamplingSettings
 from evalharness.models import load_mtp_checkpoint

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tasks import TaskError
+from evalharness.tasks import TaskError
 
 from .errors import UsageError
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import reports
-from sandboxes import Limits
-from tasks import Task
+from evalharness import reports
+from evalharness.sandboxes import Limits
+from evalharness.tasks import Task
 
 from .integrity import Served
 from .pipeline import GenerationWork, SamplingPass, execute, generate, plan_generation

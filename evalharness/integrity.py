@@ -19,9 +19,9 @@ import warnings
 from dataclasses import dataclass, replace
 from types import CodeType
 
-from sandboxes import Verdict
-from tasks import LiteralChecks, NotLiteral, Task
-from tasks.literal import parse_literal, same_value
+from evalharness.sandboxes import Verdict
+from evalharness.tasks import LiteralChecks, NotLiteral, Task
+from evalharness.tasks.literal import parse_literal, same_value
 
 from .errors import UsageError
 

@@ -5,7 +5,7 @@ import datetime
 import platform
 from importlib import metadata
 
-from tasks import Task
+from evalharness.tasks import Task
 
 from . import __version__
 

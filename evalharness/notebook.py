@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import reports
+from evalharness import reports
 
 from .errors import UsageError
 from .runstore import MANIFEST, RunDir, key_of, read_jsonl

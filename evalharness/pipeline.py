@@ -10,9 +10,9 @@ import hashlib
 from dataclasses import dataclass, replace
 from typing import Iterable, Iterator, Sequence
 
-import reports
-from sandboxes import Job, Limits
-from tasks import Problem, Task
+from evalharness import reports
+from evalharness.sandboxes import Job, Limits
+from evalharness.tasks import Problem, Task
 
 from . import integrity
 from .records import Result, Sample

@@ -7,8 +7,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from sandboxes import Verdict
-from tasks import Task
+from evalharness.sandboxes import Verdict
+from evalharness.tasks import Task
 
 from .errors import UsageError
 

@@ -64,7 +64,7 @@ def _bwrap_binary() -> str | None:
 _HARDENED_PROBE = """
 import os, sys, types
 pkg = types.ModuleType("sandboxes"); pkg.__path__ = [sys.argv[1]]; sys.modules["sandboxes"] = pkg
-from sandboxes import _linux
+from evalharness.sandboxes import _linux
 abi = _linux.landlock_abi()
 pid = os.fork()
 if pid == 0:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-import reports
+from evalharness import reports
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",

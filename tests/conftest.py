@@ -34,7 +34,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="module")
 def pool():
     """A real two-worker sandbox pool, strongest tier available (skips where none can run)."""
-    from sandboxes import SandboxPool, SandboxUnavailable
+    from evalharness.sandboxes import SandboxPool, SandboxUnavailable
 
     try:
         with SandboxPool(workers=2) as p:

@@ -36,7 +36,7 @@ def test_demo_loads_with_runtime_loader(demo):
 
 
 def test_demo_speculative_greedy_equals_plain_greedy(demo, shared_data):
-    import tasks
+    from evalharness import tasks
 
     model, tok, _ = demo
     prompt = tasks.load_task("humaneval").problems[0].prompt

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from evalharness.cli import main
-from tasks import load_humaneval
+from evalharness.tasks import load_humaneval
 
 
 def cli(*args, cwd=None):
@@ -57,7 +57,7 @@ def test_timeout_below_the_task_default_is_honoured():
     """--timeout 1 on a 3 s task: every program gets 1 s (the task default used to win)."""
     from evalharness.pipeline import execute
     from evalharness.records import Sample
-    from sandboxes import Limits
+    from evalharness.sandboxes import Limits
 
     class Recorder:
         def run(self, jobs):

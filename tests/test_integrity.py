@@ -18,11 +18,11 @@ from evalharness import integrity
 from evalharness.cli import main
 from evalharness.pipeline import execute
 from evalharness.records import Sample
-from reports import status_label
-from sandboxes import Job, Limits, Verdict
-from sandboxes.worker import forgery_markers
-from tasks import TASKS, LiteralChecks, NotLiteral, load_task
-from tasks.literal import literal_calls, parse_literal, same_value
+from evalharness.reports import status_label
+from evalharness.sandboxes import Job, Limits, Verdict
+from evalharness.sandboxes.worker import forgery_markers
+from evalharness.tasks import TASKS, LiteralChecks, NotLiteral, load_task
+from evalharness.tasks.literal import literal_calls, parse_literal, same_value
 
 # Measured: which problems strict mode cannot serve, and why (the reasons are asserted in part).
 NOT_SERVED = {
@@ -71,7 +71,7 @@ def test_served_counts_are_pinned(served):
 
 
 def test_strict_tasks_are_exactly_those_with_literal_checks():
-    from tasks.evalplus import EvalPlusTask
+    from evalharness.tasks.evalplus import EvalPlusTask
 
     assert not EvalPlusTask.literal_checks_supported
     assert set(integrity.STRICT_TASKS) == set(TASKS) - {"humaneval-plus", "mbpp-plus"}
@@ -341,8 +341,8 @@ def test_strict_on_evalplus_is_one_usage_line():
 
 
 def test_run_strict_generates_only_served_problems(tmp_path):
-    from tasks.humaneval import bundled_humaneval_path
-    from tasks.data import read_records
+    from evalharness.tasks.humaneval import bundled_humaneval_path
+    from evalharness.tasks.data import read_records
 
     wanted = ("HumanEval/0", "HumanEval/32", "HumanEval/38")
     problems = tmp_path / "three.jsonl"

@@ -4,8 +4,8 @@ import pytest
 
 from evalharness.errors import UsageError
 from evalharness.records import Result, Sample, read_samples_file
-from sandboxes import Verdict
-from tasks import load_humaneval
+from evalharness.sandboxes import Verdict
+from evalharness.tasks import load_humaneval
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import reports
-from reports.stats import resample_counts
+from evalharness import reports
+from evalharness.reports.stats import resample_counts
 from test_reports_fixtures import greedy_outcomes, outcome_rows
 
 

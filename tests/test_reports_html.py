@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import reports
+from evalharness import reports
 from test_reports_fixtures import outcome_rows
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-import tasks
-from sandboxes import Job, Limits, SandboxPool, SandboxUnavailable, probe_tiers
+from evalharness import tasks
+from evalharness.sandboxes import Job, Limits, SandboxPool, SandboxUnavailable, probe_tiers
 
 FAST = Limits(cpu_s=2, wall_s=6)
 
@@ -150,9 +150,15 @@ def test_fallback_without_namespaces_still_contains_programs(tmp_path):
 
 
 UNPRIVILEGED_SCRIPT = """
-import os, sys
-sys.path.insert(0, sys.argv[1])
-from sandboxes import SandboxPool, Job, Limits, probe_tiers
+import importlib.util, os, sys, types
+# the leaf alone, from the source tree (uid 65534 cannot read the installed package's finder)
+sys.modules["evalharness"] = types.ModuleType("evalharness")
+sys.modules["evalharness"].__path__ = []
+spec = importlib.util.spec_from_file_location("evalharness.sandboxes", sys.argv[1] + "/sandboxes/__init__.py",
+                                              submodule_search_locations=[sys.argv[1] + "/sandboxes"])
+module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+from evalharness.sandboxes import SandboxPool, Job, Limits, probe_tiers
 progs = {"ok": "assert sorted([3, 1, 2]) == [1, 2, 3]", "exit": "import os; os._exit(0)",
          "kill": "import os, time; os.kill(os.getppid(), 9); time.sleep(0.3); assert 0",
          "write": "open('/tmp/" + sys.argv[2] + "', 'w').write('x'); assert 0"}
@@ -251,7 +257,7 @@ def test_a_failing_job_source_raises_and_an_abandoned_run_leaves_the_pool_clean(
 
 
 def test_auto_falls_back_and_an_unavailable_tier_says_why(monkeypatch):
-    import sandboxes.pool as pool_module
+    import evalharness.sandboxes.pool as pool_module
 
     real = pool_module.probe_tier
     fake = {"hardened": (False, "Landlock unavailable: kernel too old"), "bwrap": (False, "bubblewrap not found")}

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-import tasks
-from sandboxes import Job, Limits, SandboxPool, probe_tiers
+from evalharness import tasks
+from evalharness.sandboxes import Job, Limits, SandboxPool, probe_tiers
 
 SECRET_NAME = "EVALHARNESS_TEST_SECRET"
 SECRET = "s3cret-" + secrets.token_hex(8)

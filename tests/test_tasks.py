@@ -11,12 +11,13 @@ import types
 
 import pytest
 
-import tasks.data
-import tasks.evalplus
+import evalharness.tasks.data
+import evalharness.tasks.evalplus
+from evalharness import tasks
 from evalharness.cli import main
-from tasks import TASKS, TaskError, load_task
-from tasks._evalplus_runtime import _ep_decode, _ep_digest, _ep_same, _EpDigest
-from tasks.evalplus import RUNTIME_SOURCE, encode, mbpp_inputs
+from evalharness.tasks import TASKS, TaskError, load_task
+from evalharness.tasks._evalplus_runtime import _ep_decode, _ep_digest, _ep_same, _EpDigest
+from evalharness.tasks.evalplus import RUNTIME_SOURCE, encode, mbpp_inputs
 
 # ------------------------------------------------------------------ golden prompts
 # Written out by hand from PROTOCOLS.md and the records of mbpp.jsonl / sanitized-mbpp.json,
@@ -318,7 +319,7 @@ def test_offline_hub_fails_fast_through_datasets(tmp_path):
     pytest.importorskip("datasets")
     env = {k: v for k, v in os.environ.items() if k != "EVALHARNESS_DATA_DIR"}
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
-    script = "import tasks\ntry:\n    tasks.load_task('mbpp')\nexcept tasks.TaskError as e:\n    print(e)"
+    script = "from evalharness import tasks\ntry:\n    tasks.load_task('mbpp')\nexcept tasks.TaskError as e:\n    print(e)"
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.count("\n") == 1
     assert re.match(r"cannot load google-research-datasets/mbpp \(full\) from the hub .*pass --data-file PATH",

@@ -9,9 +9,10 @@ import re
 
 import pytest
 
-import tasks.evalplus
-from sandboxes import Job, Limits
-from tasks import TASKS, load_task
+import evalharness.tasks.evalplus
+from evalharness import tasks
+from evalharness.sandboxes import Job, Limits
+from evalharness.tasks import TASKS, load_task
 
 PLAIN_TASKS = ("humaneval", "mbpp", "mbpp-challenge", "mbpp-sanitized", "mbpp-bigcode")
 HE_PLUS_IDS = ("HumanEval/0", "HumanEval/2", "HumanEval/24", "HumanEval/32", "HumanEval/55")

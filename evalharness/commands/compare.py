@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-import reports
+from evalharness import reports
 
 from ..errors import UsageError
 from .options import k_list

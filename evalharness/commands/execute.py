@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from sandboxes import Limits, SandboxPool
+from evalharness.sandboxes import Limits, SandboxPool
 
 from ..errors import UsageError
 from ..pipeline import execute, write_report

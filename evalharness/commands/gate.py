@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-import reports
+from evalharness import reports
 
 from ..errors import UsageError
 from .report import load_report

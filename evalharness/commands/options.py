@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from tasks import Task, load_task
+from evalharness.tasks import Task, load_task
 
 from ..errors import UsageError
 from ..integrity import MODES

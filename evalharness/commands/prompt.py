@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tasks import Task, TaskError, load_task
+from evalharness.tasks import Task, TaskError, load_task
 
 from ..integrity import MODES
 

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-import reports
+from evalharness import reports
 
 from ..errors import UsageError
 from ..runstore import MANIFEST, RunDir, read_jsonl
@@ -125,7 +125,7 @@ def _problem_ids(task: dict, previous: dict, results: list[dict], run_dir: RunDi
     try:
         from dataclasses import replace
 
-        from tasks import load_task
+        from evalharness.tasks import load_task
 
         source = task.get("source")
         # The recorded source first; the task's default data only when none was recorded.

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from sandboxes import Limits, SandboxPool
+from evalharness.sandboxes import Limits, SandboxPool
 
 from .. import integrity
 from ..errors import UsageError

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from tasks import TASKS, TaskError, load_task
+from evalharness.tasks import TASKS, TaskError, load_task
 
 
 def add_parser(sub) -> None:
