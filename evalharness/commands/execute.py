@@ -57,29 +57,30 @@ def run(args: argparse.Namespace) -> int:
     limits = Limits(cpu_s=args.timeout or task.timeout_s)
 
     run_dir = RunDir(out)
-    identity = {"command": "execute", "task": task.name, "task_fingerprint": task.fingerprint(),
-                "limits": {"cpu_s": limits.cpu_s, "memory_mb": limits.memory_mb}}
-    with SandboxPool(workers=args.workers, tier=args.sandbox) as pool:
-        manifest = base_manifest("execute", task)
-        manifest["sandbox"] = pool.describe()
-        manifest["samples_file"] = str(Path(args.samples).resolve()) if args.samples else "reference"
-        integrity.stamp(served, identity, manifest)
-        run_dir.open(manifest, identity)
-        todo = _record_samples(run_dir, samples)
-        t0 = time.monotonic()
-        with JsonlAppender(run_dir.results_path) as results, \
-                Progress(len(todo), "execute", quiet=args.quiet) as progress:
-            for result in execute(task, todo, pool, limits, served):
-                results.append(result.to_row())
-                progress.update()
-        elapsed = time.monotonic() - t0
+    with run_dir:  # open() takes the run's lock; leaving this block releases it
+        identity = {"command": "execute", "task": task.name, "task_fingerprint": task.fingerprint(),
+                    "limits": {"cpu_s": limits.cpu_s, "memory_mb": limits.memory_mb}}
+        with SandboxPool(workers=args.workers, tier=args.sandbox) as pool:
+            manifest = base_manifest("execute", task)
+            manifest["sandbox"] = pool.describe()
+            manifest["samples_file"] = str(Path(args.samples).resolve()) if args.samples else "reference"
+            integrity.stamp(served, identity, manifest)
+            run_dir.open(manifest, identity)
+            todo = _record_samples(run_dir, samples)
+            t0 = time.monotonic()
+            with JsonlAppender(run_dir.results_path) as results, \
+                    Progress(len(todo), "execute", quiet=args.quiet) as progress:
+                for result in execute(task, todo, pool, limits, served):
+                    results.append(result.to_row())
+                    progress.update()
+            elapsed = time.monotonic() - t0
 
-    ks = args.k or task.default_k
-    speed = {"execute_s": round(elapsed, 3), "programs": len(todo),
-             "programs_per_s": round(len(todo) / elapsed, 2) if todo and elapsed > 0 else None}
-    report = write_report(run_dir, task, ks, args.confidence, speed=speed, served=served)
-    print_summary(report, run_dir.path, file=sys.stdout)
-    return 0
+        ks = args.k or task.default_k
+        speed = {"execute_s": round(elapsed, 3), "programs": len(todo),
+                 "programs_per_s": round(len(todo) / elapsed, 2) if todo and elapsed > 0 else None}
+        report = write_report(run_dir, task, ks, args.confidence, speed=speed, served=served)
+        print_summary(report, run_dir.path, file=sys.stdout)
+        return 0
 
 
 def _default_out(samples_path: Path, task_name: str) -> Path:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from evalharness import reports
 
 from ..errors import UsageError
+from ..runstore import write_output_file
 from .report import load_report
 
 
@@ -45,5 +45,5 @@ def run(args: argparse.Namespace) -> int:
     text = json.dumps(decision, indent=2) if args.format == "json" else reports.render_gate_markdown(decision)
     print(text)
     if args.out:
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
+        write_output_file(args.out, text + "\n")
     return 0 if decision["passed"] else 1

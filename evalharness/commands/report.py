@@ -14,7 +14,7 @@ from pathlib import Path
 from evalharness import reports
 
 from ..errors import UsageError
-from ..runstore import MANIFEST, RunDir, read_jsonl
+from ..runstore import MANIFEST, RunDir, read_jsonl, write_output_file
 from .options import k_list
 
 DEFAULT_KS = (1, 10, 100)
@@ -32,23 +32,26 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = rebuild_report(args.run_path, ks=args.k, confidence=args.confidence)
-    text = render(report, args.format)
-    if args.out == "-":
-        sys.stdout.write(text)
-        return 0
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
-        print(args.out)
-        return 0
     run_dir = RunDir(args.run_path)
-    run_dir.write_json("report.json", report)
-    run_dir.write_text(f"report.{args.format}", text)
-    if args.format == "html":
-        print(run_dir.path / "report.html")
-    else:
-        sys.stdout.write(text)
-    return 0
+    if not args.out and (run_dir.path / MANIFEST).is_file():
+        run_dir.lock()  # the run's report files are rewritten: not while another process writes the run
+    with run_dir:
+        report = rebuild_report(args.run_path, ks=args.k, confidence=args.confidence)
+        text = render(report, args.format)
+        if args.out == "-":
+            sys.stdout.write(text)
+            return 0
+        if args.out:
+            write_output_file(args.out, text)
+            print(args.out)
+            return 0
+        run_dir.write_json("report.json", report)
+        run_dir.write_text(f"report.{args.format}", text)
+        if args.format == "html":
+            print(run_dir.path / "report.html")
+        else:
+            sys.stdout.write(text)
+        return 0
 
 
 def render(report: dict, fmt: str) -> str:

@@ -110,18 +110,20 @@ def _run(args: argparse.Namespace, shard: Shard) -> int:
         _leave_cores_to_the_sandbox(args.workers)
     limits = Limits(cpu_s=args.timeout or task.timeout_s)
     identity["limits"] = {"cpu_s": limits.cpu_s, "memory_mb": limits.memory_mb}
-    with SandboxPool(workers=args.workers, tier=args.sandbox) if shard.rank == 0 else _NoPool() as pool:
-        manifest["sandbox"] = pool.describe()
-        if shard.rank == 0:
-            run_dir.open(manifest, identity)
-        _barrier(shard)
-        speed = evaluate(run_dir, task, generator, plan, pool, limits, quiet=args.quiet, shard=shard, served=served)
-    if shard.rank != 0:
+    with run_dir:  # rank 0's open() takes the run's lock; leaving this block releases it
+        with SandboxPool(workers=args.workers, tier=args.sandbox) if shard.rank == 0 else _NoPool() as pool:
+            manifest["sandbox"] = pool.describe()
+            if shard.rank == 0:
+                run_dir.open(manifest, identity)
+            _barrier(shard)
+            speed = evaluate(run_dir, task, generator, plan, pool, limits, quiet=args.quiet, shard=shard,
+                             served=served)
+        if shard.rank != 0:
+            return 0
+        ks = args.k or task.default_k
+        report = write_report(run_dir, task, ks, args.confidence, speed=speed, headline=headline, served=served)
+        print_summary(report, run_dir.path)
         return 0
-    ks = args.k or task.default_k
-    report = write_report(run_dir, task, ks, args.confidence, speed=speed, headline=headline, served=served)
-    print_summary(report, run_dir.path)
-    return 0
 
 
 def _leave_cores_to_the_sandbox(workers: int | None) -> None:
