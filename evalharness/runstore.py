@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -128,6 +129,60 @@ class JsonlAppender:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class Repaired:
+    """What `repair_jsonl` did to one file: rows kept, and the moved rows' line numbers and reasons."""
+
+    path: Path
+    kept: int
+    moved: tuple[tuple[int, str], ...]
+
+    @property
+    def aside(self) -> Path:
+        return self.path.with_name(self.path.name + ASIDE_SUFFIX)
+
+
+def repair_jsonl(path: Path, check: RowCheck) -> Repaired:
+    """Move the rows a reader would stop at (not JSON, torn, wrong shape by `check`) and repeated
+    keys (the first row of a key is kept) to PATH.bad, appended verbatim: nothing is lost. The
+    good rows are kept in order and the file is replaced whole. The caller holds the run's lock."""
+    try:
+        lines = path.read_bytes().split(b"\n") if path.exists() else []
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+    kept, bad, moved, first_line = [], [], [], {}
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = parse_json(line)
+            problem = check(row)
+        except ValueError as e:
+            problem = "torn last line (an interrupted write)" if lineno == len(lines) else f"invalid JSON ({e})"
+        if problem is None:
+            key = key_of(row)
+            if key in first_line:
+                problem = f"repeats the key of line {first_line[key]}"
+            else:
+                first_line[key] = lineno
+        if problem is None:
+            kept.append(line)
+        else:
+            bad.append(line)
+            moved.append((lineno, problem))
+    result = Repaired(path, len(kept), tuple(moved))
+    if bad:
+        try:
+            with open(result.aside, "ab") as f:  # first: a crash from here on loses nothing
+                f.write(b"".join(line + b"\n" for line in bad))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise _write_error(result.aside, e) from None
+        write_file_atomic(path, b"".join(line + b"\n" for line in kept).decode("utf-8"))
+    return result
 
 
 def _cut_torn_tail(path: Path) -> None:
@@ -327,6 +382,12 @@ class RunDir:
 
     def results(self) -> list[dict]:
         return read_jsonl(self.results_path, check=result_row_problem)
+
+    def repair(self) -> list[Repaired]:
+        """Move unreadable rows of samples.jsonl and results.jsonl aside (see repair_jsonl); under the lock."""
+        self.lock()
+        return [repair_jsonl(self.samples_path, sample_row_problem),
+                repair_jsonl(self.results_path, result_row_problem)]
 
 
 _OBJECT_KEYS = ("task", "model", "decoding", "sandbox", "environment", "identity", "integrity")

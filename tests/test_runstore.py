@@ -119,7 +119,7 @@ def test_appender_turns_write_failures_and_unstorable_rows_into_usage_errors(tmp
      "an integer longer than 4300 digits"),
     ('{"task_id": "a", "sample_idx": 0, "status": "passed", "passed": true, "n": ' + "[" * 100000 + "]" * 100000 + "}",
      "nested too deeply"),
-])
+], ids=["no-passed", "negative-idx", "not-object", "huge-int", "deep"])
 def test_rows_of_the_wrong_shape_stop_reading_with_the_line_and_the_repair_command(tmp_path, line, reason):
     run = RunDir(tmp_path)
     (tmp_path / "results.jsonl").write_text(line + "\n" + '{"task_id": "b", "sample_idx": 0, "status": "passed", '
