@@ -423,8 +423,9 @@ def manifest_problem(m) -> str | None:
         if not (isinstance(rows, list) and all(isinstance(r, dict) and isinstance(r.get("task_id"), str)
                                                and isinstance(r.get("reason"), str) for r in rows)):
             return "'integrity.not_served' must be a list of {task_id, reason}"
+        counts = [integrity.get(k) for k in ("served", "total")]
         if not isinstance(integrity.get("mode"), str) or not all(
-                isinstance(integrity.get(k), int) and not isinstance(integrity.get(k), bool) for k in ("served", "total")):
+                isinstance(c, int) and not isinstance(c, bool) for c in counts):
             return "'integrity' must have a mode and served/total counts"
     return None
 

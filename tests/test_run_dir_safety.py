@@ -166,10 +166,11 @@ def test_repair_moves_repeated_keys_and_rows_of_the_wrong_shape(finished_run):
     """Rows written twice by the old unlocked concurrent runs, and rows no reader can use."""
     path = finished_run / "results.jsonl"
     rows = path.read_text().splitlines()
-    path.write_text("\n".join([rows[0], rows[1], rows[0], '{"task_id": "test/0", "sample_idx": "x"}']) + "\n")
+    wrong_shape = '{"task_id": "test/0", "sample_idx": "x"}'
+    path.write_text("\n".join([rows[0], rows[1], rows[0], wrong_shape]) + "\n")
     assert main(["repair", str(finished_run)]) == 0
     assert path.read_text().splitlines() == rows
-    assert (finished_run / "results.jsonl.bad").read_text().splitlines() == [rows[0], '{"task_id": "test/0", "sample_idx": "x"}']
+    assert (finished_run / "results.jsonl.bad").read_text().splitlines() == [rows[0], wrong_shape]
     assert main(["repair", str(finished_run)]) == 0  # nothing left to repair: unchanged
     assert path.read_text().splitlines() == rows
 
