@@ -7,14 +7,15 @@ from .models.checkpoint import resolve_device
 __all__ = ["load_generator", "resolve_device"]
 
 
-def load_generator(spec: str, device="auto", dtype: str | None = None, tokenizer: str | None = None):
+def load_generator(spec: str, device="auto", dtype: str | None = None, tokenizer: str | None = None,
+                   quiet: bool = False):
     """(generator, model record) for a Meta MTP directory, a transformers directory or a built-in name."""
     model_spec = resolve_model(spec, device, dtype)
     if model_spec.kind == "hf":
         from .decoding.hf import load_hf_generator
 
         return load_hf_generator(model_spec.path, device=model_spec.device, dtype=model_spec.dtype,
-                                 tokenizer=tokenizer)
+                                 tokenizer=tokenizer, quiet=quiet)
     from .decoding import Generator
 
     model, tok, info = load_mtp_checkpoint(model_spec.path, device=model_spec.device, dtype=model_spec.dtype,

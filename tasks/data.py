@@ -38,24 +38,40 @@ def read_records(path: str | os.PathLike) -> list[dict]:
     except (OSError, EOFError, UnicodeDecodeError) as e:
         raise TaskError(f"cannot read {path}: {e}") from None
     if text.lstrip().startswith("["):
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise TaskError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
+        records = _parse(text, str(path))
     else:
-        records = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise TaskError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+        records = [_parse(line, f"{path}:{lineno}") for lineno, line in enumerate(text.splitlines(), 1)
+                   if line.strip()]
     if not records:
         raise TaskError(f"{path}: no records")
     if not all(isinstance(r, dict) for r in records):
         raise TaskError(f"{path}: expected JSON objects, one per problem")
     return records
+
+
+def _parse(text: str, where: str):
+    """json.loads with every failure one TaskError line: bad syntax, an integer past Python's
+    4,300-digit limit, nesting past the recursion limit, a lone surrogate (not Unicode text)."""
+    try:
+        value = json.loads(text)
+        if "\\ud" in text.lower():  # only text spelling a surrogate escape pays for this check
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return value
+    except json.JSONDecodeError as e:
+        raise TaskError(f"{where}: invalid JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeEncodeError:
+        raise TaskError(f"{where}: a string holds a lone surrogate (not Unicode text)") from None
+    except (ValueError, RecursionError) as e:  # the digit limit; RecursionError: nesting
+        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e).split(":")[0]
+        raise TaskError(f"{where}: invalid JSON ({reason})") from None
+
+
+def check_task_ids(ids: list[str], source) -> None:
+    """Every problem needs a task_id that names it: non-empty and unique."""
+    if any(not i.strip() for i in ids):
+        raise TaskError(f"{source}: a record has an empty task_id")
+    if len(set(ids)) != len(ids):
+        raise TaskError(f"{source}: duplicate task_ids")
 
 
 def file_sha256(path: str | os.PathLike) -> str:

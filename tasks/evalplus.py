@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .base import Problem, Task, TaskError
-from .data import cache_dir as harness_cache_dir, download, file_sha256, local_file, one_file, read_records
+from .data import (cache_dir as harness_cache_dir, check_task_ids, download, file_sha256, local_file, one_file,
+                   read_records)
 from .humaneval import HUMANEVAL_STOP
 from .mbpp import BIGCODE_STOP, MBPP_TIMEOUT_S
 
@@ -150,9 +151,7 @@ def _load(name, dataset, relative, url, problems_file, data_file, cache_dir, *, 
             raise TaskError(f"{path}: record {i} is not EvalPlus format (missing or invalid: {', '.join(bad)})")
         problems.append(Problem(task_id=rec["task_id"], prompt=rec["prompt"], reference=rec["canonical_solution"],
                                 entry_point=rec["entry_point"], data=rec))
-    ids = [p.task_id for p in problems]
-    if len(set(ids)) != len(ids):
-        raise TaskError(f"{path}: duplicate task_ids")
+    check_task_ids([p.task_id for p in problems], path)
     return EvalPlusTask(name=name, version="1", problems=tuple(problems), stop=stop, timeout_s=timeout_s,
                         default_k=(1, 10, 100), source=str(path), dataset=dataset, data_sha256=file_sha256(path),
                         cache_dir=None if cache_dir is None else str(cache_dir))

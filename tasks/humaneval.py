@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .base import LiteralChecks, NotLiteral, Problem, Task, TaskError
-from .data import one_file, read_records
+from .data import check_task_ids, one_file, read_records
 from .literal import literal_calls
 
 HUMANEVAL_STOP = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
@@ -78,8 +78,7 @@ def load_humaneval(problems_file: str | os.PathLike | None = None,
                 data=rec,
             )
         )
-    if len({p.task_id for p in problems}) != len(problems):
-        raise TaskError(f"{path}: duplicate task_ids")
+    check_task_ids([p.task_id for p in problems], path)
     return HumanEvalTask(
         name="humaneval",
         version="1",

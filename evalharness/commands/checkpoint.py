@@ -3,11 +3,15 @@ and the export of trunk + head 1 to a transformers Llama directory."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from ..errors import UsageError
-from .options import positive_int
+from .options import int_in
 
 
 def add_parser(sub) -> None:
@@ -17,11 +21,13 @@ def add_parser(sub) -> None:
 
     tiny = actions.add_parser("make-tiny", help="write a small random checkpoint in Meta's exact format")
     tiny.add_argument("dir", help="output directory (params.json, consolidated.pth, tokenizer)")
-    tiny.add_argument("--n-future", type=positive_int, default=4, help="number of heads n (default 4)")
-    tiny.add_argument("--dim", type=positive_int, default=64, help="model width (default 64)")
-    tiny.add_argument("--layers", type=positive_int, help="ALL blocks incl. heads, as params.json (default n+2)")
-    tiny.add_argument("--heads", type=positive_int, default=4, help="attention heads (default 4)")
-    tiny.add_argument("--kv-heads", type=positive_int, help="key/value heads for GQA (default: --heads)")
+    # bounds keep "tiny" tiny: the largest is about 0.4B parameters, not a memory bomb
+    tiny.add_argument("--n-future", type=int_in(1, 16), default=4, help="number of heads n, 1..16 (default 4)")
+    tiny.add_argument("--dim", type=int_in(2, 1024), default=64, help="model width, 2..1024 (default 64)")
+    tiny.add_argument("--layers", type=int_in(1, 32),
+                      help="ALL blocks incl. heads, as params.json, 1..32 (default n+2)")
+    tiny.add_argument("--heads", type=int_in(1, 64), default=4, help="attention heads, 1..64 (default 4)")
+    tiny.add_argument("--kv-heads", type=int_in(1, 64), help="key/value heads for GQA (default: --heads)")
     tiny.add_argument("--tokenizer", choices=("bytes", "sentencepiece"), default="bytes",
                       help="byte-level, or a small SentencePiece model trained on stdlib source (default bytes)")
     tiny.add_argument("--seed", type=int, default=0, help="weight init seed (default 0)")
@@ -29,7 +35,7 @@ def add_parser(sub) -> None:
 
     inspect = actions.add_parser("inspect", help="print architecture, heads, parameter count, dtype")
     inspect.add_argument("path", help="Meta checkpoint directory, a transformers directory, or tiny[:SEED]")
-    inspect.add_argument("--tokenizer", metavar="PATH", help="tokenizer, if not beside the checkpoint")
+    inspect.add_argument("--tokenizer", metavar="PATH", help="tokenizer (default: the one beside the checkpoint)")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
     inspect.set_defaults(run=run_inspect)
 
@@ -37,19 +43,43 @@ def add_parser(sub) -> None:
     convert.add_argument("path", help="Meta checkpoint directory (or tiny[:SEED])")
     convert.add_argument("--to", choices=("hf",), required=True, help="target format")
     convert.add_argument("out", help="output directory")
-    convert.add_argument("--tokenizer", metavar="PATH", help="tokenizer, if not beside the checkpoint")
+    convert.add_argument("--tokenizer", metavar="PATH", help="tokenizer (default: the one beside the checkpoint)")
     convert.set_defaults(run=run_convert)
     p.set_defaults(run=lambda args: (p.print_help(), 2)[1])
+
+
+@contextlib.contextmanager
+def new_directory(out: Path):
+    """Build a directory that appears whole or not at all: the caller writes into a temp directory
+    beside `out`, renamed to `out` on success and removed on any failure (a failed convert leaves
+    nothing behind). `out` must not exist, or be an empty directory."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()):
+        raise UsageError(f"{out} exists and is not empty")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    except OSError as e:
+        raise UsageError(f"cannot create {out}: {e.strerror or e}") from None
+    try:
+        yield tmp
+        if out.is_dir():
+            out.rmdir()  # the empty directory the user named
+        os.rename(tmp, out)
+    except OSError as e:
+        raise UsageError(f"cannot write {out}: {e.strerror or e}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_make_tiny(args: argparse.Namespace) -> int:
     from ..models.checkpoint import make_tiny_checkpoint
 
     out = Path(args.dir)
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"{out} exists and is not empty")
-    make_tiny_checkpoint(out, n_future=args.n_future, dim=args.dim, n_layers=args.layers, n_heads=args.heads,
-                         n_kv_heads=args.kv_heads, tokenizer=args.tokenizer, seed=args.seed)
+    with new_directory(out) as tmp:
+        make_tiny_checkpoint(tmp, n_future=args.n_future, dim=args.dim, n_layers=args.layers, n_heads=args.heads,
+                             n_kv_heads=args.kv_heads, tokenizer=args.tokenizer, seed=args.seed)
     print(f"wrote {out} (n_future_tokens={args.n_future}, tokenizer={args.tokenizer})")
     return 0
 
@@ -128,12 +158,11 @@ def run_convert(args: argparse.Namespace) -> int:
     from ..models.resolve import resolve_model
 
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        raise UsageError(f"{out} exists and is not empty")
     spec = resolve_model(args.path, device="cpu")
     if spec.kind != "mtp":
         raise UsageError(f"{args.path} is already a transformers directory")
-    notes = convert_to_hf(spec.path, out, tokenizer_path=args.tokenizer)
+    with new_directory(out) as tmp:
+        notes = convert_to_hf(spec.path, tmp, tokenizer_path=args.tokenizer)
     print(f"wrote {out}: trunk + head 1 as LlamaForCausalLM (extra heads dropped)")
     for note in notes:
         print(f"note: {note}")

@@ -16,7 +16,7 @@ from ..runstore import JsonlAppender, RunDir, key_of
 from ..summary import print_summary
 from ..manifest import base_manifest
 from .. import integrity
-from .options import (positive_int, add_integrity_option, add_report_options, add_sandbox_options, add_task_options,
+from .options import (sample_count, add_integrity_option, add_report_options, add_sandbox_options, add_task_options,
                       limit_task, load_task_from_args)
 
 
@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("execute", help="execute a samples file against a task's tests and report pass@k",
                        description=__doc__)
     p.add_argument("samples", nargs="?", help="JSONL(.gz) with task_id and completion per line")
-    p.add_argument("--reference", type=positive_int, nargs="?", const=1, metavar="COPIES",
+    p.add_argument("--reference", type=sample_count, nargs="?", const=1, metavar="COPIES",
                    help="instead of SAMPLES, score the task's reference solutions (COPIES of each, default 1)")
     add_task_options(p)
     add_sandbox_options(p)

@@ -9,24 +9,60 @@ from ..errors import UsageError
 from ..integrity import MODES
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {value}")
-    return value
+# Upper bounds of flags whose extreme values poison a run or exhaust the machine instead of failing
+# (an infinite timeout made every sample a harness_error; a huge n or copy count fills memory).
+MAX_TIMEOUT_S = 3600.0  # CPU seconds per program
+MAX_TEMPERATURE = 10.0  # far past the point where sampling is uniform noise
+MAX_SAMPLES = 10_000  # per problem and temperature (--n, --reference COPIES)
+MAX_WORKERS_PER_CORE = 4
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {value}")
-    return value
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def int_in(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {_short(text)}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be >= {low}: {value}" if high is None
+                                             else f"must be in {low}..{high}: {value}")
+        return value
+    return parse
+
+
+def number_in(low: float, high: float, *, low_open: bool = False, high_open: bool = False):
+    """An argparse type: a finite number in the interval from low to high (each end open or closed)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {_short(text)}") from None
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        if not (above and below):  # nan and inf fail here too
+            interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+            raise argparse.ArgumentTypeError(f"must be a number in {interval}: {_short(text)}")
+        return value
+    return parse
+
+
+positive_int = int_in(1)
+sample_count = int_in(1, MAX_SAMPLES)
+timeout_s = number_in(0, MAX_TIMEOUT_S, low_open=True)
+temperature = number_in(0, MAX_TEMPERATURE)
+probability = number_in(0, 1, low_open=True)  # top-p
+confidence_level = number_in(0, 1, low_open=True, high_open=True)
+
+
+def worker_count(text: str) -> int:
+    import os
+
+    return int_in(1, MAX_WORKERS_PER_CORE * (os.cpu_count() or 1))(text)
 
 
 def k_list(text: str) -> tuple[int, ...]:
@@ -39,17 +75,24 @@ def k_list(text: str) -> tuple[int, ...]:
     return ks
 
 
+PROBLEMS_HELP = "HumanEval-format JSONL(.gz) problem file (default: the task's own data)"
+DATA_FILE_HELP = ("local dataset file for MBPP / EvalPlus tasks (default: $EVALHARNESS_DATA_DIR, else downloaded "
+                  "once)")
+
+
 def add_task_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, help="task name (see `evalharness tasks`)")
-    p.add_argument("--problems", metavar="FILE", help="HumanEval-format JSONL(.gz) problem file")
-    p.add_argument("--data-file", metavar="FILE", help="local dataset file for MBPP / EvalPlus tasks")
-    p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N problems")
+    p.add_argument("--problems", metavar="FILE", help=PROBLEMS_HELP)
+    p.add_argument("--data-file", metavar="FILE", help=DATA_FILE_HELP)
+    p.add_argument("--limit", type=positive_int, metavar="N", help="only the first N problems (default: all)")
 
 
 def add_sandbox_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=positive_int, help="sandbox worker processes (default: one per core)")
-    p.add_argument("--timeout", type=positive_float, metavar="S",
-                   help="CPU seconds per program (default: the task's)")
+    p.add_argument("--workers", type=worker_count,
+                   help=f"sandbox worker processes (default: one per core; at most {MAX_WORKERS_PER_CORE} per core)")
+    p.add_argument("--timeout", type=timeout_s, metavar="S",
+                   help=f"CPU seconds per program (default: the task's, e.g. 3 for HumanEval; "
+                        f"at most {MAX_TIMEOUT_S:g})")
     p.add_argument("--sandbox", default="auto", choices=("auto", "process", "hardened", "bwrap"),
                    help="isolation tier (default: the strongest this machine allows)")
 
@@ -62,7 +105,8 @@ def add_integrity_option(p: argparse.ArgumentParser) -> None:
 
 def add_report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=k_list, metavar="K,..", help="pass@k values (default: the task's, e.g. 1,10,100)")
-    p.add_argument("--confidence", type=float, default=0.9, help="confidence level of intervals (default 0.9)")
+    p.add_argument("--confidence", type=confidence_level, default=0.9,
+                   help="confidence level of intervals, in (0, 1) (default 0.9)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -86,37 +130,58 @@ def limit_task(task: Task, limit: int | None) -> Task:
     return replace(task, problems=task.problems[:limit])
 
 
-def float_list(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values or any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"temperatures must be >= 0, got {text!r}")
+def temperature_list(text: str) -> tuple[float, ...]:
+    values = tuple(temperature(x) for x in text.split(",") if x.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated temperatures, got {_short(text)}")
     return values
+
+
+def check_max_new_tokens(max_new_tokens: int, generator) -> None:
+    """The token budget must fit the model's context (prompt included): past max_seq_len a model
+    only extrapolates positions it never saw (5,000 tokens were generated past 2,048)."""
+    limit = model_max_seq_len(generator)
+    if limit is not None and max_new_tokens >= limit:
+        raise UsageError(f"--max-new-tokens {max_new_tokens} does not fit the model's context of {limit} tokens "
+                         f"(max_seq_len, prompt included); use at most {limit - 1}")
+
+
+def model_max_seq_len(generator) -> int | None:
+    """max_seq_len of an MTP model, max_position_embeddings of a transformers one (None: not known)."""
+    model = generator.model
+    if getattr(model, "args", None) is not None:
+        return model.args.max_seq_len
+    return getattr(getattr(getattr(model, "model", None), "config", None), "max_position_embeddings", None)
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="demo",
                    help="Meta MTP checkpoint dir, HF model dir, or built-in: demo (default, a small trained "
                         "4-head model), tiny (random)")
-    p.add_argument("--tokenizer", metavar="PATH", help="tokenizer.model or HF tokenizer dir, if not beside the model")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--tokenizer", metavar="PATH",
+                   help="tokenizer.model or HF tokenizer dir (default: the one beside the model)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the model runs (default auto: cuda when there is one)")
     p.add_argument("--dtype", choices=("bf16", "fp16", "fp32"), help="default: bf16 on cuda, fp32 on cpu")
 
 
 def add_decoding_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decoding")
-    g.add_argument("--n", type=positive_int, help="samples per problem (default 1; 200 with --protocol mtp-paper)")
-    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    g.add_argument("--temperatures", type=float_list, metavar="T,..",
-                   help="sweep several temperatures, n samples each; report the best per k, named as such")
+    g.add_argument("--n", type=sample_count,
+                   help=f"samples per problem (default 1; 200 with --protocol mtp-paper; at most {MAX_SAMPLES})")
+    g.add_argument("--temperature", type=temperature, default=0.0,
+                   help=f"sampling temperature, 0 = greedy (default 0; at most {MAX_TEMPERATURE:g})")
+    g.add_argument("--temperatures", type=temperature_list, metavar="T,..",
+                   help="sweep several temperatures, n samples each; report the best per k, named as such "
+                        "(default: none, one pass at --temperature)")
     g.add_argument("--protocol", choices=("mtp-paper",),
-                   help="mtp-paper: n=200 (or --n) at T=0.1 (pass@1) and T=0.8 (pass@10/100), top-p 0.95")
-    g.add_argument("--top-p", type=float, default=1.0)
-    g.add_argument("--top-k", type=int, default=0)
-    g.add_argument("--max-new-tokens", type=positive_int, default=512)
-    g.add_argument("--batch-size", type=positive_int, default=16, help="rows decoded together")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--speculative", type=int, default=0, metavar="K",
-                   help="self-speculative decoding with K heads (0 = plain)")
+                   help="mtp-paper: n=200 (or --n) at T=0.1 (pass@1) and T=0.8 (pass@10/100), top-p 0.95 "
+                        "(default: none)")
+    g.add_argument("--top-p", type=probability, default=1.0, help="nucleus sampling mass, in (0, 1] (default 1.0: off)")
+    g.add_argument("--top-k", type=int_in(0), default=0, help="sample among the k likeliest tokens (default 0: off)")
+    g.add_argument("--max-new-tokens", type=positive_int, default=512,
+                   help="token budget per completion; must fit the model's context (default 512)")
+    g.add_argument("--batch-size", type=positive_int, default=16, help="rows decoded together (default 16)")
+    g.add_argument("--seed", type=int, default=0, help="run seed; each sample's seed derives from it (default 0)")
+    g.add_argument("--speculative", type=int_in(0), default=0, metavar="K",
+                   help="self-speculative decoding with K heads (default 0: plain decoding)")

@@ -21,7 +21,7 @@ from ..pipeline import SamplingPass, write_report
 from ..runstore import RunDir
 from ..summary import print_summary
 from .options import (add_decoding_options, add_integrity_option, add_model_options, add_report_options,
-                      add_sandbox_options, add_task_options, limit_task,
+                      add_sandbox_options, add_task_options, check_max_new_tokens, limit_task,
                       load_task_from_args)
 
 PAPER_TEMPERATURES, PAPER_N = (0.1, 0.8), 200
@@ -72,7 +72,9 @@ def prepare(args: argparse.Namespace, command: str):
     if args.speculative < 0:
         raise UsageError("--speculative must be >= 0")
     device = resolve_device(args.device)
-    generator, model_info = load_generator(args.model, device=device, dtype=args.dtype, tokenizer=args.tokenizer)
+    generator, model_info = load_generator(args.model, device=device, dtype=args.dtype, tokenizer=args.tokenizer,
+                                           quiet=args.quiet)
+    check_max_new_tokens(args.max_new_tokens, generator)
     n_heads = model_info.get("n_future_tokens", 1)
     if args.speculative > n_heads:
         raise UsageError(f"--speculative {args.speculative} needs that many heads; the model has {n_heads}")

@@ -8,6 +8,7 @@ write superseded (the right padding of shorter prompts) or that lie beyond a que
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -72,21 +73,30 @@ class HFCausalLM(nn.Module):
 
 
 def load_hf_generator(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                      tokenizer: str | Path | None = None, **generator_options) -> tuple[Generator, dict]:
-    """(Generator, model record) for a transformers causal-LM directory; its own tokenizer unless one is named."""
+                      tokenizer: str | Path | None = None, quiet: bool = False,
+                      **generator_options) -> tuple[Generator, dict]:
+    """(Generator, model record) for a transformers causal-LM directory; its own tokenizer unless one is named.
+    `quiet`: no loading progress bars."""
     import transformers
     from transformers import AutoModelForCausalLM
 
     from ..models import load_tokenizer
+    from ..models.checkpoint import first_line
 
     path = Path(path)
     if not (path / "config.json").is_file():
         raise UsageError(f"{path}: not a transformers model directory (no config.json)")
     dtype_key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+    held: list = []  # transformers' log records of the load, shown only if it succeeds
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(path), **{dtype_key: dtype or "auto"})
-    except (OSError, ValueError) as e:
-        raise UsageError(f"cannot load a transformers causal LM from {path}: {str(e).splitlines()[0]}") from None
+        with _loading(quiet, held):
+            model = AutoModelForCausalLM.from_pretrained(str(path), **{dtype_key: dtype or "auto"})
+    except Exception as e:  # noqa: BLE001 - a truncated or mis-shaped file: SafetensorError, RuntimeError, ...
+        reason = first_line(e).replace(" For details look at the above report!", "")
+        bad_key = next((" ".join(line.split()) for r in held for line in r.getMessage().splitlines()
+                        if any(word in line for word in ("MISMATCH", "MISSING", "UNEXPECTED"))), None)
+        raise UsageError(f"cannot load a transformers causal LM from {path}: {reason}"
+                         + (f" ({bad_key})" if bad_key else "")) from None
     model = model.to(device).eval()
     tok = load_tokenizer(tokenizer or path)
     record = {"kind": "hf", "path": str(path), "model_type": model.config.model_type,
@@ -94,3 +104,31 @@ def load_hf_generator(path: str | Path, device: str | torch.device = "cpu", dtyp
               "parameters": sum(p.numel() for p in model.parameters()), "n_future_tokens": 1,
               "transformers": transformers.__version__}
     return Generator(HFCausalLM(model), tok, device, **generator_options), record
+
+
+@contextlib.contextmanager
+def _loading(quiet: bool, held: list):
+    """Around from_pretrained: no progress bars when `quiet`, and transformers' log records held
+    back in `held` until the load succeeds, so a failed load is one line, not a load report and then it."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled() and quiet
+    if bars:
+        hf_logging.disable_progress_bar()
+    library = hf_logging.get_logger()  # the "transformers" logger, which carries the library's handler
+    hold = logging.Handler()
+    hold.emit = held.append
+    saved = library.handlers[:], library.propagate
+    library.handlers, library.propagate = [hold], False
+    loaded = False
+    try:
+        yield
+        loaded = True
+    finally:
+        library.handlers, library.propagate = saved
+        if bars:
+            hf_logging.enable_progress_bar()
+        for record in held if loaded else ():
+            library.handle(record)

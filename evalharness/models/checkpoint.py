@@ -108,13 +108,61 @@ def read_state_dict(file: Path) -> dict[str, torch.Tensor]:
             if "mmap" not in str(e):
                 raise
             state = torch.load(file, map_location="cpu", weights_only=True)  # legacy (pre-zip) format: no mmap
-    except Exception as e:  # a truncated zip, pickle with code, ...: one line, not a traceback
-        raise UsageError(f"{file}: cannot read as a torch checkpoint ({str(e).splitlines()[0][:200]})") from None
+    except Exception as e:  # a truncated zip, pickle with code, an empty file...: one line, not a traceback
+        raise UsageError(f"{file}: cannot read as a torch checkpoint ({first_line(e)})") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):
         raise UsageError(f"{file}: expected a state dict, got {type(state).__name__}")
     return {k: v for k, v in state.items() if k not in IGNORED_KEYS}
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """An exception as one short line; its class name when its message is empty."""
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:limit]
+
+
+MAX_SEQ_LEN = 1 << 20  # the RoPE table covers 2x max_seq_len positions: beyond this it alone needs GBs
+
+
+def params_problem(params: dict) -> str | None:
+    """Why params.json cannot describe a model (None when it can): each ModelArgs field of the right
+    type and range, and the shapes that must divide (head dim from dim / n_heads, even for RoPE)."""
+    def count(key, low=1, optional=False):
+        value = params.get(key)
+        if value is None and optional:
+            return None
+        if not (isinstance(value, int) and not isinstance(value, bool)) or value < low:
+            return f"'{key}' must be an integer >= {low}, got {value!r}"
+        return None
+
+    def positive(key, optional=False):
+        value = params.get(key)
+        if value is None and optional:
+            return None
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < float("inf"):
+            return f"'{key}' must be a positive finite number, got {value!r}"
+        return None
+
+    defaults = ModelArgs()
+    params = {**vars(defaults), **{k: v for k, v in params.items() if k in vars(defaults)}}
+    vocab = params["vocab_size"]
+    problem = (count("dim") or count("n_layers") or count("n_heads") or count("n_kv_heads", optional=True)
+               or count("multiple_of") or count("n_future_tokens", optional=True) or count("max_seq_len")
+               or positive("norm_eps") or positive("rope_theta") or positive("ffn_dim_multiplier", optional=True)
+               or (None if vocab == -1 or (isinstance(vocab, int) and not isinstance(vocab, bool) and vocab > 0)
+                   else f"'vocab_size' must be -1 (from the tokenizer) or an integer >= 1, got {vocab!r}"))
+    if problem:
+        return problem
+    dim, heads, kv = params["dim"], params["n_heads"], params["n_kv_heads"] or params["n_heads"]
+    if dim % heads or (dim // heads) % 2:
+        return f"'dim' ({dim}) must be 'n_heads' ({heads}) times an even head dimension"
+    if heads % kv:
+        return f"'n_heads' ({heads}) must be a multiple of 'n_kv_heads' ({kv})"
+    if params["max_seq_len"] > MAX_SEQ_LEN:
+        return f"'max_seq_len' ({params['max_seq_len']}) is above the {MAX_SEQ_LEN} this harness supports"
+    return None
 
 
 def count_future_heads(state: dict[str, torch.Tensor]) -> int:
@@ -125,10 +173,10 @@ def count_future_heads(state: dict[str, torch.Tensor]) -> int:
 
 def model_args(params: dict, state: dict[str, torch.Tensor], tokenizer: Tokenizer, where: Path) -> ModelArgs:
     """ModelArgs from params.json, with vocab_size -1 resolved and n checked against the weights."""
-    try:
-        args = ModelArgs.from_params(params)
-    except TypeError as e:
-        raise UsageError(f"{where / 'params.json'}: {e}") from None
+    problem = params_problem(params)
+    if problem:
+        raise UsageError(f"{where / 'params.json'}: {problem}")
+    args = ModelArgs.from_params(params)
     detected = count_future_heads(state)
     declared = params.get("n_future_tokens")
     if declared is not None and declared != detected:
@@ -212,8 +260,8 @@ def open_mtp_checkpoint(path: str | Path, tokenizer_path: str | Path | None = No
     try:
         with torch.device("meta"):
             skeleton = MTPTransformer(args)
-    except ValueError as e:
-        raise UsageError(f"{directory / 'params.json'}: {e}") from None
+    except (ValueError, RuntimeError, OverflowError) as e:  # sizes no tensor can have
+        raise UsageError(f"{directory / 'params.json'}: {first_line(e)}") from None
     check_state_dict(skeleton, state, directory)
     return RawCheckpoint(directory, params, args, state, tokenizer, tok_path)
 

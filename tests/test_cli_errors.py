@@ -1,0 +1,233 @@
+"""Bad input of every kind is one line on stderr and exit 2, before any work and without leaving
+anything behind (issue 18, items 10 and 11 and its "Smaller" list). Each case was a traceback with
+exit 1, a poisoned run with exit 0, or a silent acceptance on 2b451af."""
+import errno
+import json
+import os
+import shutil
+
+import pytest
+from cli_helpers import assert_one_line_error, in_process, snapshot
+
+from evalharness.models.checkpoint import convert_to_hf, make_tiny_checkpoint
+
+EXAMPLE = "human-eval/example_problem.jsonl"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, shared_data):
+    """A tiny Meta checkpoint, its transformers export (one file and sharded), a scored toy run."""
+    root = tmp_path_factory.mktemp("inputs")
+    make_tiny_checkpoint(root / "mtp", n_future=2, dim=32, n_heads=2)
+    convert_to_hf(root / "mtp", root / "hf")
+    convert_to_hf(root / "mtp", root / "hf-sharded", shard_bytes=20_000)
+    (root / "samples.jsonl").write_text(json.dumps({"task_id": "test/0", "completion": "    return 1"}) + "\n")
+    from evalharness.cli import main
+
+    problems = str(shared_data / EXAMPLE)
+    assert main(["execute", str(root / "samples.jsonl"), "--task", "humaneval", "--problems", problems,
+                 "--out", str(root / "run"), "--quiet"]) == 0
+    return root
+
+
+@pytest.fixture()
+def toy_flags(shared_data):
+    return ["--task", "humaneval", "--problems", str(shared_data / EXAMPLE), "--quiet"]
+
+
+def copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+# --------------------------------------------------------------- 18.10: OSError writing output
+
+
+@pytest.mark.parametrize("out, words", [("missing/report.md", "does not exist"), (".", "is a directory"),
+                                        ("/dev/full", "No space left on device")])
+def test_report_out_that_cannot_be_written(files, capsys, tmp_path, out, words):
+    target = out if out.startswith("/") else tmp_path / out
+    assert_one_line_error(in_process(capsys, "report", files / "run", "--out", target), words)
+    assert not (tmp_path / "missing").exists()
+
+
+def test_a_run_directory_on_a_read_only_or_full_disk(files, capsys, tmp_path, toy_flags, monkeypatch):
+    """Simulated at the write itself (tests may run as root, which a chmod does not stop)."""
+    def refuse(fd):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr("evalharness.runstore.os.fsync", refuse)
+    r = in_process(capsys, "execute", files / "samples.jsonl", *toy_flags, "--out", tmp_path / "run")
+    assert_one_line_error(r, "Read-only file system")
+
+
+@pytest.mark.parametrize("action", ["make-tiny", "convert"])
+def test_checkpoint_output_onto_a_file(files, capsys, tmp_path, action):
+    target = tmp_path / "a-file"
+    target.write_text("keep me")
+    args = ["make-tiny", target] if action == "make-tiny" else ["convert", files / "mtp", "--to", "hf", target]
+    assert_one_line_error(in_process(capsys, "checkpoint", *args), "exists and is not a directory")
+    assert target.read_text() == "keep me"
+
+
+def test_a_failed_convert_leaves_no_half_written_directory(files, capsys, tmp_path, monkeypatch):
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("safetensors.torch.save_file", disk_full)
+    r = in_process(capsys, "checkpoint", "convert", files / "mtp", "--to", "hf", tmp_path / "out")
+    assert_one_line_error(r, "No space left on device")
+    assert list(tmp_path.iterdir()) == []  # neither out nor a temp directory beside it
+
+
+# --------------------------------------------------------------- 18.10: hostile inputs
+
+
+def samples_line(extra: str) -> str:
+    return '{"task_id": "test/0", "completion": "    return 1"' + extra + "}\n"
+
+
+@pytest.mark.parametrize("line, words", [
+    ('{"task_id": "test/0", "completion": "    return 1  # \\ud800"}\n', "lone surrogate"),
+    (samples_line(', "n": ' + "9" * 5000), "4300 digits"),
+    (samples_line(', "n": ' + "[" * 100_000 + "]" * 100_000), "nested too deeply"),
+    (samples_line(', "temperature": 1e999'), "temperature"),
+    (samples_line(', "tokens": "many"'), "tokens"),
+], ids=["surrogate", "huge-int", "deep", "inf-temperature", "tokens-type"])
+def test_hostile_samples_rows(files, capsys, tmp_path, toy_flags, line, words):
+    """Before: a UnicodeEncodeError at append left an empty run behind; the others were tracebacks."""
+    samples = tmp_path / "s.jsonl"
+    samples.write_text(line)
+    assert_one_line_error(in_process(capsys, "execute", samples, *toy_flags, "--out", tmp_path / "run"), words)
+    assert not (tmp_path / "run").exists()
+
+
+HUMANEVAL_RECORD = {"task_id": "x/0", "prompt": "def f():\n", "canonical_solution": "    return 1\n",
+                    "test": "def check(c):\n    assert c() == 1\n", "entry_point": "f"}
+
+
+@pytest.mark.parametrize("text, words", [
+    (json.dumps(HUMANEVAL_RECORD)[:-1] + ', "n": ' + "9" * 5000 + "}", "4300 digits"),
+    (json.dumps(HUMANEVAL_RECORD)[:-1] + ', "n": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+    (json.dumps({**HUMANEVAL_RECORD, "prompt": "def f():\n    '\ud800'\n"}), "lone surrogate"),
+    (json.dumps({**HUMANEVAL_RECORD, "task_id": ""}), "empty task_id"),
+    (json.dumps({**HUMANEVAL_RECORD, "task_id": "  "}), "empty task_id"),
+], ids=["huge-int", "deep", "surrogate", "empty-id", "blank-id"])
+def test_hostile_problem_files(capsys, tmp_path, text, words):
+    problems = tmp_path / "p.jsonl"
+    problems.write_text(text + "\n")
+    r = in_process(capsys, "execute", "--reference", "--task", "humaneval", "--problems", problems,
+                   "--out", tmp_path / "run", "--quiet")
+    assert_one_line_error(r, words)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("dim", "32", "'dim' must be an integer"),
+    ("n_heads", -2, "'n_heads' must be an integer >= 1"),
+    ("n_heads", 3, "even head dimension"),
+    ("norm_eps", "nan", "'norm_eps' must be a positive finite number"),
+    ("max_seq_len", 10**12, "max_seq_len"),
+    ("n_layers", 1, "n_future_tokens=2 must be in 1..n_layers=1"),
+])
+def test_params_json_of_the_wrong_type_or_range(files, capsys, tmp_path, toy_flags, field, value, words):
+    """Before: dim "64" was a TypeError traceback; n_heads -2 loaded (its shapes multiply out) and crashed later."""
+    ckpt = copy(files / "mtp", tmp_path / "ckpt")
+    params = json.loads((ckpt / "params.json").read_text())
+    (ckpt / "params.json").write_text(json.dumps({**params, field: float(value) if value == "nan" else value}))
+    assert_one_line_error(in_process(capsys, "checkpoint", "inspect", ckpt), "params.json", words)
+    r = in_process(capsys, "generate", "--model", ckpt, *toy_flags, "--out", tmp_path / "run")
+    assert_one_line_error(r, words)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_empty_consolidated_pth(files, capsys, tmp_path):
+    """Before: the error formatter itself raised IndexError on the empty message."""
+    ckpt = copy(files / "mtp", tmp_path / "ckpt")
+    (ckpt / "consolidated.pth").write_bytes(b"")
+    assert_one_line_error(in_process(capsys, "checkpoint", "inspect", ckpt), "cannot read as a torch checkpoint")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "mis-shaped"])
+def test_broken_transformers_safetensors(files, capsys, tmp_path, toy_flags, damage):
+    """One line even where transformers first logs a load report of its own."""
+    from safetensors.torch import load_file, save_file
+
+    model = copy(files / "hf", tmp_path / "hf")
+    weights = model / "model.safetensors"
+    if damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    else:
+        state = load_file(weights)
+        state["lm_head.weight"] = state["lm_head.weight"][:10].clone()
+        save_file(state, weights, metadata={"format": "pt"})
+    r = in_process(capsys, "generate", "--model", model, *toy_flags, "--out", tmp_path / "run")
+    assert_one_line_error(r, "cannot load a transformers causal LM")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("file, content, words", [
+    ("results.jsonl", "[1, 2]\n", "a row must be a JSON object"),
+    ("results.jsonl", '{"task_id": 5}\n', "task_id"),
+    ("results.jsonl", '{"task_id": "test/0", "sample_idx": 0, "status": 3, "passed": true}\n', "status"),
+    ("manifest.json", "[1]", "a manifest must be a JSON object"),
+    ("manifest.json", '{"task": 5, "identity": 3}', "'task' must be an object"),
+])
+def test_run_files_of_the_wrong_shape(files, capsys, tmp_path, toy_flags, file, content, words):
+    run = copy(files / "run", tmp_path / "run")
+    path = run / file
+    path.write_text(content if file == "manifest.json" else path.read_text() + content)
+    before = snapshot(run)
+    assert_one_line_error(in_process(capsys, "report", run), words)
+    assert_one_line_error(in_process(capsys, "execute", files / "samples.jsonl", *toy_flags, "--out", run), words)
+    assert snapshot(run) == before
+
+
+def test_bwrap_tier_where_bwrap_cannot_run(files, capsys, tmp_path, toy_flags, monkeypatch):
+    monkeypatch.setattr("evalharness.sandboxes.pool._bwrap_binary", lambda: None)
+    r = in_process(capsys, "execute", files / "samples.jsonl", *toy_flags, "--out", tmp_path / "run",
+                   "--sandbox", "bwrap")
+    assert_one_line_error(r, "bwrap")
+    assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------- 18.11: flags that poisoned a run
+
+
+@pytest.mark.parametrize("value", ["inf", "1e7", "1e300", "nan", "0", "-1"])
+def test_timeout_out_of_range_is_refused_before_any_work(files, capsys, tmp_path, toy_flags, value):
+    """Before: accepted, and every sample became harness_error (OverflowError) with exit 0."""
+    r = in_process(capsys, "execute", files / "samples.jsonl", *toy_flags, "--timeout", value, "--out", tmp_path / "r")
+    assert_one_line_error(r, "--timeout", "(0, 3600]")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--temperature", "inf"), ("--temperature", "nan"), ("--temperature", "-0.5"),
+                                         ("--temperature", "11"), ("--temperatures", "0.2,inf"),
+                                         ("--top-p", "nan"), ("--top-p", "0"), ("--top-k", "-3"), ("--n", "10001"),
+                                         ("--speculative", "-1")])
+def test_sampling_flags_out_of_range(capsys, tmp_path, toy_flags, flag, value):
+    r = in_process(capsys, "generate", "--model", "tiny", *toy_flags, "--max-new-tokens", "2", flag, value,
+                   "--out", tmp_path / "r")
+    assert_one_line_error(r, flag)
+    assert not (tmp_path / "r").exists()
+
+
+def test_max_new_tokens_beyond_the_models_context(capsys, tmp_path, toy_flags):
+    """Before: 5,000 tokens were generated past the model's 2,048 positions."""
+    r = in_process(capsys, "generate", "--model", "tiny", *toy_flags, "--max-new-tokens", "5000", "--out", tmp_path / "r")
+    assert_one_line_error(r, "--max-new-tokens 5000", "2048")
+    assert not (tmp_path / "r").exists()
+    r = in_process(capsys, "generate", "--model", "tiny", *toy_flags, "--max-new-tokens", "3", "--out", tmp_path / "r")
+    assert r.returncode == 0, r.stderr
+
+
+# --------------------------------------------------------------- Smaller
+
+
+def test_hf_loading_shows_no_progress_bar_under_quiet(files, capsys, tmp_path, toy_flags):
+    args = ["generate", "--model", files / "hf-sharded", *toy_flags, "--max-new-tokens", "2"]
+    loud = in_process(capsys, *[a for a in args if a != "--quiet"], "--out", tmp_path / "loud")
+    assert loud.returncode == 0 and "Loading weights" in loud.stderr  # the bar this test is about
+    quiet = in_process(capsys, *args, "--out", tmp_path / "quiet")
+    assert quiet.returncode == 0 and "Loading" not in quiet.stderr, quiet.stderr
