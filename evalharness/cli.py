@@ -7,19 +7,50 @@ UsageError / TaskError and become one line on stderr with exit code 2.
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
 
+from evalharness.sandboxes import SandboxUnavailable
 from evalharness.tasks import TaskError
 
+from . import __version__
 from .errors import UsageError
 
 COMMANDS = ("run", "generate", "execute", "report", "compare", "gate", "prompt", "tasks", "checkpoint", "repair")
+EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for `yes | head`
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the text already states it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        takes_value = action.nargs != 0
+        if (action.option_strings and takes_value and "default" not in text.lower()
+                and action.default not in (None, argparse.SUPPRESS)):
+            text += " (default: %(default)s)"
+        return text
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """One-line usage errors ("evalharness run: error: ... (see evalharness run --help)"): the
+    usage block that argparse prints first would bury the line that matters."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(prog="evalharness", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="evalharness", description=__doc__.splitlines()[0],
+                            epilog="exit codes: 0 ok, 1 gate failed, 2 usage or input error (one line on stderr)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -32,15 +63,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_when_stdout_closes(main):
+    """`evalharness ... | head` ends quietly: when the reader of stdout goes away, no BrokenPipeError
+    traceback, and exit 141 (as a shell reports for a writer killed by SIGPIPE), never 0 or 1 that a
+    gate's caller could take for a verdict. A broken pipe elsewhere is a bug and still raises."""
+
+    @functools.wraps(main)
+    def wrapper(argv: list[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except BrokenPipeError:
+            if not _stdout_closed():
+                raise
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
+            return EXIT_STDOUT_CLOSED
+
+    return wrapper
+
+
+def _stdout_closed() -> bool:
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a buffer (in-process capture): not a pipe
+        return False
+    poll = select.poll()
+    poll.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poll.poll(0))
+
+
+@quiet_when_stdout_closes
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
-        parser.print_help()
+        parser.print_help()  # stdout: what there is to choose from; stderr: the one-line error
+        print("evalharness: error: no command given (see the commands above)", file=sys.stderr)
         return 2
     try:
         return int(args.run(args) or 0)
-    except (UsageError, TaskError) as e:
+    except (UsageError, TaskError, SandboxUnavailable) as e:
         print(f"evalharness: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

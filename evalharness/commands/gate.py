@@ -29,7 +29,8 @@ def add_parser(sub) -> None:
     p.add_argument("--allow-partial", action="store_true",
                    help="compare on the common problems even if the run lacks some of the baseline's")
     p.add_argument("--format", choices=("md", "json"), default="md", help="output format (default md)")
-    p.add_argument("--out", metavar="FILE", help="also write the output to FILE (e.g. for a PR comment)")
+    p.add_argument("--out", metavar="FILE",
+                   help="also write the output to FILE, e.g. for a PR comment (default: stdout only)")
     p.set_defaults(run=run)
 
 

@@ -7,6 +7,7 @@ import sys
 from evalharness.tasks import Task, TaskError, load_task
 
 from ..integrity import MODES
+from .options import DATA_FILE_HELP, PROBLEMS_HELP
 
 PLACEHOLDER = "<<COMPLETION>>"
 
@@ -22,8 +23,8 @@ def add_parser(sub) -> None:
     p.add_argument("--integrity", choices=MODES, default="standard",
                    help="with --program: the program of this integrity mode (strict: what the sandbox runs, "
                         "without the checks)")
-    p.add_argument("--data-file", metavar="FILE", help="local dataset file for MBPP / EvalPlus tasks")
-    p.add_argument("--problems", metavar="FILE", help="HumanEval-format JSONL(.gz) problem file")
+    p.add_argument("--data-file", metavar="FILE", help=DATA_FILE_HELP)
+    p.add_argument("--problems", metavar="FILE", help=PROBLEMS_HELP)
     p.set_defaults(run=run)
 
 

@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
     p.add_argument("--k", type=k_list, metavar="K,..", help="pass@k values (default: the run's previous ones)")
     p.add_argument("--confidence", type=float, help="confidence level of intervals (default: the run's, or 0.9)")
     p.add_argument("--out", metavar="FILE", help="write the rendering here ('-' for stdout only) "
-                                                 "instead of into the run directory")
+                                                 "(default: report.<format> in the run directory)")
     p.set_defaults(run=run)
 
 
