@@ -7,39 +7,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from cli_helpers import assert_one_line_error, cli, in_process, snapshot
 
 from evalharness.cli import main
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def cli(*args, **kwargs):
-    """The real console entry point in a subprocess: exit codes and stderr as a user sees them."""
-    return subprocess.run([sys.executable, "-m", "evalharness", *map(str, args)], capture_output=True, text=True,
-                          timeout=600, **kwargs)
-
-
-def in_process(capsys, *args) -> subprocess.CompletedProcess:
-    """evalharness.cli.main in this process (fast), seen as a subprocess result."""
-    capsys.readouterr()
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as e:  # argparse
-        code = e.code
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out, err)
-
-
-def assert_one_line_error(r, *words):
-    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("evalharness"), r.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-
-
-def snapshot(root: Path) -> dict:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture()
