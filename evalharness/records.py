@@ -142,50 +142,49 @@ def _int_list(value) -> bool:
     return isinstance(value, list) and all(_is_int(v) for v in value)
 
 
+def _strings(row: dict, required: tuple[str, ...], optional: tuple[str, ...]) -> str | None:
+    for key in required:
+        if not isinstance(row.get(key), str):
+            return f"no '{key}' string"
+    return next((f"'{key}' must be a string" for key in optional
+                 if not _typed(row, key, lambda v: isinstance(v, str))), None)
+
+
+def _stats_problem(stats) -> str | None:
+    if stats is None:
+        return None
+    if not isinstance(stats, dict):
+        return "'stats' must be an object"
+    if not (_typed(stats, "forwards", lambda v: _is_int(v) and v >= 0)
+            and _typed(stats, "tokens_per_forward", _is_number)
+            and _typed(stats, "accepted_per_head", _int_list) and _typed(stats, "drafted_per_head", _int_list)):
+        return "'stats' has a field of the wrong type"
+    return None
+
+
+def _suites_problem(suites) -> str | None:
+    if suites is None or (isinstance(suites, dict) and all(
+            isinstance(v, dict) and isinstance(v.get("status"), str) and isinstance(v.get("passed"), bool)
+            and _typed(v, "error_type", lambda e: isinstance(e, str)) for v in suites.values())):
+        return None
+    return "'suites' must map suite names to {status, passed, error_type}"
+
+
 def sample_row_problem(row) -> str | None:
     """Why a samples.jsonl row cannot be used (None when it can): the keys and the types of the
     fields the harness reads (the contract's samples row), so a bad row stops at reading, with its line."""
-    problem = _key_problem(row)
-    if problem:
-        return problem
-    if not isinstance(row.get("completion"), str):
-        return "no 'completion' string"
-    for key in ("raw_completion", "prompt_sha", "finish_reason"):
-        if not _typed(row, key, lambda v: isinstance(v, str)):
-            return f"'{key}' must be a string"
-    if not _typed(row, "tokens", lambda v: _is_int(v) and v >= 0):
-        return "'tokens' must be an integer >= 0"
-    stats = row.get("stats")
-    if stats is not None:
-        if not isinstance(stats, dict):
-            return "'stats' must be an object"
-        if not (_typed(stats, "forwards", lambda v: _is_int(v) and v >= 0)
-                and _typed(stats, "tokens_per_forward", _is_number)
-                and _typed(stats, "accepted_per_head", _int_list) and _typed(stats, "drafted_per_head", _int_list)):
-            return "'stats' has a field of the wrong type"
-    return None
+    return (_key_problem(row) or _strings(row, ("completion",), ("raw_completion", "prompt_sha", "finish_reason"))
+            or (None if _typed(row, "tokens", lambda v: _is_int(v) and v >= 0) else "'tokens' must be an integer >= 0")
+            or _stats_problem(row.get("stats")))
 
 
 def result_row_problem(row) -> str | None:
     """Why a results.jsonl row cannot be used (None when it can); see sample_row_problem."""
-    problem = _key_problem(row)
-    if problem:
-        return problem
-    if not isinstance(row.get("status"), str) or not row["status"]:
-        return "no 'status' string"
-    if not isinstance(row.get("passed"), bool):
-        return "no 'passed' true/false"
-    for key in ("error_type", "detail", "decision"):
-        if not _typed(row, key, lambda v: isinstance(v, str)):
-            return f"'{key}' must be a string"
-    if not _typed(row, "duration_s", lambda v: _is_number(v) and v >= 0):
-        return "'duration_s' must be a finite number >= 0"
-    suites = row.get("suites")
-    if suites is not None and not (isinstance(suites, dict) and all(
-            isinstance(v, dict) and isinstance(v.get("status"), str) and isinstance(v.get("passed"), bool)
-            and _typed(v, "error_type", lambda e: isinstance(e, str)) for v in suites.values())):
-        return "'suites' must map suite names to {status, passed, error_type}"
-    return None
+    return (_key_problem(row) or _strings(row, ("status",), ("error_type", "detail", "decision"))
+            or (None if isinstance(row.get("passed"), bool) else "no 'passed' true/false")
+            or (None if _typed(row, "duration_s", lambda v: _is_number(v) and v >= 0)
+                else "'duration_s' must be a finite number >= 0")
+            or _suites_problem(row.get("suites")))
 
 
 def read_samples_file(path: str | os.PathLike, task: Task) -> list[Sample]:

@@ -69,6 +69,8 @@ def load_humaneval(problems_file: str | os.PathLike | None = None,
         missing = [k for k in _FIELDS if not isinstance(rec.get(k), str)]
         if missing:
             raise TaskError(f"{path}: record {i} is not HumanEval-format (missing {', '.join(missing)})")
+        if not isinstance(rec.get("canonical_solution") or "", str):
+            raise TaskError(f"{path}: record {i}: canonical_solution must be a string")
         problems.append(
             Problem(
                 task_id=rec["task_id"],

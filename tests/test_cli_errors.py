@@ -128,7 +128,8 @@ def test_hostile_problem_files(capsys, tmp_path, text, words):
     ("n_heads", 3, "even head dimension"),
     ("norm_eps", "nan", "'norm_eps' must be a positive finite number"),
     ("max_seq_len", 10**12, "max_seq_len"),
-    ("n_layers", 1, "n_future_tokens=2 must be in 1..n_layers=1"),
+    ("n_layers", 1, "n_layers=1 but the weights have"),
+    ("n_layers", 2**40, "n_layers=1099511627776"),  # was a skeleton of 2**40 blocks: memory exhausted
 ])
 def test_params_json_of_the_wrong_type_or_range(files, capsys, tmp_path, toy_flags, field, value, words):
     """Before: dim "64" was a TypeError traceback; n_heads -2 loaded (its shapes multiply out) and crashed later."""

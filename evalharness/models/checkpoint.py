@@ -183,6 +183,10 @@ def model_args(params: dict, state: dict[str, torch.Tensor], tokenizer: Tokenize
         raise UsageError(f"{where}: params.json says n_future_tokens={declared} but the weights have "
                          f"{detected} head(s) ({detected - 1} extra_heads blocks)")
     args.n_future_tokens = detected
+    blocks = len({m.group(1) for k in state if (m := re.match(r"layers\.(\d+)\.", k))})
+    if args.n_layers != blocks + detected - 1:  # checked before a skeleton of n_layers blocks is built
+        raise UsageError(f"{where}: params.json says n_layers={args.n_layers} but the weights have "
+                         f"{blocks} layers blocks and {detected - 1} extra_heads ({blocks + detected - 1} in all)")
     if args.vocab_size in (None, -1):
         args.vocab_size = tokenizer.vocab_size
     if tokenizer.vocab_size > args.vocab_size:
@@ -260,7 +264,7 @@ def open_mtp_checkpoint(path: str | Path, tokenizer_path: str | Path | None = No
     try:
         with torch.device("meta"):
             skeleton = MTPTransformer(args)
-    except (ValueError, RuntimeError, OverflowError) as e:  # sizes no tensor can have
+    except (ValueError, RuntimeError, OverflowError, TypeError) as e:  # sizes no tensor can have
         raise UsageError(f"{directory / 'params.json'}: {first_line(e)}") from None
     check_state_dict(skeleton, state, directory)
     return RawCheckpoint(directory, params, args, state, tokenizer, tok_path)
