@@ -14,7 +14,7 @@ from pathlib import Path
 from evalharness import reports
 
 from ..errors import UsageError
-from ..runstore import MANIFEST, RunDir, read_jsonl, write_output_file
+from ..runstore import MANIFEST, RunDir, write_output_file
 from .options import k_list
 
 DEFAULT_KS = (1, 10, 100)
@@ -145,5 +145,5 @@ def _problem_ids(task: dict, previous: dict, results: list[dict], run_dir: RunDi
     except ImportError:
         pass
     ids = [r["task_id"] for r in previous.get("per_problem", [])] + list(previous.get("missing_problems", []))
-    ids += [r["task_id"] for r in read_jsonl(run_dir.samples_path)] + [r["task_id"] for r in results]
+    ids += [r["task_id"] for r in run_dir.samples()] + [r["task_id"] for r in results]
     return list(dict.fromkeys(ids))
