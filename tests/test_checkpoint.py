@@ -100,7 +100,7 @@ def test_tokenizer_found_in_parent_or_given(copy, tmp_path):
     (dict(state=lambda sd: sd.update({"norm.weight": torch.ones(65)})), "key norm.weight has shape [65], expected [64]"),
     (dict(params=lambda p: p.update(n_future_tokens=2)), "n_future_tokens=2 but the weights have 4 head"),
     (dict(state=lambda sd: sd.pop("extra_heads.2.ffn_norm.weight")), "missing key extra_heads.2.ffn_norm.weight"),
-    (dict(params=lambda p: p.update(n_layers=7)), "missing key layers.3.attention.wq.weight"),
+    (dict(params=lambda p: p.update(n_layers=7)), "params.json says n_layers=7 but the weights have 3 layers blocks"),
     (dict(params=lambda p: p.update(n_kv_heads=None)), "key layers.0.attention.wk.weight has shape"),
     (dict(state=lambda sd: sd.update({"lm_head.weight": torch.ones(1)})), "unexpected key lm_head.weight"),
 ])
