@@ -98,7 +98,8 @@ def parse_json(text: str | bytes):
         if "integer string conversion" in str(e):
             raise ValueError(f"an integer longer than {sys.get_int_max_str_digits()} digits") from None
         raise ValueError(getattr(e, "msg", None) or str(e)) from None
-    if _SURROGATE_ESCAPE.search(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")):
+    escape, pattern = (b"\\u", _SURROGATE_ESCAPE_BYTES) if isinstance(text, bytes) else ("\\u", _SURROGATE_ESCAPE)
+    if escape in text and pattern.search(text):
         try:  # only lines that spell a surrogate escape pay for this check
             json.dumps(value, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
@@ -106,7 +107,8 @@ def parse_json(text: str | bytes):
     return value
 
 
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(_SURROGATE_ESCAPE.pattern.encode())
 
 
 def _is_int(value) -> bool:
