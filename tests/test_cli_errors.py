@@ -216,7 +216,8 @@ def test_sampling_flags_out_of_range(capsys, tmp_path, toy_flags, flag, value):
 
 def test_max_new_tokens_beyond_the_models_context(capsys, tmp_path, toy_flags):
     """Before: 5,000 tokens were generated past the model's 2,048 positions."""
-    r = in_process(capsys, "generate", "--model", "tiny", *toy_flags, "--max-new-tokens", "5000", "--out", tmp_path / "r")
+    r = in_process(capsys, "generate", "--model", "tiny", *toy_flags, "--max-new-tokens", "5000",
+                   "--out", tmp_path / "r")
     assert_one_line_error(r, "--max-new-tokens 5000", "2048")
     assert not (tmp_path / "r").exists()
     r = in_process(capsys, "generate", "--model", "tiny", *toy_flags, "--max-new-tokens", "3", "--out", tmp_path / "r")

@@ -64,6 +64,8 @@ def world(tmp_path_factory, shared_data) -> World:
 def scratch(world: World):
     """A fresh copy of the world for one case (cases must not see each other's files)."""
     path = Path(tempfile.mkdtemp(prefix="case-", dir=world.root))
+    cwd = os.getcwd()
+    os.chdir(path)  # a relative path a command writes to (e.g. `--out -` of gate) lands in the case
     try:
         for name in ("problems.jsonl", "samples.jsonl"):
             shutil.copy(world.root / name, path / name)
@@ -71,6 +73,7 @@ def scratch(world: World):
         shutil.copytree(world.checkpoint, path / "checkpoint")
         yield World(path, path / "problems.jsonl", path / "samples.jsonl", path / "run", path / "checkpoint")
     finally:
+        os.chdir(cwd)
         shutil.rmtree(path, ignore_errors=True)
 
 
