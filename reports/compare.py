@@ -16,7 +16,7 @@ import numpy as np
 from .build import build_report, per_problem_pass_at_k
 from .stats import DEFAULT_RESAMPLES, check_confidence, mcnemar_exact, paired_bootstrap
 
-_METRIC = re.compile(r"pass@([1-9][0-9]*)")
+_METRIC = re.compile(r"pass@([1-9][0-9]{0,8})")  # k below 10**9: int() of a longer one can fail
 
 
 class ComparisonError(ValueError):
