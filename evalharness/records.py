@@ -239,4 +239,17 @@ def read_samples_file(path: str | os.PathLike, task: Task) -> list[Sample]:
         raise UsageError(f"cannot read samples file {path}: {e}") from None
     if not samples:
         raise UsageError(f"samples file {path} holds no samples")
+    problem = mixed_temperatures([s.to_row() for s in samples])
+    if problem:
+        raise UsageError(f"samples file {path}: {problem}")
     return samples
+
+
+def mixed_temperatures(rows: list[dict]) -> str | None:
+    """Rows of one run either all carry a temperature (a sampling sweep) or none do (a plain
+    samples file): a mix has no pass@k to report per temperature."""
+    flags = [row.get("temperature") is None for row in rows]
+    if all(flags) or not any(flags):
+        return None
+    first, other = ("has no 'temperature'", "has one") if flags[0] else ("has a 'temperature'", "has none")
+    return f"row 1 {first} and row {flags.index(not flags[0]) + 1} {other}; give every row a temperature or none"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .errors import UsageError
-from .records import parse_json, result_row_problem, sample_row_problem
+from .records import mixed_temperatures, parse_json, result_row_problem, sample_row_problem
 
 MANIFEST = "manifest.json"
 SAMPLES = "samples.jsonl"
@@ -378,10 +378,10 @@ class RunDir:
         write_file_atomic(self.path / name, text)
 
     def samples(self) -> list[dict]:
-        return read_jsonl(self.samples_path, check=sample_row_problem)
+        return _one_kind(read_jsonl(self.samples_path, check=sample_row_problem), self.samples_path)
 
     def results(self) -> list[dict]:
-        return read_jsonl(self.results_path, check=result_row_problem)
+        return _one_kind(read_jsonl(self.results_path, check=result_row_problem), self.results_path)
 
     def repair(self) -> list[Repaired]:
         """Move unreadable rows of samples.jsonl and results.jsonl aside (see repair_jsonl); under the lock."""
@@ -432,6 +432,13 @@ def manifest_problem(m) -> str | None:
 
 def _str_list(value) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _one_kind(rows: list[dict], path: Path) -> list[dict]:
+    problem = mixed_temperatures(rows)
+    if problem:
+        raise UsageError(f"{path}: {problem}; not a file this harness wrote")
+    return rows
 
 
 def _first_difference(theirs: dict, ours: dict) -> str:

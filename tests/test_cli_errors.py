@@ -93,9 +93,11 @@ def samples_line(extra: str) -> str:
     (samples_line(', "n": ' + "[" * 100_000 + "]" * 100_000), "nested too deeply"),
     (samples_line(', "temperature": 1e999'), "temperature"),
     (samples_line(', "tokens": "many"'), "tokens"),
-], ids=["surrogate", "huge-int", "deep", "inf-temperature", "tokens-type"])
+    (samples_line("") + samples_line(', "temperature": 0.5'), "row 1 has no 'temperature' and row 2 has one"),
+], ids=["surrogate", "huge-int", "deep", "inf-temperature", "tokens-type", "mixed-temperatures"])
 def test_hostile_samples_rows(files, capsys, tmp_path, toy_flags, line, words):
-    """Before: a UnicodeEncodeError at append left an empty run behind; the others were tracebacks."""
+    """Before: a UnicodeEncodeError at append left an empty run behind; the others were tracebacks
+    (a mix of rows with and without a temperature crashed the report's renderer: found by the fuzz test)."""
     samples = tmp_path / "s.jsonl"
     samples.write_text(line)
     assert_one_line_error(in_process(capsys, "execute", samples, *toy_flags, "--out", tmp_path / "run"), words)
@@ -171,6 +173,8 @@ def test_broken_transformers_safetensors(files, capsys, tmp_path, toy_flags, dam
     ("results.jsonl", "[1, 2]\n", "a row must be a JSON object"),
     ("results.jsonl", '{"task_id": 5}\n', "task_id"),
     ("results.jsonl", '{"task_id": "test/0", "sample_idx": 0, "status": 3, "passed": true}\n', "status"),
+    ("results.jsonl", json.dumps({"task_id": "test/0", "sample_idx": 1, "status": "passed", "passed": True,
+                                  "temperature": 0.2}) + "\n", "row 1 has no 'temperature' and row 2 has one"),
     ("manifest.json", "[1]", "a manifest must be a JSON object"),
     ("manifest.json", '{"task": 5, "identity": 3}', "'task' must be an object"),
 ])
