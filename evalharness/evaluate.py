@@ -23,7 +23,7 @@ from .integrity import Served
 from .pipeline import GenerationWork, SamplingPass, execute, generate, plan_generation
 from .progress import Progress
 from .records import Sample
-from .runstore import JsonlAppender, RunDir, key_of, read_jsonl
+from .runstore import JsonlAppender, RunDir, row_key, read_jsonl
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,9 @@ def evaluate(run: RunDir, task: Task, generator, plan: GenerationPlan, pool, lim
         return _evaluate_distributed(run, task, generator, plan, pool, limits, quiet, shard, served)
     t_start = time.monotonic()
     stored = _unique(run.samples())
-    results_done = {key_of(r) for r in run.results()}
-    pending = [Sample.from_row(r) for r in stored if key_of(r) not in results_done]
-    work = plan_generation(task, plan.passes, {key_of(r) for r in stored})
+    results_done = {row_key(r) for r in run.results()}
+    pending = [Sample.from_row(r) for r in stored if row_key(r) not in results_done]
+    work = plan_generation(task, plan.passes, {row_key(r) for r in stored})
 
     samples_q: queue.Queue = queue.Queue()
     exec_state = {"error": None, "programs": 0, "end": None}
@@ -127,7 +127,7 @@ def _evaluate_distributed(run: RunDir, task: Task, generator, plan: GenerationPl
     t_start = time.monotonic()
     shard_paths = [run.path / f"samples.rank{r}.jsonl" for r in range(shard.world)]
     stored = run.samples() + [row for p in shard_paths for row in read_jsonl(p)]
-    work = plan_generation(task, plan.passes, {key_of(r) for r in stored})
+    work = plan_generation(task, plan.passes, {row_key(r) for r in stored})
     mine = work[shard.rank::shard.world]
     generated: list[Sample] = []
     t_gen = time.monotonic()
@@ -150,19 +150,19 @@ def _evaluate_distributed(run: RunDir, task: Task, generator, plan: GenerationPl
 
 def merge_shards(run: RunDir, shard_paths: Sequence[Path]) -> None:
     """Fold rank shard files into samples.jsonl (keys already there win), then remove them."""
-    have = {key_of(r) for r in run.samples()}
+    have = {row_key(r) for r in run.samples()}
     with JsonlAppender(run.samples_path) as log:
         for path in shard_paths:
             for row in read_jsonl(path):
-                if key_of(row) not in have:
-                    have.add(key_of(row))
+                if row_key(row) not in have:
+                    have.add(row_key(row))
                     log.append(row)
     for path in shard_paths:
         path.unlink(missing_ok=True)
 
 
 def _unique(rows: list[dict]) -> list[dict]:
-    return list({key_of(r): r for r in rows}.values())
+    return list({row_key(r): r for r in rows}.values())
 
 
 def _decode_stats(samples: Sequence[Sample]) -> list[dict]:
@@ -188,7 +188,7 @@ def speed_record(stats: Sequence[dict], generate_s: float, programs: int, execut
 
 def generate_only(run: RunDir, task: Task, generator, plan: GenerationPlan, quiet: bool = False) -> dict:
     """Fill the run's samples.jsonl (resumably) without executing anything."""
-    work = plan_generation(task, plan.passes, {key_of(r) for r in run.samples()})
+    work = plan_generation(task, plan.passes, {row_key(r) for r in run.samples()})
     generated: list[Sample] = []
     t0 = time.monotonic()
     _generate_to(run.samples_path, task, generator, work, plan, quiet, on_sample=generated.append)

@@ -1,7 +1,7 @@
 """The transformers backend: same Generator, same results as our transformer on the same weights."""
 import pytest
 import torch
-from test_decoding_doubles import one_torch_thread  # noqa: F401
+from doubles import one_torch_thread  # noqa: F401
 
 from evalharness.decoding import Generator, Request, SamplingSettings
 from evalharness.decoding.finish import RowWatch, first_stop

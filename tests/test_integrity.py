@@ -166,24 +166,24 @@ def test_judge_replays_results_exceptions_and_refuses_non_literals():
                      "    try:\n        candidate(-1)\n        assert False\n    except ValueError:\n        pass\n")
     ok = [("ok", "4"), ("ok", "1"), ("raise", ["BadInput", "ValueError", "Exception", "BaseException", "object"])]
     assert integrity.judge(checks, _clean(ok)).status == "passed"
-    assert integrity.judge(checks, _clean(ok[::-1][1:] + ok[:1])).label == "failed"  # results are per call
+    assert status_label(integrity.judge(checks, _clean(ok[::-1][1:] + ok[:1]))) == "failed"  # results are per call
     wrong = integrity.judge(checks, _clean([("ok", "5")] + ok[1:]))
     assert (wrong.status, wrong.error_type) == ("failed", "AssertionError") and "line 2" in wrong.detail
     raised = integrity.judge(checks, _clean([("raise", ["KeyError", "LookupError"])] + ok[1:]))
-    assert raised.label == "error:KeyError"
+    assert status_label(raised) == "error:KeyError"
     opaque = integrity.judge(checks, _clean([("ok", "<Yes object at 0x1>")] + ok[1:]))
-    assert opaque.label == "error:NonLiteralResult"
-    assert integrity.judge(checks, _clean(ok[:2])).label == "failed"  # a call without a result
-    assert integrity.judge(checks, Verdict("passed", output="")).label == "failed"
+    assert status_label(opaque) == "error:NonLiteralResult"
+    assert status_label(integrity.judge(checks, _clean(ok[:2]))) == "failed"  # a call without a result
+    assert status_label(integrity.judge(checks, Verdict("passed", output=""))) == "failed"
     timeout = Verdict("timeout", detail="cpu limit 3s", output="")
     assert integrity.judge(checks, timeout) == timeout  # any status but a clean exit is the sandbox's
 
 
 def test_opaque_results_fail_every_use_but_identity():
     checks = _checks("def check(candidate):\n    assert not candidate(1)\n")
-    assert integrity.judge(checks, _clean([("opaque", "generator")])).label == "error:NonLiteralResult"
+    assert status_label(integrity.judge(checks, _clean([("opaque", "generator")]))) == "error:NonLiteralResult"
     checks = _checks("def check(candidate):\n    assert candidate(1) is None\n")
-    assert integrity.judge(checks, _clean([("opaque", "generator")])).label == "failed"
+    assert status_label(integrity.judge(checks, _clean([("opaque", "generator")]))) == "failed"
 
 
 # ----------------------------------------------------------------- references through the real pool

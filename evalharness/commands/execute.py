@@ -12,7 +12,7 @@ from ..errors import UsageError
 from ..pipeline import execute, write_report
 from ..progress import Progress
 from ..records import Sample, read_samples_file
-from ..runstore import JsonlAppender, RunDir, key_of
+from ..runstore import JsonlAppender, RunDir, row_key
 from ..summary import print_summary
 from ..manifest import base_manifest
 from .. import integrity
@@ -93,12 +93,12 @@ def _record_samples(run_dir: RunDir, samples: list[Sample]) -> list[Sample]:
     A sample whose key is already in the run with another completion means the
     input changed under a finished run: refuse rather than mix.
     """
-    stored = {key_of(row): row["completion"] for row in run_dir.samples()}
+    stored = {row_key(row): row["completion"] for row in run_dir.samples()}
     for s in samples:
         if s.key in stored and stored[s.key] != s.completion:
             raise UsageError(f"{run_dir.path} already holds a different completion for {s.task_id} "
                              f"sample {s.sample_idx}; use another --out")
     with JsonlAppender(run_dir.samples_path) as log:
         log.extend(s.to_row() for s in samples if s.key not in stored)
-    done = {key_of(row) for row in run_dir.results()}
+    done = {row_key(row) for row in run_dir.results()}
     return [s for s in samples if s.key not in done]
