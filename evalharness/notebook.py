@@ -65,7 +65,7 @@ class Run:
                     report = None
             executed = len({row_key(r) for r in self._result_rows})
             if not report or report.get("n_samples") != executed:
-                from .commands.report import rebuild_report
+                from .reporting import rebuild_report
 
                 report = rebuild_report(self.path)
             self._report = report

@@ -43,7 +43,9 @@ class Sample:
 
 @dataclass(frozen=True)
 class Result:
-    """The verdict on one sample; `suites` holds cumulative per-suite verdicts for multi-suite tasks."""
+    """The verdict on one sample; `suites` holds cumulative per-suite verdicts for multi-suite tasks.
+    `decision`: one line, when the verdict rests on a harness decision and not on the checks alone
+    (e.g. a `suspicious` sample re-judged in strict mode); the report lists those rows."""
 
     task_id: str
     sample_idx: int
@@ -54,10 +56,11 @@ class Result:
     detail: str
     temperature: float | None = None
     suites: dict | None = None
+    decision: str | None = None
 
     def to_row(self) -> dict:
         row = asdict(self)
-        for optional in ("temperature", "suites"):
+        for optional in ("temperature", "suites", "decision"):
             if row[optional] is None:
                 del row[optional]
         return row

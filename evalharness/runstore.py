@@ -125,7 +125,12 @@ class RunDir:
             self.path.mkdir(parents=True, exist_ok=True)
             self.write_json(MANIFEST, {**manifest, "identity": identity})
             return
-        theirs = existing.get("identity", {})
+        theirs = existing.get("identity") or {}
+        if "schema" in identity and theirs.get("schema") != identity["schema"]:
+            made_by = existing.get("harness_version", "an older version")
+            raise UsageError(f"{self.path} was made by evalharness {made_by}, whose runs this version does not "
+                             "resume (its identity covers less); report, compare, gate and load_run still read "
+                             "it; use another --out")
         if theirs != identity:
             raise UsageError(f"{self.path} holds a different run ({_first_difference(theirs, identity)}); "
                              "use another --out")

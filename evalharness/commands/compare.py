@@ -12,7 +12,7 @@ import json
 from evalharness import reports
 
 from .options import k_list
-from .report import load_report
+from ..reporting import load_report
 
 
 def add_parser(sub) -> None:

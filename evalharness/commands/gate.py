@@ -13,7 +13,7 @@ from pathlib import Path
 
 from evalharness import reports
 
-from .report import load_report
+from ..reporting import load_report
 
 
 def add_parser(sub) -> None:
