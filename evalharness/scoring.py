@@ -105,7 +105,7 @@ class StrictScoring(Scoring):
 
     def __init__(self, task: Task, not_served: tuple[tuple[str, str], ...] = ()):
         super().__init__(task)
-        self.not_served_ids = not_served  # (task_id, reason) of the problems left out of `task`
+        self.left_out = not_served  # (task_id, reason) of the problems left out of `task`
         self._checks: dict[str, integrity.StrictChecks | str] = {}  # by task_id: the checks, or why not served
 
     @classmethod
@@ -158,8 +158,8 @@ class StrictScoring(Scoring):
 
     def record(self) -> dict:
         served = len(self.task.problems)
-        return {"mode": "strict", "served": served, "total": served + len(self.not_served_ids),
-                "not_served": [{"task_id": t, "reason": r} for t, r in self.not_served_ids]}
+        return {"mode": "strict", "served": served, "total": served + len(self.left_out),
+                "not_served": [{"task_id": t, "reason": r} for t, r in self.left_out]}
 
 
 SCORINGS: dict[str, type[Scoring]] = {"standard": StandardScoring, "strict": StrictScoring}

@@ -77,8 +77,8 @@ def load_task_from_args(args: argparse.Namespace) -> Task:
 
 def scoring_from_args(args: argparse.Namespace) -> Scoring:
     """The run's scoring over the task the flags name, --limit applied (strict: the served problems)."""
-    return scoring_class(getattr(args, "integrity", "standard")).for_run(limit_task(load_task_from_args(args),
-                                                                                     args.limit))
+    task = limit_task(load_task_from_args(args), args.limit)
+    return scoring_class(getattr(args, "integrity", "standard")).for_run(task)
 
 
 def limit_task(task: Task, limit: int | None) -> Task:
