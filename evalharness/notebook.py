@@ -19,7 +19,7 @@ import pandas as pd
 from evalharness import reports
 
 from .errors import UsageError
-from .runstore import MANIFEST, RunDir, key_of, read_jsonl
+from .runstore import MANIFEST, RunDir, row_key, read_jsonl
 
 _SAMPLE_COLUMNS = {"task_id": "string", "sample_idx": "int64", "completion": "string"}
 _RESULT_COLUMNS = {"task_id": "string", "sample_idx": "int64", "passed": "bool", "duration_s": "float64"}
@@ -63,9 +63,9 @@ class Run:
                     report = json.loads(stored.read_text(encoding="utf-8"))
                 except (json.JSONDecodeError, UnicodeDecodeError):
                     report = None
-            executed = len({key_of(r) for r in self._result_rows})
+            executed = len({row_key(r) for r in self._result_rows})
             if not report or report.get("n_samples") != executed:
-                from .commands.report import rebuild_report
+                from .reporting import rebuild_report
 
                 report = rebuild_report(self.path)
             self._report = report

@@ -50,8 +50,11 @@ class ProblemCounts:
         return cls(ids, as_array(n), as_array(c), {s: as_array(c_suite[s]) for s in suites})
 
 
-def status_label(row: dict) -> str:
-    """`error:<Type>` for errors, the status otherwise (as sandboxes.Verdict.label)."""
+def status_label(row) -> str:
+    """`error:<Type>` for errors, the status otherwise: of a result row, or of anything with `status`
+    and `error_type` attributes (a sandbox Verdict). The one definition of a verdict's label."""
+    if not isinstance(row, dict):
+        row = vars(row)
     status = row.get("status") or ("passed" if row.get("passed") else "failed")
     return f"error:{row['error_type']}" if status == "error" and row.get("error_type") else status
 
@@ -92,7 +95,7 @@ def build_report(results_rows: list[dict], *, task: str, task_fingerprint: str, 
     """
     check_confidence(confidence)
     ks = tuple(sorted({int(k) for k in ks}))
-    rows = list({_key(r): r for r in results_rows}.values())  # a re-executed key: the last row wins
+    rows = list({row_key(r): r for r in results_rows}.values())  # a re-executed key: the last row wins
     known = set(problem_ids)
     unknown = sorted({r["task_id"] for r in rows} - known)
     rows = [r for r in rows if r["task_id"] in known]
@@ -257,7 +260,10 @@ def _suite_names(rows: list[dict]) -> list[str]:
     return list(names) if len(names) > 1 else []
 
 
-def _key(row: dict) -> tuple:
+def row_key(row: dict) -> tuple:
+    """A sample's or result's identity in a run: (task_id, sample_idx, temperature). Temperature is None
+    for executed sample files and set for generated samples (a paper-protocol run has two passes).
+    The run store keys its rows by this too (the one definition: the spine imports the leaf)."""
     return (row["task_id"], row.get("sample_idx"), row.get("temperature"))
 
 

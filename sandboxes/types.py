@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Hashable
 
 # Every status a verdict can carry. `error` verdicts name the exception type
-# in `error_type`; the report shows them as "error:<Type>".
+# in `error_type`; the report shows them as "error:<Type>" (reports.status_label).
 STATUSES = (
     "passed",
     "failed",  # an AssertionError escaped the checks
@@ -67,8 +67,3 @@ class Verdict:
     @property
     def passed(self) -> bool:
         return self.status == "passed"
-
-    @property
-    def label(self) -> str:
-        """`error:<Type>` for errors, the status otherwise."""
-        return f"error:{self.error_type}" if self.status == "error" and self.error_type else self.status

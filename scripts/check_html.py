@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print("check_html: no chromium found (apt-get install -y chromium)", file=sys.stderr)
         return 2
     if args.run:
-        from evalharness.commands.report import rebuild_report
+        from evalharness.reporting import rebuild_report
 
         report = rebuild_report(args.run)
     else:

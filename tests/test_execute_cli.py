@@ -58,6 +58,7 @@ def test_timeout_below_the_task_default_is_honoured():
     from evalharness.pipeline import execute
     from evalharness.records import Sample
     from evalharness.sandboxes import Limits
+    from evalharness.scoring import StandardScoring
 
     class Recorder:
         def run(self, jobs):
@@ -65,7 +66,7 @@ def test_timeout_below_the_task_default_is_honoured():
             return iter(())
 
     pool = Recorder()
-    list(execute(load_humaneval(), [Sample("HumanEval/0", 0, "pass")], pool, Limits(cpu_s=1.0)))
+    list(execute(StandardScoring(load_humaneval()), [Sample("HumanEval/0", 0, "pass")], pool, Limits(cpu_s=1.0)))
     assert [lim.cpu_s for lim in pool.limits] == [1.0]
 
 

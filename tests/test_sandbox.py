@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from evalharness import tasks
+from evalharness.reports import status_label
 from evalharness.sandboxes import Job, Limits, SandboxPool, SandboxUnavailable, probe_tiers
 
 FAST = Limits(cpu_s=2, wall_s=6)
@@ -52,7 +53,7 @@ def test_statuses_of_plain_programs(pool):
         "output_limit": "while True:\n    print('x' * 1000)\n",
     }
     verdicts = run_all(pool, [Job(label, src, FAST) for label, src in cases.items()])
-    assert {k: v.label for k, v in verdicts.items()} == {k: k for k in cases}
+    assert {k: status_label(v) for k, v in verdicts.items()} == {k: k for k in cases}
 
 
 @pytest.mark.parametrize("exit_trick", [
@@ -211,7 +212,7 @@ def test_canonical_solutions_pass_under_a_cpu_hog_on_every_core(humaneval):
     finally:
         for h in hogs:
             h.kill()
-    bad = {k: v.label for k, v in verdicts.items() if not v.passed}
+    bad = {k: status_label(v) for k, v in verdicts.items() if not v.passed}
     assert not bad, bad
 
 

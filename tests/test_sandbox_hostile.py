@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from evalharness import tasks
+from evalharness.reports import status_label
 from evalharness.sandboxes import Job, Limits, SandboxPool, probe_tiers
 
 SECRET_NAME = "EVALHARNESS_TEST_SECRET"
@@ -244,7 +245,7 @@ def run_catalog(tier: str, world, humaneval) -> dict:
             "fork_probe": probes["fork_probe"].status == "sandbox_violation" or "fork blocked" in probes["fork_probe"].detail,
             "memory_probe": probes["memory_probe"].status == "out_of_memory",
         }
-        skipped = {name: f"{probe} did not prove containment on tier {tier}: {probes[probe].label}"
+        skipped = {name: f"{probe} did not prove containment on tier {tier}: {status_label(probes[probe])}"
                    for name, probe in GUARDED.items() if not contained[probe]}
         jobs = [Job(name, program(humaneval, body.format(**w)), LIMITS)
                 for name, body in CATALOG.items() if name not in skipped]
@@ -319,6 +320,6 @@ def test_expected_statuses(catalog_run):
     if catalog_run["tier"] != "process":
         for name in ("tcp_connect_localhost", "kill_parent"):
             assert v[name] == "sandbox_violation", (name, v[name])
-        labels = {k: x.label for k, x in catalog_run["verdicts"].items()}
+        labels = {k: status_label(x) for k, x in catalog_run["verdicts"].items()}
         for name in ("read_etc_passwd", "read_harness_source", "read_dataset_tests"):  # blocked, or not even there
             assert labels[name] in ("sandbox_violation", "error:FileNotFoundError"), (name, labels[name])

@@ -11,9 +11,8 @@ import json
 
 from evalharness import reports
 
-from ..errors import UsageError
 from .options import k_list
-from .report import load_report
+from ..reporting import load_report
 
 
 def add_parser(sub) -> None:
@@ -29,10 +28,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     a = load_report(args.run_a, ks=args.k)
     b = load_report(args.run_b, ks=args.k)
-    try:
-        result = reports.compare(a, b, ks=args.k, confidence=args.confidence)
-    except reports.ComparisonError as e:
-        raise UsageError(str(e)) from None
+    result = reports.compare(a, b, ks=args.k, confidence=args.confidence)
     if args.format == "json":
         print(json.dumps(result, indent=2))
     else:

@@ -13,8 +13,7 @@ from pathlib import Path
 
 from evalharness import reports
 
-from ..errors import UsageError
-from .report import load_report
+from ..reporting import load_report
 
 
 def add_parser(sub) -> None:
@@ -34,14 +33,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        k = reports.parse_metric(args.metric)
-        ks = tuple(sorted({1, 10, 100, k}))
-        decision = reports.gate(load_report(args.run_path, ks=ks), load_report(args.baseline, ks=ks),
-                                metric=args.metric, max_drop=args.max_drop, confidence=args.confidence,
-                                allow_partial=args.allow_partial)
-    except reports.ComparisonError as e:
-        raise UsageError(str(e)) from None
+    k = reports.parse_metric(args.metric)
+    ks = tuple(sorted({1, 10, 100, k}))
+    decision = reports.gate(load_report(args.run_path, ks=ks), load_report(args.baseline, ks=ks),
+                            metric=args.metric, max_drop=args.max_drop, confidence=args.confidence,
+                            allow_partial=args.allow_partial)
     text = json.dumps(decision, indent=2) if args.format == "json" else reports.render_gate_markdown(decision)
     print(text)
     if args.out:

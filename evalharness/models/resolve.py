@@ -2,12 +2,12 @@
 "demo" (the trained demo model shipped in evalharness/assets/demo) or "tiny".
 
 "tiny" (or "tiny:SEED") is a deterministic random 4-head MTP checkpoint with the
-byte tokenizer, built once and cached under ~/.cache/evalharness/tiny-<seed>:
+byte tokenizer, built once and cached in the harness's cache directory (tasks.data.cache_dir,
+default ~/.cache/evalharness) as tiny-<seed>:
 the whole pipeline runs end to end in seconds without any real weights.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+
+from evalharness.tasks.data import cache_dir
 
 from ..errors import UsageError
 from .checkpoint import is_mtp_checkpoint, make_tiny_checkpoint, resolve_device, resolve_dtype
@@ -29,11 +31,6 @@ class ModelSpec:
     spec: str  # as the user wrote it
     device: torch.device
     dtype: torch.dtype
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "evalharness"
 
 
 def tiny_checkpoint(seed: int = 0) -> Path:
