@@ -9,13 +9,22 @@ and drops every capability. Programs then cannot see or signal anything
 outside, have no network, and one `kill(-1)` removes every process a program
 left behind. Otherwise it falls back to a subreaper plus process-group kills.
 
-Per program (the child): new session, own directory as cwd, scrubbed
-environment, stdin /dev/null, rlimits, and for the hardened and bwrap tiers
-Landlock + seccomp. The program runs with fresh globals.
+Per job the worker forks a supervisor, which makes the job's token, forks the
+program's child, watches it, judges it and writes the verdict; the worker
+itself never holds a token or a program's output, so no later child can find
+them in memory it inherited. Before the next job everything the program left
+in the scratch dir is removed.
+
+Per program (the child): new session, the work dir as cwd (the only writable
+place), scrubbed environment, stdin /dev/null, rlimits, and where the tier
+confines programs Landlock + seccomp. The program runs with fresh globals.
 
 Verdict protocol: the child writes a per-job secret token to a private pipe
 (fd 3) only after `exec` of the program returned normally. Exit status alone
 never passes; an exception is reported on the same pipe as JSON.
+
+The worker's stdin is its lifeline: when the harness dies (even by SIGKILL)
+the pipe hangs up, the running program is killed and the worker exits.
 """
 from __future__ import annotations
 
@@ -29,14 +38,13 @@ import re
 import resource
 import secrets
 import select
-import shutil
 import signal
 import sys
 import tempfile
 import time
 import traceback
 
-from . import _linux
+from . import _linux, scratch
 
 # Modules programs commonly import: loaded once here so `import x` in a
 # program is a dict lookup. They live in sys.modules only, never in a
@@ -53,6 +61,8 @@ _SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL"
 _TAIL = 2000  # bytes of output kept for the verdict detail
 _COMPILE_CACHE = 512  # code objects kept per worker
 _MAX_COMPILE_IN_WORKER = 200_000  # longer sources compile in the child, under its limits
+_WORK = "work"  # the program's dir inside the scratch dir: one inode for the worker's life (Landlock rule)
+_HARNESS_GONE = 75  # a supervisor's exit code: the lifeline hung up
 
 # Forgery / exit machinery markers (SANDBOX.md): a pass of a program using any
 # of them is reported `suspicious`, not `passed`. Bare `exit()` is left out on
@@ -71,10 +81,13 @@ def forgery_markers(source: str) -> list[str]:
 
 class Worker:
     def __init__(self, config: dict):
-        self.tier = config.get("tier", "process")
+        self.confine = bool(config.get("confine_programs"))  # Landlock + seccomp per program
+        self.permission_is_violation = bool(config.get("permission_is_violation"))
         self.layers: dict[str, dict] = {}
         self.pid1 = False  # pid 1 of a private pid namespace
         self.scratch = config.get("scratch") or ""  # made by the pool, which removes it
+        self.workdir = ""
+        self.lifeline = -1  # the protocol's stdin: it hangs up when the harness dies
         self.landlock_abi = 0
         self.ruleset_fd = -1
         self.host_pidns = config.get("host_pidns", "")
@@ -87,13 +100,20 @@ class Worker:
 
     # ------------------------------------------------------------ start-up
 
-    def isolate(self, want_namespaces: bool) -> None:
-        """Become pid 1 of a new pid+mount namespace with a private /proc and a tmpfs scratch."""
-        self.scratch = self.scratch or tempfile.mkdtemp(prefix="evalharness-sbx-")
+    def isolate(self, want_namespaces: bool, launcher_namespaces: str | None = None) -> None:
+        """Become pid 1 of a new pid+mount namespace with a private /proc and a tmpfs scratch
+        (or take the launcher's namespaces), then make the program's work dir."""
+        self.scratch = self.scratch or scratch.make()
+        self._namespaces(want_namespaces, launcher_namespaces)
+        self.workdir = os.path.join(self.scratch, _WORK)
+        os.mkdir(self.workdir, 0o700)
+
+    def _namespaces(self, want_namespaces: bool, launcher_namespaces: str | None) -> None:
         if want_namespaces:
             try:
-                flags = (_linux.CLONE_NEWPID | _linux.CLONE_NEWNS | _linux.CLONE_NEWNET | _linux.CLONE_NEWIPC
-                         | _linux.CLONE_NEWUTS)
+                # The outer shell takes only the pid (and user) namespace: it stays in the host's
+                # mount namespace, where it can remove the scratch dir once pid 1 is gone.
+                flags = _linux.CLONE_NEWPID
                 if os.geteuid() != 0:
                     flags |= _linux.CLONE_NEWUSER
                     uid, gid = os.getuid(), os.getgid()
@@ -112,10 +132,11 @@ class Worker:
                     try:
                         _, status = os.waitpid(pid, 0)
                     finally:
-                        shutil.rmtree(self.scratch, ignore_errors=True)
+                        scratch.remove(self.scratch)
                     os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
                 self.pid1 = True
                 _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+                _linux.unshare(_linux.CLONE_NEWNS | _linux.CLONE_NEWNET | _linux.CLONE_NEWIPC | _linux.CLONE_NEWUTS)
                 _linux.mount(None, "/", None, _linux.MS_REC | _linux.MS_PRIVATE)
                 _linux.mount("proc", "/proc", "proc", _linux.MS_NOSUID | _linux.MS_NODEV | _linux.MS_NOEXEC)
                 self._layer("worker_namespaces", True, "worker is pid 1 of private pid+mount+net+ipc+uts "
@@ -133,7 +154,7 @@ class Worker:
                     raise
                 self._layer("worker_namespaces", False, f"{e}; falling back to subreaper + process-group kill")
         else:
-            self._layer("worker_namespaces", True, "bubblewrap's own pid+mount+net+ipc namespaces")
+            self._layer("worker_namespaces", bool(launcher_namespaces), launcher_namespaces or "not requested")
         try:
             _linux.prctl(_linux.PR_SET_CHILD_SUBREAPER, 1)
             self._layer("subreaper", True, "orphaned grandchildren are reparented to the worker and killed")
@@ -181,13 +202,14 @@ class Worker:
         self.layers[name] = {"active": active, "reason": reason}
 
     def setup_hardening(self) -> None:
-        """Probe, in this worker, the layers the hardened tier adds per program."""
-        hardened = self.tier in ("hardened", "bwrap")
-        if not hardened:
+        """Probe, in this worker, the layers a confining tier adds per program."""
+        if not self.confine:
             return
         try:
             self.landlock_abi = _linux.landlock_abi()
-            self.ruleset_fd = _linux.landlock_ruleset(self.landlock_abi, self.read_paths, [self.scratch],
+            # The work dir only: the scratch dir around it (and whatever another program could
+            # leave there) is neither readable nor writable.
+            self.ruleset_fd = _linux.landlock_ruleset(self.landlock_abi, self.read_paths, [self.workdir],
                                                       ["/dev/null", "/dev/zero", "/dev/urandom"])
             self._layer("landlock", True, f"ABI {self.landlock_abi}: read-only runtime, write only the program dir"
                         + (", no TCP" if self.landlock_abi >= 4 else "")
@@ -196,7 +218,7 @@ class Worker:
             self._layer("landlock", False, str(e))
         self._layer("seccomp", _linux.X86_64, "no sockets, processes, exec, foreign signals, ptrace, namespaces"
                     if _linux.X86_64 else "filter written for x86_64 only")
-        if self.tier == "hardened" and not self.pid1:
+        if not self.pid1 and not self.layers.get("worker_namespaces", {}).get("active"):
             # No private worker namespaces: give each program a fresh user+net namespace
             # instead (with them it would be redundant, and it costs ~1 ms per program).
             # Try once in a throwaway child whether one can be made.
@@ -233,20 +255,52 @@ class Worker:
             self.compiled.popitem(last=False)
         return code
 
-    def run(self, job: dict) -> dict:
-        limits = job["limits"]
+    def run(self, job: dict, reply) -> bool:
+        """Run one job through a supervisor process; `reply(verdict)` sends its verdict when the
+        supervisor could not. False when the harness is gone (the lifeline hung up)."""
         code = self.compile(job["source"])
-        token = secrets.token_hex(16)
         self.jobs_run += 1
-        workdir = os.path.join(self.scratch, f"p{self.jobs_run}")
-        os.mkdir(workdir, 0o700)
+        sup = os.fork()
+        if sup == 0:
+            try:
+                verdict = self._supervise(job, code)
+                verdict["id"] = job["id"]
+                reply(verdict)
+                os._exit(_HARNESS_GONE if verdict.get("harness_gone") else 0)
+            finally:
+                os._exit(70)
+        _, status = os.waitpid(sup, 0)
+        self._kill_leftovers()  # orphans of the program were reparented to us, not to the supervisor
+        self._reap_all()
+        self._wipe_scratch()
+        code = os.waitstatus_to_exitcode(status)
+        if code == _HARNESS_GONE:
+            return False
+        if code != 0:
+            reply({"id": job["id"], "status": "harness_error", "error_type": "SupervisorDied",
+                   "detail": f"the job's supervisor process ended with {code}"})
+        return True
+
+    def _wipe_scratch(self) -> None:
+        """Nothing a program left survives into the next one: the work dir is emptied (it keeps
+        its inode, which the Landlock rule names) and anything else in scratch is removed."""
+        scratch.empty(self.scratch, keep=frozenset({_WORK}))
+        try:
+            scratch.empty(self.workdir)
+        except FileNotFoundError:  # the process tier's program removed its own dir
+            os.mkdir(self.workdir, 0o700)
+
+    def _supervise(self, job: dict, code) -> dict:
+        """In the per-job supervisor: make the token, run the child, judge it."""
+        limits = job["limits"]
+        token = secrets.token_hex(16)
         out_r, out_w = os.pipe()
         ver_r, ver_w = os.pipe()
         start = time.monotonic()
         pid = os.fork()
         if pid == 0:
             try:
-                self._child(job["source"] if code is None else code, token, out_w, ver_w, workdir, limits)
+                self._child(job["source"] if code is None else code, token, out_w, ver_w, self.workdir, limits)
             finally:
                 os._exit(70)  # whatever the program did, a child never returns into the worker loop
         os.close(out_w)
@@ -260,10 +314,8 @@ class Worker:
         finally:
             os.close(out_r)
             os.close(ver_r)
-            try:
-                os.rmdir(workdir)  # the common case: the program left nothing behind
-            except OSError:
-                shutil.rmtree(workdir, ignore_errors=True)
+        if outcome == "harness_gone":
+            return {"status": "harness_error", "error_type": "HarnessGone", "harness_gone": True}
         verdict = self._classify(job, token, outcome, output, report, status, usage, limits)
         if job.get("keep_output") and outcome == "exited":
             verdict["output"] = output.decode("utf-8", "replace")
@@ -278,6 +330,8 @@ class Worker:
         poller = select.poll()
         for fd in (out_r, ver_r, pidfd):
             poller.register(fd, select.POLLIN)
+        if self.lifeline >= 0:
+            poller.register(self.lifeline, 0)  # reports only the hang-up: pending jobs are not ours
         deadline = start + limits["wall_s"]
         cap = limits["output_bytes"]
         head, tail, total = bytearray(), bytearray(), 0
@@ -293,6 +347,9 @@ class Worker:
                     break
                 events = poller.poll(max(1, math.ceil(left * 1000)))
                 exited = False
+                if any(fd == self.lifeline for fd, _ in events):
+                    outcome = "harness_gone"
+                    break
                 for fd, _ in events:
                     if fd == pidfd:
                         exited = True
@@ -354,16 +411,32 @@ class Worker:
         except OSError:
             pass
 
-    def _kill_leftovers(self, pid: int) -> None:
-        """Kill the program's process group, and in a private pid namespace every other process."""
-        self._kill_group(pid)
-        if (self.pid1 and os.getpid() == 1) or self._private_pidns():
-            try:
-                os.kill(-1, signal.SIGKILL)  # everything in this namespace except us
-            except OSError:
-                pass
-        else:
-            self._kill_children(exclude=pid)
+    def _kill_leftovers(self, program: int | None = None) -> None:
+        """From the worker (no `program`): kill everything a program left, kill(-1) inside a
+        private pid namespace, else the orphans reparented to us. From a supervisor: the
+        program's process group and every other process but init, the worker and itself,
+        so that its verdict leaves only once the program is gone for good."""
+        if program is None:
+            if self._in_private_pidns():
+                try:
+                    os.kill(-1, signal.SIGKILL)  # everything in this namespace except us
+                except OSError:
+                    pass
+            else:
+                self._kill_children()
+            return
+        self._kill_group(program)
+        spare = {1, os.getpid(), os.getppid()}
+        for _ in range(2):  # a second pass for anything forked while the first one ran
+            if self._in_private_pidns():
+                pids = {int(n) for n in os.listdir("/proc") if n.isdigit()}
+            else:
+                pids = _children_of(os.getppid())
+            for pid in pids - spare:
+                self._kill_group(pid)
+
+    def _in_private_pidns(self) -> bool:
+        return self.pid1 or self._private_pidns()
 
     def _private_pidns(self) -> bool:
         """True inside bubblewrap's own pid namespace (never the host's): kill(-1) is then contained."""
@@ -372,18 +445,10 @@ class Worker:
         except OSError:
             return False
 
-    def _kill_children(self, exclude: int) -> None:
+    def _kill_children(self) -> None:
         """Subreaper fallback: kill and reap orphans reparented to us, until none are left."""
-        me = os.getpid()
         for _ in range(100):
-            kids = set()
-            for tid in os.listdir(f"/proc/{me}/task"):
-                try:
-                    with open(f"/proc/{me}/task/{tid}/children") as f:
-                        kids.update(int(x) for x in f.read().split())
-                except OSError:
-                    pass
-            kids.discard(exclude)
+            kids = _children_of(os.getpid())
             if not kids:
                 return
             for k in kids:
@@ -394,7 +459,7 @@ class Worker:
                     pass
 
     def _reap_all(self) -> None:
-        if self.pid1 or self._private_pidns():  # everything left was just sent SIGKILL
+        if self._in_private_pidns():  # everything left was just sent SIGKILL
             while True:
                 try:
                     os.waitpid(-1, 0)
@@ -471,7 +536,7 @@ class Worker:
         except BaseException as e:  # noqa: BLE001 - anything here is the harness's fault
             _report("harness_error", type(e).__name__, f"sandbox setup failed: {e}")
             os._exit(70)
-        _run_program(program, token, self.tier != "process", self.benign_getframe)
+        _run_program(program, token, self.permission_is_violation, self.benign_getframe)
 
     def _limits(self, limits: dict) -> None:
         cpu = max(1, math.ceil(limits["cpu_s"]))
@@ -485,7 +550,7 @@ class Worker:
             _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)
 
     def _harden(self, workdir: str) -> None:
-        if self.tier not in ("hardened", "bwrap"):
+        if not self.confine:
             return
         if self.userns_per_program:
             _linux.unshare(_linux.CLONE_NEWUSER | _linux.CLONE_NEWNET | _linux.CLONE_NEWIPC)
@@ -493,6 +558,21 @@ class Worker:
             _linux.landlock_enforce(self.ruleset_fd)
         if _linux.X86_64:
             _linux.seccomp_install(os.getpid())
+
+
+def _children_of(pid: int) -> set[int]:
+    kids: set[int] = set()
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return kids
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids.update(int(x) for x in f.read().split())
+        except OSError:
+            pass
+    return kids
 
 
 def _report(status: str, error_type: str | None, message: str = "") -> None:
@@ -625,10 +705,12 @@ def main() -> None:
     proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
     proto_out = os.dup(1)
     worker = Worker(config)
+    worker.lifeline = proto_in.fileno()
     os.dup2(worker.devnull, 0)
     os.dup2(2, 1)  # stray prints of the worker go to stderr, never into the protocol
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
-    worker.isolate(want_namespaces=config.get("namespaces", True))
+    worker.isolate(want_namespaces=config.get("make_namespaces", True),
+                   launcher_namespaces=config.get("launcher_namespaces"))
     worker.setup_hardening()
     worker.drop_privileges()
     for name in PREIMPORTS:
@@ -639,24 +721,26 @@ def main() -> None:
     gc.collect()
     gc.freeze()  # children never walk (and so never copy) the worker's own objects
     os.write(proto_out, (json.dumps({"ready": True, "pid": os.getpid(), "layers": worker.layers}) + "\n").encode())
-    reader = proto_in
+    def reply(verdict: dict) -> None:
+        data = (json.dumps(verdict) + "\n").encode()
+        while data:
+            data = data[os.write(proto_out, data):]
+
     buf = b""
-    while True:
-        chunk = reader.read(1 << 16)
+    serving = True
+    while serving:
+        chunk = proto_in.read(1 << 16)
         if not chunk:
             break
         buf += chunk
-        while b"\n" in buf:
+        while serving and b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
             job = json.loads(line)
             try:
-                verdict = worker.run(job)
+                serving = worker.run(job, reply)
             except BaseException as e:  # noqa: BLE001 - keep serving; the job gets harness_error
-                verdict = {"status": "harness_error", "error_type": type(e).__name__, "detail": str(e)[:300]}
-            verdict["id"] = job["id"]
-            data = (json.dumps(verdict) + "\n").encode()
-            while data:
-                data = data[os.write(proto_out, data):]
+                reply({"id": job["id"], "status": "harness_error", "error_type": type(e).__name__,
+                       "detail": str(e)[:300]})
     if worker.pid1:
         os._exit(0)
-    shutil.rmtree(worker.scratch, ignore_errors=True)
+    scratch.remove(worker.scratch)
