@@ -123,9 +123,38 @@ CATALOG = {
                 if idx != idx2 and abs(elem - elem2) < threshold:
                     return True
         return False""")),
+    # issue 18.2: the token found in the program's own memory, past the guard's path match
+    "forge_token_from_own_memory_bytes_paths": (
+        "import os, re\nos.chdir(b'/pr' + b'oc/self')\nmem = os.open(b'm' + b'em', os.O_RDONLY)\nfound = {{}}\n"
+        "for line in open(b'ma' + b'ps', 'rb').read().decode().splitlines():\n"
+        "    addr, perms = line.split()[:2]\n    if perms.startswith('rw'):\n"
+        "        lo, hi = (int(x, 16) for x in addr.split('-'))\n        try:\n"
+        "            for m in re.finditer(rb'(?<![0-9a-f])([0-9a-f]{{32}})\\x00', os.pread(mem, hi - lo, lo)):\n"
+        "                found[m.group(1)] = found.get(m.group(1), 0) + 1\n"
+        "        except OSError:\n            pass\n"
+        "os.write(3, max(found, key=found.get))\ngetattr(os, '_ex' + 'it')(0)"),
+    "forge_token_from_own_memory_double_slash": (
+        "import os, re\nmem = os.open('//proc/self/m' + 'em', os.O_RDONLY)\nfound = {{}}\n"
+        "for line in open('//proc/self/ma' + 'ps').read().splitlines():\n"
+        "    addr, perms = line.split()[:2]\n    if perms.startswith('rw'):\n"
+        "        lo, hi = (int(x, 16) for x in addr.split('-'))\n        try:\n"
+        "            for m in re.finditer(rb'(?<![0-9a-f])([0-9a-f]{{32}})\\x00', os.pread(mem, hi - lo, lo)):\n"
+        "                found[m.group(1)] = found.get(m.group(1), 0) + 1\n"
+        "        except OSError:\n            pass\n"
+        "os.write(3, max(found, key=found.get))\ngetattr(os, '_ex' + 'it')(0)"),
+    # issue 18.3: interfering with later programs through the scratch dir
+    "precreate_sibling_dirs": ("import os\nfor i in range(1, 300):\n    for d in (f'../p{{i}}', f'../work{{i}}'):\n"
+                               "        try:\n            os.makedirs(d + '/x')\n        except OSError:\n"
+                               "            pass\nreturn None"),
+    "leave_files_in_parent": ("for p in ('../channel.txt', '../../channel.txt'):\n    try:\n"
+                              "        open(p, 'w').write('for the next program')\n    except OSError:\n"
+                              "        pass\nreturn None"),
+    "deep_directory_tree": "import os\nfor _ in range(3000):\n    os.mkdir('d')\n    os.chdir('d')\nreturn None",
 }
 # reads the process tier does not confine (same uid, no filesystem allow-list)
 PROCESS_TIER_READS = {"read_etc_passwd", "read_home_dir", "read_dataset_tests", "read_harness_source"}
+# pass only where the tier itself says the token is readable (describe()["passes_verified"] False)
+TOKEN_FORGERIES = {"forge_token_from_own_memory_bytes_paths", "forge_token_from_own_memory_double_slash"}
 GUARDED = {"fork_bomb": "fork_probe", "slowly_growing_memory": "memory_probe"}
 PROBES = {
     "fork_probe": ("import os\ntry:\n    pid = os.fork()\nexcept PermissionError:\n    raise AssertionError('fork blocked')\n"
@@ -253,8 +282,9 @@ def run_catalog(tier: str, world, humaneval) -> dict:
         p0 = humaneval.problems[PROBLEM]
         (_, after), = pool.run([Job("canonical", humaneval.programs(p0, p0.reference)["test"])])
         respawns = pool.respawns
+        verified = pool.describe()["passes_verified"]
     return dict(tier=tier, verdicts=verdicts, skipped=skipped, survivors=survivors, canonical_after=after,
-                respawns=respawns, world=w)
+                respawns=respawns, world=w, passes_verified=verified)
 
 
 @pytest.fixture(scope="module")
@@ -285,6 +315,8 @@ def test_hostile_program_does_not_pass(catalog_run, name):
     if run["tier"] == "process" and name in PROCESS_TIER_READS:
         pytest.xfail("the process tier does not confine reads (same uid, no allow-list); use hardened/bwrap")
     v = run["verdicts"][name]
+    if name in TOKEN_FORGERIES and v.passed and run["passes_verified"] is False:
+        pytest.xfail(f"tier {run['tier']} says its passes are unverified: the program can read the token")
     assert not v.passed, v
     assert SECRET not in v.detail, v.detail
     for leak in ("root:x:0:0", "def _run_program", "'.bashrc'", "candidate("):
@@ -314,10 +346,11 @@ def test_expected_statuses(catalog_run):
     assert v["hostile_str_forges_after_failing"] == "suspicious"  # its verdict went out before __str__ ran
     assert v["rebind_exit_and_report_then_fail"] == "failed"  # the runner kept its own os._exit, isinstance...
     assert v["always_equal_object"] == "suspicious"
+    assert v["deep_directory_tree"] == v["precreate_sibling_dirs"] == v["leave_files_in_parent"] == "failed"
     for name in ("sys_exit_0", "exit_builtin", "raise_systemexit_0", "os_exit_0", "forge_verdict_json"):
         assert v[name] == "error", (name, v[name])
     if catalog_run["tier"] != "process":
-        for name in ("tcp_connect_localhost", "kill_parent"):
+        for name in ("tcp_connect_localhost", "kill_parent", *TOKEN_FORGERIES):
             assert v[name] == "sandbox_violation", (name, v[name])
         labels = {k: x.label for k, x in catalog_run["verdicts"].items()}
         for name in ("read_etc_passwd", "read_harness_source", "read_dataset_tests"):  # blocked, or not even there
