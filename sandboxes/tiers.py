@@ -8,6 +8,7 @@ tier's name.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import shutil
@@ -224,37 +225,33 @@ _IN_PROCESS = ("code in the program's own process that reads raw memory through 
                "already loaded (no audit event fires for it) can still find the token: only strict integrity "
                "mode keeps the checks out of reach")
 
-TIERS: tuple[Tier, ...] = (
-    Tier(
-        name="process",
-        summary="fork per program from a warm worker; new session, private scratch dir, scrubbed env, "
-                "rlimits, output cap; the worker is pid 1 of private pid+mount+net namespaces with a "
-                "read-only filesystem where the machine allows it",
-        probe=_probe_process, launch=_direct_launch, own_namespaces=True, confine_programs=False,
-        permission_is_violation=False, passes_verified=False,
-        protects=_COMMON_PROTECTS + "; with namespaces also network, writes outside, signals to other processes",
-        does_not_protect="the verdict token is readable by the program (its own memory through /proc/self/mem: "
-                         "passes are unverified); reads of any file the harness's user can read (datasets' "
-                         "tests, home, /etc); fork bombs as root"),
-    Tier(
-        name="hardened",
-        summary="process + Landlock (read-only runtime allow-list, write only the program's dir, no TCP, "
-                "scoped signals) + seccomp (no socket, fork, exec, foreign kill, ptrace, namespaces, mount) "
-                "per program",
-        probe=_probe_hardened, launch=_direct_launch, own_namespaces=True, confine_programs=True,
-        permission_is_violation=True, passes_verified=True,
-        protects=_COMMON_PROTECTS + "; reads outside the runtime (/etc, /proc, home, datasets, the harness), "
-                                    "network, new processes, /proc/self/mem and process_vm_readv",
-        does_not_protect=_IN_PROCESS),
-    Tier(
-        name="bwrap",
-        summary="hardened, with each worker inside a long-lived bubblewrap (empty environment, uid 65534, "
-                "no network, only the runtime mounted, read-only)",
-        probe=_probe_bwrap, launch=_bwrap_launch, own_namespaces=False, confine_programs=True,
-        permission_is_violation=True, passes_verified=True,
-        protects="as hardened, with a filesystem view that holds nothing but the runtime and a non-root uid",
-        does_not_protect=_IN_PROCESS),
-)
+_PROCESS = Tier(
+    name="process",
+    summary="fork per program from a warm worker; new session, private scratch dir, scrubbed env, "
+            "rlimits, output cap; the worker is pid 1 of private pid+mount+net namespaces with a "
+            "read-only filesystem where the machine allows it",
+    probe=_probe_process, launch=_direct_launch, own_namespaces=True, confine_programs=False,
+    permission_is_violation=False, passes_verified=False,
+    protects=_COMMON_PROTECTS + "; with namespaces also network, writes outside, signals to other processes",
+    does_not_protect="the verdict token is readable by the program (its own memory through /proc/self/mem: "
+                     "passes are unverified); reads of any file the harness's user can read (datasets' "
+                     "tests, home, /etc); fork bombs as root")
+_HARDENED = dataclasses.replace(
+    _PROCESS, name="hardened",
+    summary="process + Landlock (read-only runtime allow-list, write only the program's dir, no TCP, "
+            "scoped signals) + seccomp (no socket, fork, exec, foreign kill, ptrace, namespaces, mount) "
+            "per program",
+    probe=_probe_hardened, confine_programs=True, permission_is_violation=True, passes_verified=True,
+    protects=_COMMON_PROTECTS + "; reads outside the runtime (/etc, /proc, home, datasets, the harness), "
+                                "network, new processes, /proc/self/mem and process_vm_readv",
+    does_not_protect=_IN_PROCESS)
+_BWRAP = dataclasses.replace(
+    _HARDENED, name="bwrap",
+    summary="hardened, with each worker inside a long-lived bubblewrap (empty environment, uid 65534, "
+            "no network, only the runtime mounted, read-only)",
+    probe=_probe_bwrap, launch=_bwrap_launch, own_namespaces=False,
+    protects="as hardened, with a filesystem view that holds nothing but the runtime and a non-root uid")
+TIERS: tuple[Tier, ...] = (_PROCESS, _HARDENED, _BWRAP)  # weakest first
 TIERS_BY_NAME = {t.name: t for t in TIERS}
 TIER_NAMES = ("auto", *TIERS_BY_NAME)  # the CLI's --sandbox choices
 

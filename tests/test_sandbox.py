@@ -390,15 +390,18 @@ def test_a_tier_whose_token_a_program_can_read_says_its_passes_are_unverified(hu
 
 
 def _children_of(pid: int) -> set[int]:
+    """Live children of `pid`, by the parent pid every /proc/<n>/stat names."""
     import os
 
     kids = set()
-    for tid in os.listdir(f"/proc/{pid}/task") if os.path.exists(f"/proc/{pid}/task") else ():
+    for name in filter(str.isdigit, os.listdir("/proc")):
         try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                kids.update(int(x) for x in f.read().split())
+            with open(f"/proc/{name}/stat") as f:
+                state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
         except OSError:
-            pass
+            continue
+        if int(ppid) == pid and state != "Z":
+            kids.add(int(name))
     return kids
 
 

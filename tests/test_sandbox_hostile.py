@@ -29,6 +29,17 @@ SECRET = "s3cret-" + secrets.token_hex(8)
 LIMITS = Limits(cpu_s=1, wall_s=2.5, memory_mb=512, file_size_mb=16, output_bytes=64 << 10)
 PROBLEM = 0  # HumanEval/0 has_close_elements(numbers, threshold) -> bool
 
+# Find the 32-hex token in the program's own memory, write it to the verdict fd, exit 0.
+FORGE_FROM_MEMORY = (
+    "import os, re\n{opening}mem = os.open({mem}, os.O_RDONLY)\nfound = {{{{}}}}\n"
+    "for line in open({maps}, 'rb').read().decode().splitlines():\n"
+    "    addr, perms = line.split()[:2]\n    if perms.startswith('rw'):\n"
+    "        lo, hi = (int(x, 16) for x in addr.split('-'))\n        try:\n"
+    "            for m in re.finditer(rb'(?<![0-9a-f])([0-9a-f]{{{{32}}}})\\x00', os.pread(mem, hi - lo, lo)):\n"
+    "                found[m.group(1)] = found.get(m.group(1), 0) + 1\n"
+    "        except OSError:\n            pass\n"
+    "os.write(3, max(found, key=found.get))\ngetattr(os, '_ex' + 'it')(0)")
+
 # name -> function body (format fields filled from the test's "world").
 CATALOG = {
     "infinite_loop": "while True:\n    pass",
@@ -124,24 +135,10 @@ CATALOG = {
                     return True
         return False""")),
     # issue 18.2: the token found in the program's own memory, past the guard's path match
-    "forge_token_from_own_memory_bytes_paths": (
-        "import os, re\nos.chdir(b'/pr' + b'oc/self')\nmem = os.open(b'm' + b'em', os.O_RDONLY)\nfound = {{}}\n"
-        "for line in open(b'ma' + b'ps', 'rb').read().decode().splitlines():\n"
-        "    addr, perms = line.split()[:2]\n    if perms.startswith('rw'):\n"
-        "        lo, hi = (int(x, 16) for x in addr.split('-'))\n        try:\n"
-        "            for m in re.finditer(rb'(?<![0-9a-f])([0-9a-f]{{32}})\\x00', os.pread(mem, hi - lo, lo)):\n"
-        "                found[m.group(1)] = found.get(m.group(1), 0) + 1\n"
-        "        except OSError:\n            pass\n"
-        "os.write(3, max(found, key=found.get))\ngetattr(os, '_ex' + 'it')(0)"),
-    "forge_token_from_own_memory_double_slash": (
-        "import os, re\nmem = os.open('//proc/self/m' + 'em', os.O_RDONLY)\nfound = {{}}\n"
-        "for line in open('//proc/self/ma' + 'ps').read().splitlines():\n"
-        "    addr, perms = line.split()[:2]\n    if perms.startswith('rw'):\n"
-        "        lo, hi = (int(x, 16) for x in addr.split('-'))\n        try:\n"
-        "            for m in re.finditer(rb'(?<![0-9a-f])([0-9a-f]{{32}})\\x00', os.pread(mem, hi - lo, lo)):\n"
-        "                found[m.group(1)] = found.get(m.group(1), 0) + 1\n"
-        "        except OSError:\n            pass\n"
-        "os.write(3, max(found, key=found.get))\ngetattr(os, '_ex' + 'it')(0)"),
+    "forge_token_from_own_memory_bytes_paths": FORGE_FROM_MEMORY.format(
+        opening="os.chdir(b'/pr' + b'oc/self')\n", mem="b'm' + b'em'", maps="b'ma' + b'ps'"),
+    "forge_token_from_own_memory_double_slash": FORGE_FROM_MEMORY.format(
+        opening="", mem="'//proc/self/m' + 'em'", maps="'//proc/self/ma' + 'ps'"),
     # issue 18.3: interfering with later programs through the scratch dir
     "precreate_sibling_dirs": ("import os\nfor i in range(1, 300):\n    for d in (f'../p{{i}}', f'../work{{i}}'):\n"
                                "        try:\n            os.makedirs(d + '/x')\n        except OSError:\n"
