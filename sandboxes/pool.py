@@ -97,7 +97,6 @@ class SandboxPool:
     def _worker_config(self) -> dict:
         t, launch = self._tier, self._tier.launch(self._read_paths)
         return {"read_paths": self._read_paths if t.confine_programs else [],
-                "host_pidns": os.readlink("/proc/self/ns/pid"),
                 "make_namespaces": t.own_namespaces, "launcher_namespaces": launch.namespaces,
                 "confine_programs": t.confine_programs, "permission_is_violation": t.permission_is_violation}
 

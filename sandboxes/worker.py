@@ -9,11 +9,16 @@ and drops every capability. Programs then cannot see or signal anything
 outside, have no network, and one `kill(-1)` removes every process a program
 left behind. Otherwise it falls back to a subreaper plus process-group kills.
 
-Per job the worker forks a supervisor, which makes the job's token, forks the
-program's child, watches it, judges it and writes the verdict; the worker
-itself never holds a token or a program's output, so no later child can find
-them in memory it inherited. Before the next job everything the program left
-in the scratch dir is removed.
+Programs are forked by a forker: a process forked from the worker once, after
+set-up, that never sees a token or a program's output. Per job it forks the
+child and hands the read ends of the child's pipes to the worker over a unix
+socket; the child makes its own token and sends it first on its output pipe.
+The worker watches, judges and answers, and never forks again: no child can
+find another job's token or output in the memory it inherited. When the job
+is over the forker kills and reaps everything the program left, and the
+worker removes everything it left in the scratch dir. Where the machine allows,
+the forker is pid 1 of a nested pid namespace that holds only programs: they
+can neither signal it nor see the worker.
 
 Per program (the child): new session, the work dir as cwd (the only writable
 place), scrubbed environment, stdin /dev/null, rlimits, and where the tier
@@ -39,10 +44,12 @@ import resource
 import secrets
 import select
 import signal
+import socket
 import sys
 import tempfile
 import time
 import traceback
+import types
 
 from . import _linux, scratch
 
@@ -62,7 +69,7 @@ _TAIL = 2000  # bytes of output kept for the verdict detail
 _COMPILE_CACHE = 512  # code objects kept per worker
 _MAX_COMPILE_IN_WORKER = 200_000  # longer sources compile in the child, under its limits
 _WORK = "work"  # the program's dir inside the scratch dir: one inode for the worker's life (Landlock rule)
-_HARNESS_GONE = 75  # a supervisor's exit code: the lifeline hung up
+_TOKEN_BYTES = 32  # the child's first bytes on its output pipe: its token, in hex
 
 # Forgery / exit machinery markers (SANDBOX.md): a pass of a program using any
 # of them is reported `suspicious`, not `passed`. Bare `exit()` is left out on
@@ -90,11 +97,12 @@ class Worker:
         self.lifeline = -1  # the protocol's stdin: it hangs up when the harness dies
         self.landlock_abi = 0
         self.ruleset_fd = -1
-        self.host_pidns = config.get("host_pidns", "")
         self.read_paths: list[str] = list(config.get("read_paths", []))
         self.devnull = os.open(os.devnull, os.O_RDWR)
         self.userns_per_program = False
-        self.jobs_run = 0
+        self.forker = 0  # pid of the process that forks the programs
+        self.to_forker = -1  # jobs go down this pipe ...
+        self.from_forker: socket.socket | None = None  # ... and each child's pipes and exit come back
         self.benign_getframe = _benign_getframe_callers()
         self.compiled: collections.OrderedDict = collections.OrderedDict()  # source -> code or SyntaxError
 
@@ -255,31 +263,119 @@ class Worker:
             self.compiled.popitem(last=False)
         return code
 
-    def run(self, job: dict, reply) -> bool:
-        """Run one job through a supervisor process; `reply(verdict)` sends its verdict when the
-        supervisor could not. False when the harness is gone (the lifeline hung up)."""
-        code = self.compile(job["source"])
-        self.jobs_run += 1
-        sup = os.fork()
-        if sup == 0:
+    def nest_programs(self) -> None:
+        """Before capabilities are dropped: programs will live in a nested pid namespace whose
+        pid 1 is the forker (signals from inside cannot kill it, the worker is out of sight)."""
+        try:
+            _linux.unshare(_linux.CLONE_NEWPID)
+            self._layer("program_pid_namespace", True, "programs run in a nested pid namespace whose pid 1 "
+                        "is the forker: they cannot signal it or see the worker")
+        except OSError as e:
+            self._layer("program_pid_namespace", False, f"{e}; the forker is a subreaper child of the worker")
+
+    def start_forker(self, close: tuple[int, ...]) -> None:
+        """Fork the forker (see the module docstring); `close`: the worker's protocol fds."""
+        jobs_r, jobs_w = os.pipe()
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        worker = os.getpid()
+        pid = os.fork()
+        if pid == 0:
             try:
-                verdict = self._supervise(job, code)
-                verdict["id"] = job["id"]
-                reply(verdict)
-                os._exit(_HARNESS_GONE if verdict.get("harness_gone") else 0)
+                _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+                if os.getppid() not in (worker, 0):  # 0: the worker is outside our pid namespace
+                    os._exit(0)
+                if os.getpid() != 1:
+                    _linux.prctl(_linux.PR_SET_CHILD_SUBREAPER, 1)  # a program's orphans come to us
+                for fd in (*close, jobs_w):
+                    os.close(fd)
+                mine.close()
+                self._serve_forks(jobs_r, theirs)
             finally:
-                os._exit(70)
-        _, status = os.waitpid(sup, 0)
-        self._kill_leftovers()  # orphans of the program were reparented to us, not to the supervisor
-        self._reap_all()
+                os._exit(0)
+        os.close(jobs_r)
+        theirs.close()
+        self.forker, self.to_forker, self.from_forker = pid, jobs_w, mine
+
+    def stop_forker(self) -> None:
+        """Let the forker end by itself and reap it: its programs' CPU time then reaches the pool."""
+        os.close(self.to_forker)
+        os.waitpid(self.forker, 0)
+
+    def _serve_forks(self, jobs_r: int, sock: socket.socket) -> None:
+        """The forker's loop, per job: fork the child, hand its pipes and a pidfd to the worker;
+        once the child is dead (by itself, or killed by the worker at a limit) kill and reap
+        everything the program left, and report the child's exit status and CPU time."""
+        buf = b""
+        while True:
+            chunk = os.read(jobs_r, 1 << 16)
+            if not chunk:
+                return
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                job = json.loads(line)
+                code = self.compile(job["source"])
+                out_r, out_w = os.pipe()
+                ver_r, ver_w = os.pipe()
+                pid = os.fork()
+                if pid == 0:
+                    try:
+                        self._child(job["source"] if code is None else code, out_w, ver_w, self.workdir,
+                                    job["limits"])
+                    finally:
+                        os._exit(70)  # whatever the program did, a child never returns into this loop
+                os.close(out_w)
+                os.close(ver_w)
+                pidfd = os.pidfd_open(pid)  # the worker's handle on the child, valid after it is reaped
+                socket.send_fds(sock, [b"started"], [out_r, ver_r, pidfd])
+                for fd in (out_r, ver_r, pidfd):
+                    os.close(fd)
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+                self._kill_group(pid)  # its pid is still the child's: not reaped yet
+                _, status, usage = os.wait4(pid, 0)
+                self._kill_leftovers()
+                rusage = {f: getattr(usage, f) for f in dir(usage) if f.startswith("ru_")}
+                sock.send(json.dumps({"status": status, "rusage": rusage}).encode())
+
+    def run(self, job: dict) -> dict | None:
+        """Run one job; its verdict, or None when the harness is gone (the lifeline hung up)."""
+        limits = job["limits"]
+        start = time.monotonic()
+        data = (json.dumps({"source": job["source"], "limits": limits}) + "\n").encode()
+        try:
+            while data:
+                data = data[os.write(self.to_forker, data):]
+            msg, fds, _, _ = socket.recv_fds(self.from_forker, 1024, 3)
+        except OSError as e:
+            raise _ForkerGone() from e
+        if msg != b"started" or len(fds) != 3:
+            raise _ForkerGone()
+        out_r, ver_r, pidfd = fds
+        try:
+            outcome, output, report = self._watch(pidfd, out_r, ver_r, start, limits, job.get("keep_output", False))
+            try:
+                ended = self.from_forker.recv(1024)  # everything the program started is gone
+            except OSError:
+                ended = b""
+            if not ended:
+                raise _ForkerGone()
+            duration = time.monotonic() - start
+        finally:
+            for fd in (out_r, ver_r, pidfd):
+                os.close(fd)
         self._wipe_scratch()
-        code = os.waitstatus_to_exitcode(status)
-        if code == _HARNESS_GONE:
-            return False
-        if code != 0:
-            reply({"id": job["id"], "status": "harness_error", "error_type": "SupervisorDied",
-                   "detail": f"the job's supervisor process ended with {code}"})
-        return True
+        if outcome == "harness_gone":
+            return None
+        # the child wrote its token first (one write, before the program ran): the output's head
+        token, output = output[:_TOKEN_BYTES].decode("ascii", "replace"), output[_TOKEN_BYTES:]
+        ended = json.loads(ended)
+        usage = types.SimpleNamespace(**ended["rusage"])  # read like the child's resource.struct_rusage
+        verdict = self._classify(job, token, outcome, output, report, ended["status"], usage, limits)
+        if job.get("keep_output") and outcome == "exited":
+            verdict["output"] = output.decode("utf-8", "replace")
+        verdict["duration_s"] = round(duration, 4)
+        verdict["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 4)
+        return verdict
 
     def _wipe_scratch(self) -> None:
         """Nothing a program left survives into the next one: the work dir is emptied (it keeps
@@ -290,111 +386,74 @@ class Worker:
         except FileNotFoundError:  # the process tier's program removed its own dir
             os.mkdir(self.workdir, 0o700)
 
-    def _supervise(self, job: dict, code) -> dict:
-        """In the per-job supervisor: make the token, run the child, judge it."""
-        limits = job["limits"]
-        token = secrets.token_hex(16)
-        out_r, out_w = os.pipe()
-        ver_r, ver_w = os.pipe()
-        start = time.monotonic()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                self._child(job["source"] if code is None else code, token, out_w, ver_w, self.workdir, limits)
-            finally:
-                os._exit(70)  # whatever the program did, a child never returns into the worker loop
-        os.close(out_w)
-        os.close(ver_w)
-        try:
-            outcome, output, report = self._watch(pid, out_r, ver_r, start, limits, job.get("keep_output", False))
-            self._kill_leftovers(pid)
-            _, status, usage = os.wait4(pid, 0)
-            self._reap_all()
-            duration = time.monotonic() - start
-        finally:
-            os.close(out_r)
-            os.close(ver_r)
-        if outcome == "harness_gone":
-            return {"status": "harness_error", "error_type": "HarnessGone", "harness_gone": True}
-        verdict = self._classify(job, token, outcome, output, report, status, usage, limits)
-        if job.get("keep_output") and outcome == "exited":
-            verdict["output"] = output.decode("utf-8", "replace")
-        verdict["duration_s"] = round(duration, 4)
-        verdict["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 4)
-        return verdict
-
-    def _watch(self, pid: int, out_r: int, ver_r: int, start: float, limits: dict, keep: bool = False):
+    def _watch(self, pidfd: int, out_r: int, ver_r: int, start: float, limits: dict, keep: bool = False):
         """Collect output and the verdict pipe until the child exits, the wall cap or the output cap.
         The output comes back as head + tail, or whole (at most the cap) when `keep`."""
-        pidfd = os.pidfd_open(pid)
         poller = select.poll()
         for fd in (out_r, ver_r, pidfd):
             poller.register(fd, select.POLLIN)
         if self.lifeline >= 0:
             poller.register(self.lifeline, 0)  # reports only the hang-up: pending jobs are not ours
         deadline = start + limits["wall_s"]
-        cap = limits["output_bytes"]
+        cap = limits["output_bytes"] + _TOKEN_BYTES
         head, tail, total = bytearray(), bytearray(), 0
         whole = bytearray()
         report = bytearray()
         outcome = "exited"
         open_fds = {out_r, ver_r}
-        try:
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    outcome = "wall_timeout"
-                    break
-                events = poller.poll(max(1, math.ceil(left * 1000)))
-                exited = False
-                if any(fd == self.lifeline for fd, _ in events):
-                    outcome = "harness_gone"
-                    break
-                for fd, _ in events:
-                    if fd == pidfd:
-                        exited = True
-                        continue
-                    data = os.read(fd, 1 << 16)
-                    if not data:
-                        poller.unregister(fd)
-                        open_fds.discard(fd)
-                        continue
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                outcome = "wall_timeout"
+                break
+            events = poller.poll(max(1, math.ceil(left * 1000)))
+            exited = False
+            if any(fd == self.lifeline for fd, _ in events):
+                outcome = "harness_gone"
+                break
+            for fd, _ in events:
+                if fd == pidfd:
+                    exited = True
+                    continue
+                data = os.read(fd, 1 << 16)
+                if not data:
+                    poller.unregister(fd)
+                    open_fds.discard(fd)
+                    continue
+                if fd == ver_r:
+                    if len(report) < 4096:
+                        report += data[: 4096 - len(report)]
+                    continue
+                total += len(data)
+                if keep and total <= cap:
+                    whole += data
+                if len(head) < _TAIL:
+                    head += data[: _TAIL - len(head)]
+                tail = (tail + data)[-_TAIL:]
+            if total > cap:
+                outcome = "output_limit"
+                break
+            if exited:
+                break
+        if outcome != "exited":
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)  # the forker kills the rest of its tree
+        # drain what is already buffered without waiting for lingering holders
+        for fd in open_fds:
+            os.set_blocking(fd, False)
+            try:
+                while (data := os.read(fd, 1 << 16)):
                     if fd == ver_r:
-                        if len(report) < 4096:
-                            report += data[: 4096 - len(report)]
-                        continue
-                    total += len(data)
-                    if keep and total <= cap:
-                        whole += data
-                    if len(head) < _TAIL:
-                        head += data[: _TAIL - len(head)]
-                    tail = (tail + data)[-_TAIL:]
-                if total > cap:
-                    outcome = "output_limit"
-                    break
-                if exited:
-                    break
-            if outcome != "exited":
-                self._kill_group(pid)
-            # drain what is already buffered without waiting for lingering holders
-            for fd in open_fds:
-                os.set_blocking(fd, False)
-                try:
-                    while (data := os.read(fd, 1 << 16)):
-                        if fd == ver_r:
-                            report += data[: max(0, 4096 - len(report))]
-                        else:
-                            total += len(data)
-                            if keep and total <= cap:
-                                whole += data
-                            tail = (tail + data)[-_TAIL:]
-                            if total > cap:
-                                outcome = "output_limit" if outcome == "exited" else outcome
-                                break
-                except BlockingIOError:
-                    pass
-        finally:
-            os.close(pidfd)
+                        report += data[: max(0, 4096 - len(report))]
+                    else:
+                        total += len(data)
+                        if keep and total <= cap:
+                            whole += data
+                        tail = (tail + data)[-_TAIL:]
+                        if total > cap:
+                            outcome = "output_limit" if outcome == "exited" else outcome
+                            break
+            except BlockingIOError:
+                pass
         if keep and total <= cap:
             output = bytes(whole)
         else:
@@ -411,44 +470,21 @@ class Worker:
         except OSError:
             pass
 
-    def _kill_leftovers(self, program: int | None = None) -> None:
-        """From the worker (no `program`): kill everything a program left, kill(-1) inside a
-        private pid namespace, else the orphans reparented to us. From a supervisor: the
-        program's process group and every other process but init, the worker and itself,
-        so that its verdict leaves only once the program is gone for good."""
-        if program is None:
-            if self._in_private_pidns():
+    def _kill_leftovers(self) -> None:
+        """In the forker: kill and reap everything a program left behind, the orphans reparented
+        to us (pid 1 of the programs' namespace, or a subreaper), until none is left."""
+        if os.getpid() == 1:  # kill(-1) reaches exactly the programs' namespace
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
+            while True:
                 try:
-                    os.kill(-1, signal.SIGKILL)  # everything in this namespace except us
-                except OSError:
-                    pass
-            else:
-                self._kill_children()
-            return
-        self._kill_group(program)
-        spare = {1, os.getpid(), os.getppid()}
-        for _ in range(2):  # a second pass for anything forked while the first one ran
-            if self._in_private_pidns():
-                pids = {int(n) for n in os.listdir("/proc") if n.isdigit()}
-            else:
-                pids = _children_of(os.getppid())
-            for pid in pids - spare:
-                self._kill_group(pid)
-
-    def _in_private_pidns(self) -> bool:
-        return self.pid1 or self._private_pidns()
-
-    def _private_pidns(self) -> bool:
-        """True inside bubblewrap's own pid namespace (never the host's): kill(-1) is then contained."""
-        try:
-            return bool(self.host_pidns) and os.readlink("/proc/self/ns/pid") != self.host_pidns
-        except OSError:
-            return False
-
-    def _kill_children(self) -> None:
-        """Subreaper fallback: kill and reap orphans reparented to us, until none are left."""
+                    os.waitpid(-1, 0)
+                except ChildProcessError:
+                    return
         for _ in range(100):
-            kids = _children_of(os.getpid())
+            kids = _children_of("self")  # /proc numbers our pid namespace here
             if not kids:
                 return
             for k in kids:
@@ -457,21 +493,6 @@ class Worker:
                     os.waitpid(k, 0)
                 except ChildProcessError:
                     pass
-
-    def _reap_all(self) -> None:
-        if self._in_private_pidns():  # everything left was just sent SIGKILL
-            while True:
-                try:
-                    os.waitpid(-1, 0)
-                except ChildProcessError:
-                    return
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
 
     def _classify(self, job, token, outcome, output, report, status, usage, limits) -> dict:
         text = output.decode("utf-8", "replace")
@@ -517,9 +538,12 @@ class Worker:
 
     # ------------------------------------------------------------ the child
 
-    def _child(self, program, token: str, out_w: int, ver_w: int, workdir: str, limits: dict):
-        """Runs in the forked child: confine, run the program with fresh globals, report. Never returns."""
+    def _child(self, program, out_w: int, ver_w: int, workdir: str, limits: dict):
+        """Runs in the forked child: make the token, confine, run the program with fresh globals,
+        report. Never returns."""
         try:
+            token = secrets.token_hex(_TOKEN_BYTES // 2)
+            os.write(out_w, token.encode())  # first on the output pipe: the worker reads it from there
             os.setsid()
             os.dup2(self.devnull, 0)
             os.dup2(out_w, 1)
@@ -560,7 +584,11 @@ class Worker:
             _linux.seccomp_install(os.getpid())
 
 
-def _children_of(pid: int) -> set[int]:
+class _ForkerGone(Exception):
+    """The forker died: this worker cannot run programs any more."""
+
+
+def _children_of(pid: int | str) -> set[int]:
     kids: set[int] = set()
     try:
         tids = os.listdir(f"/proc/{pid}/task")
@@ -712,6 +740,7 @@ def main() -> None:
     worker.isolate(want_namespaces=config.get("make_namespaces", True),
                    launcher_namespaces=config.get("launcher_namespaces"))
     worker.setup_hardening()
+    worker.nest_programs()
     worker.drop_privileges()
     for name in PREIMPORTS:
         try:
@@ -720,12 +749,8 @@ def main() -> None:
             pass
     gc.collect()
     gc.freeze()  # children never walk (and so never copy) the worker's own objects
+    worker.start_forker(close=(proto_in.fileno(), proto_out))
     os.write(proto_out, (json.dumps({"ready": True, "pid": os.getpid(), "layers": worker.layers}) + "\n").encode())
-    def reply(verdict: dict) -> None:
-        data = (json.dumps(verdict) + "\n").encode()
-        while data:
-            data = data[os.write(proto_out, data):]
-
     buf = b""
     serving = True
     while serving:
@@ -733,14 +758,22 @@ def main() -> None:
         if not chunk:
             break
         buf += chunk
-        while serving and b"\n" in buf:
+        while b"\n" in buf:
             line, buf = buf.split(b"\n", 1)
             job = json.loads(line)
             try:
-                serving = worker.run(job, reply)
+                verdict = worker.run(job)
+            except _ForkerGone:
+                os._exit(1)  # the pool re-runs the job on a fresh worker
             except BaseException as e:  # noqa: BLE001 - keep serving; the job gets harness_error
-                reply({"id": job["id"], "status": "harness_error", "error_type": type(e).__name__,
-                       "detail": str(e)[:300]})
+                verdict = {"status": "harness_error", "error_type": type(e).__name__, "detail": str(e)[:300]}
+            if verdict is None:  # the harness is gone
+                serving = False
+                break
+            data = (json.dumps({**verdict, "id": job["id"]}) + "\n").encode()
+            while data:
+                data = data[os.write(proto_out, data):]
+    worker.stop_forker()
     if worker.pid1:
         os._exit(0)
     scratch.remove(worker.scratch)
