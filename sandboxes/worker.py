@@ -305,37 +305,29 @@ class Worker:
         """The forker's loop, per job: fork the child, hand its pipes and a pidfd to the worker;
         once the child is dead (by itself, or killed by the worker at a limit) kill and reap
         everything the program left, and report the child's exit status and CPU time."""
-        buf = b""
-        while True:
-            chunk = os.read(jobs_r, 1 << 16)
-            if not chunk:
-                return
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                job = json.loads(line)
-                code = self.compile(job["source"])
-                out_r, out_w = os.pipe()
-                ver_r, ver_w = os.pipe()
-                pid = os.fork()
-                if pid == 0:
-                    try:
-                        self._child(job["source"] if code is None else code, out_w, ver_w, self.workdir,
-                                    job["limits"])
-                    finally:
-                        os._exit(70)  # whatever the program did, a child never returns into this loop
-                os.close(out_w)
-                os.close(ver_w)
-                pidfd = os.pidfd_open(pid)  # the worker's handle on the child, valid after it is reaped
-                socket.send_fds(sock, [b"started"], [out_r, ver_r, pidfd])
-                for fd in (out_r, ver_r, pidfd):
-                    os.close(fd)
-                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-                self._kill_group(pid)  # its pid is still the child's: not reaped yet
-                _, status, usage = os.wait4(pid, 0)
-                self._kill_leftovers()
-                rusage = {f: getattr(usage, f) for f in dir(usage) if f.startswith("ru_")}
-                sock.send(json.dumps({"status": status, "rusage": rusage}).encode())
+        for line in _lines(lambda: os.read(jobs_r, 1 << 16)):
+            job = json.loads(line)
+            code = self.compile(job["source"])
+            out_r, out_w = os.pipe()
+            ver_r, ver_w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    self._child(job["source"] if code is None else code, out_w, ver_w, self.workdir, job["limits"])
+                finally:
+                    os._exit(70)  # whatever the program did, a child never returns into this loop
+            os.close(out_w)
+            os.close(ver_w)
+            pidfd = os.pidfd_open(pid)  # the worker's handle on the child, valid after it is reaped
+            socket.send_fds(sock, [b"started"], [out_r, ver_r, pidfd])
+            for fd in (out_r, ver_r, pidfd):
+                os.close(fd)
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+            self._kill_group(pid)  # its pid is still the child's: not reaped yet
+            _, status, usage = os.wait4(pid, 0)
+            self._kill_leftovers()
+            rusage = {f: getattr(usage, f) for f in dir(usage) if f.startswith("ru_")}
+            sock.send(json.dumps({"status": status, "rusage": rusage}).encode())
 
     def run(self, job: dict) -> dict | None:
         """Run one job; its verdict, or None when the harness is gone (the lifeline hung up)."""
@@ -588,6 +580,16 @@ class _ForkerGone(Exception):
     """The forker died: this worker cannot run programs any more."""
 
 
+def _lines(read):
+    """The lines of a stream read in chunks (`read()` returns b"" at its end)."""
+    buf = b""
+    while chunk := read():
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            yield line
+
+
 def _children_of(pid: int | str) -> set[int]:
     kids: set[int] = set()
     try:
@@ -751,28 +753,19 @@ def main() -> None:
     gc.freeze()  # children never walk (and so never copy) the worker's own objects
     worker.start_forker(close=(proto_in.fileno(), proto_out))
     os.write(proto_out, (json.dumps({"ready": True, "pid": os.getpid(), "layers": worker.layers}) + "\n").encode())
-    buf = b""
-    serving = True
-    while serving:
-        chunk = proto_in.read(1 << 16)
-        if not chunk:
+    for line in _lines(lambda: proto_in.read(1 << 16)):
+        job = json.loads(line)
+        try:
+            verdict = worker.run(job)
+        except _ForkerGone:
+            os._exit(1)  # the pool re-runs the job on a fresh worker
+        except BaseException as e:  # noqa: BLE001 - keep serving; the job gets harness_error
+            verdict = {"status": "harness_error", "error_type": type(e).__name__, "detail": str(e)[:300]}
+        if verdict is None:  # the harness is gone
             break
-        buf += chunk
-        while b"\n" in buf:
-            line, buf = buf.split(b"\n", 1)
-            job = json.loads(line)
-            try:
-                verdict = worker.run(job)
-            except _ForkerGone:
-                os._exit(1)  # the pool re-runs the job on a fresh worker
-            except BaseException as e:  # noqa: BLE001 - keep serving; the job gets harness_error
-                verdict = {"status": "harness_error", "error_type": type(e).__name__, "detail": str(e)[:300]}
-            if verdict is None:  # the harness is gone
-                serving = False
-                break
-            data = (json.dumps({**verdict, "id": job["id"]}) + "\n").encode()
-            while data:
-                data = data[os.write(proto_out, data):]
+        data = (json.dumps({**verdict, "id": job["id"]}) + "\n").encode()
+        while data:
+            data = data[os.write(proto_out, data):]
     worker.stop_forker()
     if worker.pid1:
         os._exit(0)
