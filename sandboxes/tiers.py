@@ -48,8 +48,9 @@ class Tier:
     # A PermissionError raised by a program means the sandbox refused it (sandbox_violation),
     # not an ordinary error: only true where a confinement layer produces such refusals.
     permission_is_violation: bool
-    # Can a program read its own verdict token and so forge a pass? Where it can, the
-    # tier's passes are unverified and describe() says so (reports show it).
+    # Can a program read its own verdict token and so forge a pass? Where it can (in standard
+    # mode, every tier so far: see does_not_protect), the tier's passes are unverified and
+    # describe() says so (reports show it).
     passes_verified: bool
     protects: str
     does_not_protect: str
@@ -221,9 +222,10 @@ def _is_code(path: str) -> bool:
 _COMMON_PROTECTS = ("exit-code tricks (a pass needs the token written after the checks), CPU spin, memory "
                     "and disk bombs (rlimits), output floods, leftover processes and daemons, other samples' "
                     "files (a private scratch dir, wiped between programs)")
-_IN_PROCESS = ("code in the program's own process that reads raw memory through ctypes objects the worker "
-               "already loaded (no audit event fires for it) can still find the token: only strict integrity "
-               "mode keeps the checks out of reach")
+_IN_PROCESS = ("the verdict token is readable by the program: the ctypes module the worker loaded (for Landlock "
+               "and seccomp) is in the program's own process, where `c_char_p(address).value` reads memory with "
+               "no audit event and no marker (a heap scan forged 5 of 5 passes on hardened): passes are "
+               "unverified; only --integrity strict judges outside the sandbox")
 
 _PROCESS = Tier(
     name="process",
@@ -241,7 +243,7 @@ _HARDENED = dataclasses.replace(
     summary="process + Landlock (read-only runtime allow-list, write only the program's dir, no TCP, "
             "scoped signals) + seccomp (no socket, fork, exec, foreign kill, ptrace, namespaces, mount) "
             "per program",
-    probe=_probe_hardened, confine_programs=True, permission_is_violation=True, passes_verified=True,
+    probe=_probe_hardened, confine_programs=True, permission_is_violation=True,
     protects=_COMMON_PROTECTS + "; reads outside the runtime (/etc, /proc, home, datasets, the harness), "
                                 "network, new processes, /proc/self/mem and process_vm_readv",
     does_not_protect=_IN_PROCESS)
