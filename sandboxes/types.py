@@ -29,15 +29,23 @@ class Limits:
     """Resource limits for one program. `cpu_s` is the honest limit; `wall_s` a generous cap."""
 
     cpu_s: float = 3.0
-    wall_s: float | None = None  # default: 2 * cpu_s + 1 (sleeping programs use no CPU)
+    wall_s: float | None = None  # default: the wall-cap rule below (sleeping programs use no CPU)
     memory_mb: int = 4096  # RLIMIT_AS
     output_bytes: int = 1 << 20  # stdout+stderr captured at most; more is output_limit
     file_size_mb: int = 64  # RLIMIT_FSIZE
     open_files: int = 64  # RLIMIT_NOFILE
 
+    # The default wall cap: WALL_PER_CPU * cpu_s + WALL_EXTRA_S.
+    WALL_PER_CPU = 2
+    WALL_EXTRA_S = 1
+
     @property
     def wall_cap_s(self) -> float:
-        return self.wall_s if self.wall_s is not None else 2 * self.cpu_s + 1
+        return self.wall_s if self.wall_s is not None else self.WALL_PER_CPU * self.cpu_s + self.WALL_EXTRA_S
+
+    @classmethod
+    def wall_cap_rule(cls) -> str:
+        return f"{cls.WALL_PER_CPU:g}*cpu+{cls.WALL_EXTRA_S:g} s"
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,17 @@ SECRET = "s3cret-" + secrets.token_hex(8)
 LIMITS = Limits(cpu_s=1, wall_s=2.5, memory_mb=512, file_size_mb=16, output_bytes=64 << 10)
 PROBLEM = 0  # HumanEval/0 has_close_elements(numbers, threshold) -> bool
 
+# Find the 32-hex token in the program's own memory, write it to the verdict fd, exit 0.
+FORGE_FROM_MEMORY = (
+    "import os, re\n{opening}mem = os.open({mem}, os.O_RDONLY)\nfound = {{{{}}}}\n"
+    "for line in open({maps}, 'rb').read().decode().splitlines():\n"
+    "    addr, perms = line.split()[:2]\n    if perms.startswith('rw'):\n"
+    "        lo, hi = (int(x, 16) for x in addr.split('-'))\n        try:\n"
+    "            for m in re.finditer(rb'(?<![0-9a-f])([0-9a-f]{{{{32}}}})\\x00', os.pread(mem, hi - lo, lo)):\n"
+    "                found[m.group(1)] = found.get(m.group(1), 0) + 1\n"
+    "        except OSError:\n            pass\n"
+    "os.write(3, max(found, key=found.get))\ngetattr(os, '_ex' + 'it')(0)")
+
 # name -> function body (format fields filled from the test's "world").
 CATALOG = {
     "infinite_loop": "while True:\n    pass",
@@ -124,9 +135,33 @@ CATALOG = {
                 if idx != idx2 and abs(elem - elem2) < threshold:
                     return True
         return False""")),
+    # issue 18.2: the token found in the program's own memory, past the guard's path match
+    "forge_token_from_own_memory_bytes_paths": FORGE_FROM_MEMORY.format(
+        opening="os.chdir(b'/pr' + b'oc/self')\n", mem="b'm' + b'em'", maps="b'ma' + b'ps'"),
+    "forge_token_from_own_memory_double_slash": FORGE_FROM_MEMORY.format(
+        opening="", mem="'//proc/self/m' + 'em'", maps="'//proc/self/ma' + 'ps'"),
+    # the same through the ctypes module the worker already loaded: no import, no audit event, no marker
+    "forge_token_via_loaded_ctypes": (
+        "import sys, os, re\nread = lambda a: getattr(sys.modules['ct' + 'ypes'], 'c_char_p')(a).value\n"
+        "probe = ''.join(['q'] * 32)\npool = id(probe) & ~(16384 - 1)\n"
+        "for off in range(48, 16384, 8):\n    v = read(pool + off)\n"
+        "    if len(v) == 32 and re.fullmatch(rb'[0-9a-f]{{32}}', v):\n"
+        "        os.write(3, v)\n        getattr(os, '_ex' + 'it')(0)\nreturn None"),
+    # issue 18.3: interfering with later programs through the scratch dir
+    "precreate_sibling_dirs": ("import os\nfor i in range(1, 300):\n    for d in (f'../p{{i}}', f'../work{{i}}'):\n"
+                               "        try:\n            os.makedirs(d + '/x')\n        except OSError:\n"
+                               "            pass\nreturn None"),
+    "leave_files_in_parent": ("for p in ('../channel.txt', '../../channel.txt'):\n    try:\n"
+                              "        open(p, 'w').write('for the next program')\n    except OSError:\n"
+                              "        pass\nreturn None"),
+    "deep_directory_tree": "import os\nfor _ in range(3000):\n    os.mkdir('d')\n    os.chdir('d')\nreturn None",
 }
 # reads the process tier does not confine (same uid, no filesystem allow-list)
 PROCESS_TIER_READS = {"read_etc_passwd", "read_home_dir", "read_dataset_tests", "read_harness_source"}
+# pass only where the tier itself says the token is readable (describe()["passes_verified"] False)
+TOKEN_FORGERIES = {"forge_token_from_own_memory_bytes_paths", "forge_token_from_own_memory_double_slash",
+                   "forge_token_via_loaded_ctypes"}
+PROC_FORGERIES = TOKEN_FORGERIES - {"forge_token_via_loaded_ctypes"}  # blocked by Landlock where it confines
 GUARDED = {"fork_bomb": "fork_probe", "slowly_growing_memory": "memory_probe"}
 PROBES = {
     "fork_probe": ("import os\ntry:\n    pid = os.fork()\nexcept PermissionError:\n    raise AssertionError('fork blocked')\n"
@@ -254,8 +289,9 @@ def run_catalog(tier: str, world, humaneval) -> dict:
         p0 = humaneval.problems[PROBLEM]
         (_, after), = pool.run([Job("canonical", humaneval.programs(p0, p0.reference)["test"])])
         respawns = pool.respawns
+        verified = pool.describe()["passes_verified"]
     return dict(tier=tier, verdicts=verdicts, skipped=skipped, survivors=survivors, canonical_after=after,
-                respawns=respawns, world=w)
+                respawns=respawns, world=w, passes_verified=verified)
 
 
 @pytest.fixture(scope="module")
@@ -286,6 +322,8 @@ def test_hostile_program_does_not_pass(catalog_run, name):
     if run["tier"] == "process" and name in PROCESS_TIER_READS:
         pytest.xfail("the process tier does not confine reads (same uid, no allow-list); use hardened/bwrap")
     v = run["verdicts"][name]
+    if name in TOKEN_FORGERIES and v.passed and run["passes_verified"] is False:
+        pytest.xfail(f"tier {run['tier']} says its passes are unverified: the program can read the token")
     assert not v.passed, v
     assert SECRET not in v.detail, v.detail
     for leak in ("root:x:0:0", "def _run_program", "'.bashrc'", "candidate("):
@@ -315,10 +353,11 @@ def test_expected_statuses(catalog_run):
     assert v["hostile_str_forges_after_failing"] == "suspicious"  # its verdict went out before __str__ ran
     assert v["rebind_exit_and_report_then_fail"] == "failed"  # the runner kept its own os._exit, isinstance...
     assert v["always_equal_object"] == "suspicious"
+    assert v["deep_directory_tree"] == v["precreate_sibling_dirs"] == v["leave_files_in_parent"] == "failed"
     for name in ("sys_exit_0", "exit_builtin", "raise_systemexit_0", "os_exit_0", "forge_verdict_json"):
         assert v[name] == "error", (name, v[name])
     if catalog_run["tier"] != "process":
-        for name in ("tcp_connect_localhost", "kill_parent"):
+        for name in ("tcp_connect_localhost", "kill_parent", *PROC_FORGERIES):
             assert v[name] == "sandbox_violation", (name, v[name])
         labels = {k: status_label(x) for k, x in catalog_run["verdicts"].items()}
         for name in ("read_etc_passwd", "read_harness_source", "read_dataset_tests"):  # blocked, or not even there

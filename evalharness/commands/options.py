@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from evalharness.sandboxes import TIER_NAMES
 from evalharness.tasks import Task, load_task
 
 from ..errors import UsageError
@@ -50,7 +51,7 @@ def add_sandbox_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=positive_int, help="sandbox worker processes (default: one per core)")
     p.add_argument("--timeout", type=positive_float, metavar="S",
                    help="CPU seconds per program (default: the task's)")
-    p.add_argument("--sandbox", default="auto", choices=("auto", "process", "hardened", "bwrap"),
+    p.add_argument("--sandbox", default="auto", choices=TIER_NAMES,
                    help="isolation tier (default: the strongest this machine allows)")
 
 
