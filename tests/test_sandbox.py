@@ -465,7 +465,7 @@ def test_programs_cannot_see_or_disturb_each_others_files(tier, humaneval):
     with SandboxPool(workers=1, tier=tier) as pool:
         verdicts = dict(pool.run(jobs))  # one worker: in this order
     assert verdicts["deep"].status != "harness_error", verdicts["deep"]
-    bad = {k: v.label + " " + v.detail[-200:] for k, v in verdicts.items() if k not in ("litter", "deep")
+    bad = {k: status_label(v) + " " + v.detail[-200:] for k, v in verdicts.items() if k not in ("litter", "deep")
            and not v.passed}
     assert not bad, bad
 
