@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .passk import estimate_pass_at_k, pass_at_k_entry
-from .stats import DEFAULT_RESAMPLES, bootstrap_means, check_confidence, percentile_interval
+from .stats import DEFAULT_RESAMPLES, bca_interval, bootstrap_means, check_confidence, wilson_interval
 
+INTERVAL_METHOD = ("BCa bootstrap over problems; Wilson score interval over problems where every "
+                   "problem's value is 0 or 1 (greedy runs, nothing or everything solved)")
 N_SLOWEST = 10
 N_EXAMPLES = 5
 # Every top-level key build_report can write; anything else in a stored report came in through `extra`.
@@ -67,14 +69,27 @@ def per_problem_pass_at_k(n, c, k: int) -> np.ndarray:
 
 def pass_at_k_table(n, c, ks, confidence: float = 0.9, seed: int = 0,
                     n_resamples: int = DEFAULT_RESAMPLES) -> dict:
-    """{"pass@k": entry} with estimate and bootstrap percentile CI for every computable k."""
+    """{"pass@k": entry} with estimate and CI for every computable k (method: INTERVAL_METHOD).
+
+    Each entry names its interval: "wilson" when every problem's value is 0 or 1 (greedy
+    runs, or nothing / everything solved: the problems are then Bernoulli trials and a
+    bootstrap would collapse to a point at 0% and 100%), "bca" otherwise.
+    """
     entries = {f"pass@{k}": pass_at_k_entry(n, c, k) for k in ks}
     computable = [k for k in ks if entries[f"pass@{k}"]["computable"]]
     if computable:
         values = np.stack([estimate_pass_at_k(n, c, k) for k in computable], axis=1)
-        low, high = percentile_interval(bootstrap_means(values, n_resamples, seed), confidence)
+        binary = np.all((values == 0) | (values == 1), axis=0)
+        low, high = np.zeros(len(computable)), np.zeros(len(computable))
+        if binary.any():
+            low[binary], high[binary] = wilson_interval(values[:, binary].sum(axis=0), len(values), confidence)
+        if not binary.all():
+            spread = values[:, ~binary]
+            low[~binary], high[~binary] = bca_interval(spread, bootstrap_means(spread, n_resamples, seed),
+                                                       confidence)
         for j, k in enumerate(computable):
-            entries[f"pass@{k}"].update(ci_low=float(low[j]), ci_high=float(high[j]))
+            entries[f"pass@{k}"].update(ci_low=float(low[j]), ci_high=float(high[j]),
+                                        interval="wilson" if binary[j] else "bca")
     return entries
 
 
@@ -123,7 +138,7 @@ def build_report(results_rows: list[dict], *, task: str, task_fingerprint: str, 
         "n_samples": len(rows),
         "confidence": confidence,
         "ks": list(ks),
-        "bootstrap": {"method": "percentile, resampling problems", "resamples": n_resamples, "seed": seed},
+        "bootstrap": {"method": INTERVAL_METHOD, "resamples": n_resamples, "seed": seed},
         "status_counts": dict(Counter(status_label(r) for r in rows).most_common()),
     }
     if not sweep:
