@@ -55,6 +55,8 @@ def write_report(run: RunDir, task: Task, ks: tuple[int, ...], confidence: float
                  speed: dict | None = None, headline: dict[int, float] | None = None,
                  served: integrity.Served | None = None) -> dict:
     """Build report.json/.md/.html from the run's results (the source of truth on disk)."""
+    from .commands.report import run_details, write_report_files
+
     report = reports.build_report(
         run.results(),
         task=task.name,
@@ -65,12 +67,11 @@ def write_report(run: RunDir, task: Task, ks: tuple[int, ...], confidence: float
         speed=speed,
         temperature_for_k=headline,
         integrity=served.describe() if served is not None else None,
+        header=reports.report_header(run.manifest()),
+        samples=run.samples(),
     )
-    run.write_json("report.json", report)
-    run.write_text("report.md", reports.render_markdown(report))
-    run.write_text("report.html", reports.render_html(report))
+    write_report_files(run, report, run_details(run.path, {p.task_id: p.prompt for p in task.problems}))
     return report
-
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,8 @@
 """Markdown renderings of a report, a comparison and a gate decision (GitHub-flavoured tables)."""
 from __future__ import annotations
 
-import json
-
-MAX_LISTED = 20
+from .header import run_label
+from .view import MAX_LISTED, report_view, templates
 
 
 def pct(x) -> str:
@@ -29,100 +28,10 @@ def _ci(e: dict) -> str:
     return f"[{pct(e['ci_low'])}, {pct(e['ci_high'])}]" if e.get("ci_low") is not None else ""
 
 
-def pass_at_k_rows(table: dict) -> list[list]:
-    rows = []
-    for name, e in table.items():
-        note = "" if e["computable"] else f"not computable: {e['reason']}"
-        if e.get("temperature") is not None:
-            note = f"T={e['temperature']:g}"
-        rows.append([name, pct(e["estimate"]) if e["computable"] else "n/a", _ci(e), note])
-    return rows
-
-
-def render_markdown(report: dict) -> str:
-    """report.md: summary, pass@k with CIs, temperatures, statuses, failures, slowest problems, speed."""
-    conf = f"{round(100 * report['confidence'])}% CI"
-    out = [f"# {report['task']}: evaluation report", ""]
-    summary = f"{report['n_problems']} problems evaluated"
-    if report.get("n_problems_total", report["n_problems"]) != report["n_problems"]:
-        summary += f" of {report['n_problems_total']}"
-    summary += f", {report['n_samples']} samples. Task fingerprint `{report['task_fingerprint']}`."
-    out += [summary, ""]
-    if report.get("missing_problems"):
-        out += [f"**Missing results** for {len(report['missing_problems'])} problem(s): "
-                f"{_listing(report['missing_problems'])}. pass@k is over the evaluated problems only.", ""]
-    if report.get("integrity"):
-        out += integrity_section(report["integrity"])
-
-    out += ["## pass@k", "", _table(["metric", "estimate (%)", conf, "note"], pass_at_k_rows(report["pass_at_k"])),
-            "", f"Intervals: bootstrap over problems ({report.get('bootstrap', {}).get('resamples', '?')} "
-            "resamples, percentile).", ""]
-    for suite, table in (report.get("pass_at_k_by_suite") or {}).items():
-        out += [f"### Suite `{suite}`", "", _table(["metric", "estimate (%)", conf, "note"], pass_at_k_rows(table)), ""]
-
-    if report.get("by_temperature"):
-        names = list(report["pass_at_k"])
-        rows = [[f"{t}", block["n_samples"]] +
-                [f"{pct(block['pass_at_k'][n]['estimate'])} {_ci(block['pass_at_k'][n])}".strip()
-                 if block["pass_at_k"][n]["computable"] else "n/a" for n in names]
-                for t, block in report["by_temperature"].items()]
-        out += ["## pass@k by temperature", "", _table(["temperature", "samples"] + names, rows), ""]
-        best = report.get("best_temperature") or {}
-        out += ["## Best temperature per k", "",
-                _table(["metric", "temperature", "estimate (%)", conf],
-                       [[n, f"{b['temperature']:g}", pct(b["estimate"]), _ci(b)] for n, b in best.items()]),
-                ""]
-        if report.get("headline_rule"):
-            rule = ", ".join(f"{n} at T={t:g}" for n, t in report["headline_rule"].items())
-            out += [f"The headline pass@k above uses fixed temperatures per k ({rule}), as in the MTP paper.", ""]
-        else:
-            out += ["The headline pass@k above takes each k at its best temperature (the MTP paper's "
-                    "selection); choosing the maximum makes it slightly optimistic.", ""]
-
-    total = max(1, report["n_samples"])
-    out += ["## Status counts", "", _table(["status", "samples", "share (%)"],
-                                           [[k, v, pct(v / total)] for k, v in report["status_counts"].items()]), ""]
-    if report.get("failure_taxonomy"):
-        out += ["## Failure taxonomy", "", _table(
-            ["failure", "samples", "share of failures (%)", "problems", "examples", "example detail"],
-            [[f["label"], f["count"], pct(f["share"]), f["n_problems"], ", ".join(f["examples"]),
-              f["example_detail"][:80]] for f in report["failure_taxonomy"]]), ""]
-    if report.get("slowest_problems"):
-        out += ["## Slowest problems", "", _table(
-            ["problem", "mean s", "max s", "samples", "timeouts"],
-            [[s["task_id"], f"{s['mean_duration_s']:.3f}", f"{s['max_duration_s']:.3f}", s["n"], s["timeouts"]]
-             for s in report["slowest_problems"]]), ""]
-    if report.get("speed"):
-        out += ["## Speed", "", _table(["measure", "value"], [[k, _value(v)] for k, v in report["speed"].items()]), ""]
-    if report.get("unknown_task_ids"):
-        out += [f"Ignored results for task ids not in the task: {_listing(report['unknown_task_ids'])}.", ""]
-    return "\n".join(out)
-
-
-def integrity_note(integrity: dict) -> str:
-    """One sentence: the mode and what pass@k is over."""
-    return (f"Integrity mode **{integrity['mode']}**: the checks ran in the trusted parent and only the "
-            f"solution in the sandbox, fed literal inputs. {integrity['served']} of {integrity['total']} "
-            f"problems served; pass@k is over the served problems only.")
-
-
-def integrity_section(integrity: dict) -> list[str]:
-    out = ["## Integrity", "", integrity_note(integrity), ""]
-    if integrity.get("not_served"):
-        out += [f"Not served ({len(integrity['not_served'])}): their checks cannot run on literal inputs alone.",
-                "", _table(["problem", "reason"], [[r["task_id"], r["reason"]] for r in integrity["not_served"]]),
-                ""]
-    return out
-
-
-def _value(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, list):
-        return ", ".join(_value(x) for x in v)
-    if isinstance(v, dict):
-        return json.dumps(v, sort_keys=True)
-    return str(v)
+def render_markdown(report: dict, details: dict | None = None) -> str:
+    """report.md: the header, pass@k with CIs, temperatures, statuses, decisions, failures, speed and the
+    per-problem table, from the report model the HTML renders too (view.report_view)."""
+    return templates().get_template("report.md.j2").render(v=report_view(report, details)).rstrip() + "\n"
 
 
 def render_comparison_markdown(cmp: dict, label_a: str = "A", label_b: str = "B") -> str:
