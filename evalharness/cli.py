@@ -13,7 +13,7 @@ from evalharness.tasks import TaskError
 
 from .errors import UsageError
 
-COMMANDS = ("run", "generate", "execute", "report", "compare", "gate", "prompt", "tasks", "checkpoint")
+COMMANDS = ("run", "generate", "execute", "report", "compare", "gate", "export", "prompt", "tasks", "checkpoint")
 
 
 def build_parser() -> argparse.ArgumentParser:

