@@ -40,6 +40,7 @@ dl.header dt{color:#656d76}dl.header dd{margin:0}
 .sample .meta{font-size:.85rem;color:#656d76}.error{color:#cf222e;font-family:ui-monospace,monospace;font-size:.85rem}
 .decision{color:#9a6700;font-size:.85rem}
 pre{background:#f6f8fa;padding:.5rem;overflow-x:auto;font-size:.82rem;margin:.3rem 0;max-height:30rem}
+body.focus>:not(h1):not(dl):not(.per-problem){display:none}.only-focus{display:none}body.focus .only-focus{display:block}
 """
 
 # Sorting, filtering and the drill-down toggle of the per-problem table; #p-<task_id> opens one problem.
@@ -81,12 +82,18 @@ SCRIPT = """
     var row = e.target.closest('tr.row');
     if (row) row.nextElementSibling.hidden = !row.nextElementSibling.hidden;
   });
+  // #p-<id> shows that problem alone, opened, under the report's header (a link to share); # shows all
   function openHash() {
     var id = decodeURIComponent(location.hash.slice(1)), b = id && document.getElementById(id);
-    if (b && b.classList.contains('problem')) { b.hidden = false; b.rows[1].hidden = false; b.scrollIntoView(); }
+    var focus = !!(b && b.classList.contains('problem'));
+    document.body.classList.toggle('focus', focus);
+    if (!focus) { apply(); return; }
+    bodies.forEach(function (x) { x.hidden = x !== b; });
+    b.rows[1].hidden = false;
+    count.textContent = '1 of ' + bodies.length + ' shown';
   }
   window.addEventListener('hashchange', openHash);
-  apply(); openHash();
+  openHash();
 })();
 """
 

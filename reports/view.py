@@ -135,7 +135,7 @@ def header_rows(header: dict) -> list[tuple[str, str]]:
     rows = []
     if model.get("name") or model.get("path"):
         text = str(model.get("name") or model.get("path"))
-        facts = [f"{model['n_params']:,} parameters" if model.get("n_params") else None,
+        facts = [f"{_count(model['n_params'])} parameters" if model.get("n_params") else None,
                  f"{model['heads']} heads" if model.get("heads") else None,
                  model.get("dtype"), model.get("device")]
         facts = [f for f in facts if f]
@@ -164,6 +164,14 @@ def header_rows(header: dict) -> list[tuple[str, str]]:
         rows.append(("made", " by ".join([made[0], f"`evalharness {made[1]}`"]) if len(made) == 2 else made[0]))
     rows.append(("harness", f"evalharness {header.get('harness_version') or 'unknown version'}"))
     return rows
+
+
+def _count(n: int) -> str:
+    """7.30B, 2.27M, 980."""
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
 
 
 def speed_view(speed: dict | None, groups: list[dict] | None) -> dict | None:

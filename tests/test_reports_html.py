@@ -153,11 +153,37 @@ def test_markdown_has_every_section():
     assert "**Missing results** for 1 problem(s): `P/12`" in md
 
 
-@pytest.mark.skipif(not any(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")),
-                    reason="chromium not installed")
-def test_headless_chromium_renders_the_report(tmp_path):
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (CI installs Debian's package)")
+def test_headless_chromium_shows_a_drilldown_with_a_completion_and_its_error(tmp_path):
+    """The screenshot script opens one problem's drill-down (#p-<id>); Chromium's DOM after the page's
+    script ran has that problem alone, opened, with a failing completion and its error line."""
+    import runpy
+
+    check_html = runpy.run_path(str(ROOT / "scripts" / "check_html.py"))
+    report, details = check_html["synthetic_run"]()
+    problem = next(t for t, d in details.items()
+                   if any(s["status"] == "error:NameError" for s in d["groups"][0.8]["samples"]))
+    page = tmp_path / "report.html"
+    page.write_text(reports.render_html(report, details), encoding="utf-8")
+    fragment = f"#p-{problem}@0.8"
     shot = tmp_path / "shot.png"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_html.py"), "--out", str(shot)],
+    check_html["screenshot"](page, shot, CHROMIUM, fragment)
+    assert shot.read_bytes().startswith(b"\x89PNG") and not check_html["is_blank"](shot)
+
+    with __import__("tempfile").TemporaryDirectory() as profile:
+        dom = subprocess.run([CHROMIUM, *check_html["CHROMIUM_FLAGS"], f"--user-data-dir={profile}", "--dump-dom",
+                              page.resolve().as_uri() + fragment], capture_output=True, text=True, timeout=120).stdout
+    assert '<body class="focus">' in dom
+    opened = dom[dom.index(f'id="p-{problem}@0.8"'):]
+    opened = opened[:opened.index("</tbody>")]
+    assert "hidden" not in opened.split(">", 1)[0] and '<tr class="detail">' in opened  # shown and opened
+    assert "NameError: name 'numbrs' is not defined" in opened and "return [x for x in numbrs" in opened
+    assert "finish length" in opened  # a truncated sample is in the drill-down too
+    others = re.findall(r'<tbody class="problem"[^>]*>', dom)
+    assert len(others) == 328 and sum("hidden" in t for t in others) == 327
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_html.py"), "--out", str(tmp_path / "a.png")],
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
-    assert shot.read_bytes().startswith(b"\x89PNG")
