@@ -72,3 +72,15 @@ def test_terminal_summary_aligns_suites_and_prints_a_speed_line(tmp_path):
     assert "not computable: pass@10, base pass@10, plus pass@10 (k=10 > n=1 samples for some problems)" in lines
     assert "speed: 1.75 tokens per forward, 812 tokens/s; draft acceptance heads 2-3: 50% 25%" in lines
     assert not any("n/a" in line for line in lines)
+
+
+def test_readme_explains_every_status_a_report_can_show():
+    import re
+    from pathlib import Path
+
+    from evalharness.sandboxes import STATUSES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("**Statuses.**"):]
+    documented = re.findall(r"^\| `([a-z_]+)` \|", table, re.M)
+    assert documented[:len(STATUSES)] == list(STATUSES)
