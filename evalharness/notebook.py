@@ -63,8 +63,8 @@ class Run:
             report = None
             if stored.is_file():
                 try:
-                    report = json.loads(stored.read_text(encoding="utf-8"))
-                except (json.JSONDecodeError, UnicodeDecodeError):
+                    report = reports.validate_report(json.loads(stored.read_text(encoding="utf-8")))
+                except (ValueError, UnicodeDecodeError):  # not JSON, or not a valid report: rebuilt below
                     report = None
             executed = len({key_of(r) for r in self._result_rows})
             if not report or report.get("n_samples") != executed:
