@@ -220,3 +220,18 @@ def test_gate_on_speed_figures_with_a_tolerance(capsys, runs, tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({**base, "speed": None}))
     code, _, err = gate(capsys, tmp_path / "run.json", tmp_path / "base.json", "--metric", "tokens_per_s")
     assert code == 2 and "no tokens per second figure" in err
+
+
+def test_a_real_limited_run_gates_against_the_full_run_with_allow_partial(capsys, tmp_path):
+    """Real task fingerprints: `--limit 10` fingerprints the first 10 problems, not the task."""
+    full, limited = tmp_path / "full", tmp_path / "limited"
+    assert main(["execute", "--task", "humaneval", "--reference", "--out", str(full), "--quiet"]) == 0
+    assert main(["execute", "--task", "humaneval", "--reference", "--limit", "10", "--out", str(limited),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    fingerprints = {json.loads((d / "report.json").read_text())["task_fingerprint"] for d in (full, limited)}
+    assert len(fingerprints) == 2
+    code, _, err = gate(capsys, limited, full / "report.json")
+    assert code == 2 and "--allow-partial" in err
+    code, out, _ = gate(capsys, limited, full / "report.json", "--allow-partial")
+    assert code == 0 and "Not evaluated in the run (154)" in out and "did not drop" in out
