@@ -235,3 +235,15 @@ def test_a_real_limited_run_gates_against_the_full_run_with_allow_partial(capsys
     assert code == 2 and "--allow-partial" in err
     code, out, _ = gate(capsys, limited, full / "report.json", "--allow-partial")
     assert code == 0 and "Not evaluated in the run (154)" in out and "did not drop" in out
+
+
+def test_a_report_of_0_1_without_header_is_still_a_baseline(capsys, runs, tmp_path):
+    old = stored_report(capsys, runs["baseline"], tmp_path / "base.json")
+    for key in ("schema_version", "header", "truncated", "decoding_stats"):
+        old.pop(key, None)
+    for entry in old["pass_at_k"].values():
+        entry.pop("interval", None)
+    old["bootstrap"]["method"] = "percentile, resampling problems"
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    code, out, _ = gate(capsys, runs["flip15"], tmp_path / "old.json")
+    assert code == 1 and "- **baseline**: baseline" in out and "- **run**: tiny-mtp" in out
