@@ -224,10 +224,15 @@ def gate(candidate, baseline, *, metric: str = "pass@1", max_drop: float = 1.0, 
         "gained": m["gained"],
         "task": cmp["task"],
         "task_fingerprint": cmp["task_fingerprint"],
-        "baseline_run": cmp["a"],
-        "candidate_run": cmp["b"],
+        "baseline_run": _named(cmp["a"], "baseline"),
+        "candidate_run": _named(cmp["b"], "run"),
         "warnings": cmp["warnings"],
     }
+
+
+def _named(side: dict, name: str) -> dict:
+    """A side without a header (a report of 0.1.x) is named by its role, saying so."""
+    return side if side.get("header") else {**side, "label": f"{name} (a report without a header: made by 0.1.x)"}
 
 
 def _speed_gate(candidate, baseline, key: str, max_drop: float, confidence: float) -> dict:
