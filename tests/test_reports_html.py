@@ -187,3 +187,49 @@ def test_headless_chromium_shows_a_drilldown_with_a_completion_and_its_error(tmp
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_html.py"), "--out", str(tmp_path / "a.png")],
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (CI installs Debian's package)")
+def test_the_per_problem_table_filters_sorts_and_opens_in_chromium(tmp_path):
+    """Drive the page's own script as a user would (type a filter, pick a status, click a column, click a
+    row) and read the outcome from Chromium's DOM."""
+    import tempfile
+
+    samples, rows = outcome_rows({"P/0": [True, "error:KeyError"], "P/1": ["syntax_error"], "P/2": [True, True],
+                                  "P/10": ["timeout", "failed"]})
+    ids = ["P/0", "P/1", "P/2", "P/10"]
+    report = reports.build_report(rows, task="t", task_fingerprint="fp", problem_ids=ids, ks=(1,), samples=samples)
+    page = reports.render_html(report, reports.drilldown(samples, rows, {i: f"def f():  # {i}\n" for i in ids}))
+    driver = """<script>
+    function shown() { return Array.prototype.filter.call(document.querySelectorAll('tbody.problem'),
+        function (b) { return !b.hidden; }).map(function (b) { return b.id; }).join(','); }
+    var out = [], f = document.getElementById('filter'), st = document.getElementById('status');
+    f.value = 'keyerror'; f.dispatchEvent(new Event('input')); out.push('text:' + shown());
+    f.value = ''; f.dispatchEvent(new Event('input'));
+    st.value = 'syntax_error'; st.dispatchEvent(new Event('input')); out.push('status:' + shown());
+    st.value = ''; st.dispatchEvent(new Event('input'));
+    var u = document.getElementById('unsolved'); u.checked = true; u.dispatchEvent(new Event('input'));
+    out.push('unsolved:' + shown()); u.checked = false; u.dispatchEvent(new Event('input'));
+    var th = document.querySelectorAll('#problems th');
+    th[3].click(); th[3].click(); out.push('by pass@1 desc:' + shown());
+    th[0].click(); out.push('by problem:' + shown());
+    document.querySelector('#p-P\\\\/10 tr.row').click();
+    out.push('opened:' + !document.querySelector('#p-P\\\\/10 tr.detail').hidden);
+    document.body.setAttribute('data-result', out.join(';'));
+    </script></body>"""
+    (tmp_path / "r.html").write_text(page.replace("</body>", driver), encoding="utf-8")
+    with tempfile.TemporaryDirectory() as profile:
+        import runpy
+
+        flags = runpy.run_path(str(ROOT / "scripts" / "check_html.py"))["CHROMIUM_FLAGS"]
+        dom = subprocess.run([CHROMIUM, *flags, f"--user-data-dir={profile}", "--dump-dom",
+                              (tmp_path / "r.html").resolve().as_uri()], capture_output=True, text=True,
+                             timeout=120).stdout
+    result = dict(part.split(":", 1) for part in re.search(r'data-result="([^"]*)"', dom).group(1).split(";"))
+    assert result["text"] == "p-P/0"
+    assert result["status"] == "p-P/1"
+    assert result["unsolved"] == "p-P/1,p-P/10"
+    assert result["by pass@1 desc"].split(",")[0] == "p-P/2" and result["by pass@1 desc"].split(",")[-2:] in (
+        ["p-P/1", "p-P/10"], ["p-P/10", "p-P/1"])
+    assert result["by problem"] == "p-P/0,p-P/1,p-P/2,p-P/10"  # numeric-aware: P/2 before P/10
+    assert result["opened"] == "true"
