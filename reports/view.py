@@ -201,6 +201,8 @@ def speed_view(speed: dict | None, groups: list[dict] | None) -> dict | None:
                   "acceptance": [pct(a) if a is not None else "–"
                                  for a in (g.get("acceptance_per_draft_head") or [])] + [""] * (
                       width - len(g.get("acceptance_per_draft_head") or []))} for g in heads]
+    if width == 0 and len(head_rows) <= 1:
+        head_rows = []  # plain decoding alone: tokens per forward is in the measures (1.00)
     modes = {g.get("mode") for g in heads}
     ratio = None
     if {"plain", "speculative"} <= modes:
