@@ -11,7 +11,7 @@ import sys
 
 from .errors import USER_ERRORS, one_line
 
-COMMANDS = ("run", "generate", "execute", "report", "compare", "gate", "prompt", "tasks", "checkpoint")
+COMMANDS = ("run", "generate", "execute", "report", "compare", "gate", "export", "prompt", "tasks", "checkpoint")
 
 
 def build_parser() -> argparse.ArgumentParser:

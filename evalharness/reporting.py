@@ -37,25 +37,36 @@ def rebuild_report(path, ks=None, confidence: float | None = None, speed: dict |
     confidence = confidence if confidence is not None else previous.get("confidence", 0.9)
     if not 0 < confidence < 1:
         raise UsageError("--confidence must be between 0 and 1")
-    speed = speed or previous.get("speed") or reports.speed_from_samples(run_dir.samples())
+    samples = run_dir.samples()
+    speed = speed or previous.get("speed") or reports.speed_from_samples(samples)
     extra = {k: v for k, v in previous.items() if k not in reports.REPORT_KEYS}
     return reports.build_report(
         results, task=task.get("name"), task_fingerprint=task.get("fingerprint"),
+        header=reports.report_header(manifest), samples=samples,
         problem_ids=_problem_ids(manifest, previous, results, run_dir),
         ks=ks, confidence=confidence, seed=(previous.get("bootstrap") or {}).get("seed", 0),
         speed=speed, extra=extra, temperature_for_k=_headline_rule(manifest),
         integrity=manifest.get("integrity") or previous.get("integrity"))
 
 
+def run_details(path) -> dict:
+    """The drill-down of a run directory: each problem's prompt (prompts.json, written when the run
+    was opened) and samples with their verdicts."""
+    run_dir = RunDir(path)
+    return reports.drilldown(run_dir.samples(), run_dir.results(), run_dir.prompts())
+
+
 def write_report(run_dir: RunDir, report: dict) -> None:
-    """report.json, report.md and report.html into the run directory."""
+    """report.json, report.md and report.html (with the drill-down) into the run directory."""
+    details = run_details(run_dir.path)
     run_dir.write_json("report.json", report)
-    run_dir.write_text("report.md", reports.render_markdown(report))
-    run_dir.write_text("report.html", reports.render_html(report))
+    run_dir.write_text("report.md", reports.render_markdown(report, details))
+    run_dir.write_text("report.html", reports.render_html(report, details))
 
 
 def load_report(path, ks=None, confidence: float | None = None) -> dict:
-    """A report from a run directory (rebuilt) or a report.json file (as stored)."""
+    """A report from a run directory (rebuilt) or a report.json file (as stored, checked against
+    the report schema: a malformed one is a one-line UsageError)."""
     p = Path(path)
     if p.is_dir():
         return rebuild_report(p, ks=ks, confidence=confidence)
@@ -63,11 +74,12 @@ def load_report(path, ks=None, confidence: float | None = None) -> dict:
         raise UsageError(f"no run directory or report file at {p}")
     try:
         report = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, huge ints
         raise UsageError(f"{p} is not a JSON report") from None
-    if not isinstance(report, dict) or "per_problem" not in report:
-        raise UsageError(f"{p} is not a report.json (no per_problem rows)")
-    return report
+    try:
+        return reports.validate_report(report, source=str(p))
+    except reports.ReportFormatError as e:
+        raise UsageError(str(e)) from None
 
 
 def _headline_rule(manifest: dict) -> dict[int, float] | None:
@@ -96,4 +108,4 @@ def _problem_ids(manifest: dict, previous: dict, results: list[dict], run_dir: R
     return list(dict.fromkeys(ids))
 
 
-__all__ = ["DEFAULT_KS", "load_report", "rebuild_report", "write_report"]
+__all__ = ["DEFAULT_KS", "load_report", "rebuild_report", "run_details", "write_report"]

@@ -24,11 +24,12 @@ from evalharness.tasks.data import file_sha256
 from . import __version__
 from .backends import ModelRecord
 from .errors import UsageError
-from .runstore import RunDir
+from .runstore import PROMPTS, RunDir
 from .scoring import Scoring
 
 if TYPE_CHECKING:
     from .decoding import Generator, SamplingSettings
+    from .formats import SamplesInput
 
 # Bumped when the identity gains or changes a key: a directory made under another schema is not resumed.
 IDENTITY_SCHEMA = 2
@@ -67,15 +68,23 @@ class DecodingSpec:
 
 @dataclass(frozen=True)
 class SamplesSource:
-    """Where an execute run's samples come from: a file, known by its content, or the task's references."""
+    """Where an execute run's samples come from: a file (or EvalPlus sample directory), known by
+    the samples it holds, or the task's references."""
 
     path: Path | None = None
-    sha256: str | None = None
+    sha256: str | None = None  # of the samples read (task_id, index, temperature, completion), in order
     reference_copies: int | None = None
+    format: str | None = None  # as formats.read_samples detected it
+    origin: dict | None = None  # manifest keys taken over from the run that generated the samples
 
     @classmethod
-    def of_file(cls, path: str | Path) -> "SamplesSource":
-        return cls(Path(path).resolve(), file_sha256(path))
+    def of_input(cls, read: "SamplesInput") -> "SamplesSource":
+        from .formats import generated_by
+
+        digest = hashlib.sha256()
+        for s in read.samples:
+            digest.update(json.dumps([s.task_id, s.sample_idx, s.temperature, s.completion]).encode() + b"\n")
+        return cls(read.path.resolve(), digest.hexdigest(), None, read.format, generated_by(read) or None)
 
     @classmethod
     def reference(cls, copies: int) -> "SamplesSource":
@@ -84,9 +93,11 @@ class SamplesSource:
     def identity(self) -> dict:
         return {"reference": self.reference_copies} if self.path is None else {"sha256": self.sha256}
 
-    def record(self) -> str:
-        """The manifest's `samples_file` entry."""
-        return "reference" if self.path is None else str(self.path)
+    def record(self) -> dict:
+        """The manifest's entries for the samples: the file, its format, and what generated them."""
+        if self.path is None:
+            return {"samples_file": "reference"}
+        return {"samples_file": str(self.path), "samples_format": self.format, **(self.origin or {})}
 
 
 @dataclass(frozen=True)
@@ -138,8 +149,8 @@ class RunSpec:
             "environment": environment(self.model.device_name if self.model else None),
             "problem_ids": [p.task_id for p in self.task.problems],
         }
-        if self.samples is not None:
-            manifest["samples_file"] = self.samples.record()
+        if self.samples is not None:  # the generating run's model and decoding, where this run has none
+            manifest.update({k: v for k, v in self.samples.record().items() if manifest.get(k) is None})
         integrity = self.scoring.record()
         if integrity is not None:
             manifest["integrity"] = integrity
@@ -149,6 +160,8 @@ class RunSpec:
         """The run directory, created or checked against this spec (`sandbox`: the pool's describe())."""
         run_dir = RunDir(self.out)
         run_dir.open(self.manifest(sandbox), self.identity((sandbox or {}).get("tier")))
+        if not (run_dir.path / PROMPTS).exists():
+            run_dir.write_json(PROMPTS, {p.task_id: p.prompt for p in self.task.problems})
         return run_dir
 
     def default_name(self) -> str:

@@ -22,6 +22,7 @@ from .errors import UsageError
 MANIFEST = "manifest.json"
 SAMPLES = "samples.jsonl"
 RESULTS = "results.jsonl"
+PROMPTS = "prompts.json"  # the drill-down's prompts: a report is re-rendered without loading the task
 
 __all__ = ["MANIFEST", "RESULTS", "SAMPLES", "JsonlAppender", "RunDir", "read_jsonl", "row_key"]
 
@@ -150,6 +151,14 @@ class RunDir:
 
     def results(self) -> list[dict]:
         return read_jsonl(self.results_path)
+
+    def prompts(self) -> dict[str, str]:
+        """Each problem's prompt as the run recorded it ({} for runs made before 0.2)."""
+        try:
+            prompts = json.loads((self.path / PROMPTS).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return prompts if isinstance(prompts, dict) else {}
 
 
 def _first_difference(theirs: dict, ours: dict) -> str:

@@ -28,6 +28,7 @@ def _argv(command: str, tmp_path) -> list[str]:
         "prompt": ["prompt", "--task", "humaneval", "--task-id", "0"],
         "tasks": ["tasks"],
         "checkpoint": ["checkpoint", "make-tiny", str(tmp_path / "out")],
+        "export": ["export", str(run), "--format", "humaneval", "--out", str(tmp_path / "export.jsonl")],
     }[command]
 
 

@@ -43,7 +43,8 @@ def by_key(items, drop=()):
 
 
 def stable(report):
-    return {k: v for k, v in report.items() if k not in TIMING}
+    """The report less timings and the header's date (a resumed run's report is made later)."""
+    return {k: v if k != "header" else {**v, "created": None} for k, v in report.items() if k not in TIMING}
 
 
 # One uninterrupted run shared by the resume, refusal and torchrun tests.

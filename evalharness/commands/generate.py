@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     spec, generator = prepare(args, "generate", scoring_from_args(args), decoding_from_args(args))
     run_dir = spec.open()
     speed = generate_only(run_dir, spec, generator, quiet=args.quiet)
+    run_dir.write_json("generation.json", speed)  # `execute` of these samples reports this speed
     print(f"{speed['samples_generated']} samples generated ({speed['tokens_generated']} tokens, "
           f"{speed['tokens_per_s']} tokens/s) -> {run_dir.samples_path}", file=sys.stdout)
     print(f"score them with: evalharness execute {run_dir.samples_path} --task {spec.task.name}", file=sys.stdout)

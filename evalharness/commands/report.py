@@ -13,7 +13,7 @@ from pathlib import Path
 
 from evalharness import reports
 
-from ..reporting import rebuild_report
+from ..reporting import rebuild_report, run_details
 from ..runstore import RunDir
 from .options import k_list
 
@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     report = rebuild_report(args.run_path, ks=args.k, confidence=args.confidence)
-    text = render(report, args.format)
+    text = render(report, args.format, run_details(args.run_path))
     if args.out == "-":
         sys.stdout.write(text)
         return 0
@@ -49,9 +49,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def render(report: dict, fmt: str) -> str:
+def render(report: dict, fmt: str, details: dict | None = None) -> str:
+    """report.json / .md / .html text; `details` (reporting.run_details) add the per-problem drill-down."""
     if fmt == "json":
         return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     if fmt == "html":
-        return reports.render_html(report)
-    return reports.render_markdown(report) + "\n"
+        return reports.render_html(report, details)
+    return reports.render_markdown(report, details)
