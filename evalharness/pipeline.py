@@ -12,7 +12,7 @@ from typing import Iterable, Iterator, Sequence
 
 from evalharness import reports
 from evalharness.sandboxes import Job, Limits
-from evalharness.tasks import Problem, Task
+from evalharness.tasks import Problem, Task, TestProgram
 
 from . import integrity
 from .records import Result, Sample
@@ -32,14 +32,14 @@ def execute(task: Task, samples: Iterable[Sample], pool, limits: Limits,
         for sample in samples:
             problem = task.problem(sample.task_id)
             if served is None:
-                programs = task.programs(problem, sample.completion)
+                programs = task.test_programs(problem, sample.completion)
             else:  # strict: one program, the solution fed literal inputs (served tasks have one suite)
                 programs = {task.suites[0]: integrity.program(served.checks[problem.task_id], sample.completion)}
-            for suite, source in programs.items():
+            for suite, program in programs.items():
                 # a task may need more CPU for some problems (EvalPlus: 4x the reference's time)
                 cpu_s = task.timeout_for(problem, suite, limits.cpu_s)
-                yield Job(key=(sample.key, suite), source=source, keep_output=served is not None,
-                          limits=limits if cpu_s == limits.cpu_s else replace(limits, cpu_s=cpu_s))
+                yield job_for((sample.key, suite), program, limits if cpu_s == limits.cpu_s
+                              else replace(limits, cpu_s=cpu_s), keep_output=served is not None)
 
     for (sample_key, suite), verdict in pool.run(jobs()):
         if served is not None:
@@ -49,6 +49,14 @@ def execute(task: Task, samples: Iterable[Sample], pool, limits: Limits,
         if len(verdicts) == len(task.suites):
             del waiting[sample_key]
             yield Result.from_verdicts(sample_key, verdicts, task.suites)
+
+
+def job_for(key, program: TestProgram | str, limits: Limits, keep_output: bool = False) -> Job:
+    """The sandbox job for a task's test program (split into solution and checks) or a whole source."""
+    if isinstance(program, str):
+        return Job(key=key, source=program, limits=limits, keep_output=keep_output)
+    return Job(key=key, source=program.solution, limits=limits, keep_output=keep_output, checks=program.checks,
+               prelude=program.prelude, names=program.names, modules=program.modules)
 
 
 def write_report(run: RunDir, task: Task, ks: tuple[int, ...], confidence: float = 0.9,

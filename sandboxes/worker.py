@@ -36,7 +36,8 @@ import tempfile
 import time
 import traceback
 
-from . import _linux
+from . import _linux, judge
+from .judge import SUSPICIOUS_EXIT, VERDICT_FD
 
 # Modules programs commonly import: loaded once here so `import x` in a
 # program is a dict lookup. They live in sys.modules only, never in a
@@ -48,26 +49,10 @@ PREIMPORTS = (
     "struct", "time", "traceback", "contextlib", "io", "types", "weakref", "pprint",
 )
 
-VERDICT_FD = 3
 _SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 _TAIL = 2000  # bytes of output kept for the verdict detail
 _COMPILE_CACHE = 512  # code objects kept per worker
 _MAX_COMPILE_IN_WORKER = 200_000  # longer sources compile in the child, under its limits
-
-# Forgery / exit machinery markers (SANDBOX.md): a pass of a program using any
-# of them is reported `suspicious`, not `passed`. Bare `exit()` is left out on
-# purpose: MBPP task 264's reference calls it, and the token already defeats it.
-MARKERS = re.compile(
-    r"_getframe|\binspect\b|\bgc\b|\bctypes\b|\bf_back\b|\bco_consts\b|\bsettrace\b|\bsetprofile\b"
-    r"|\b_exit\b|\bsys\s*\.\s*exit\b|\batexit\b|excepthook|\bbuiltins\b|__builtins__|__import__|\bimportlib\b"
-    r"|\bf_locals\b|\bf_globals\b|\btb_frame\b|\bgi_frame\b|\bcr_frame\b|__traceback__|\bco_code\b"
-    r"|/proc/|\b__eq__\b|\b__ne__\b|\bmock\b|\bVERDICT_FD\b"
-)
-
-
-def forgery_markers(source: str) -> list[str]:
-    return sorted({m.group(0) for m in MARKERS.finditer(source)})
-
 
 class Worker:
     def __init__(self, config: dict):
@@ -82,7 +67,7 @@ class Worker:
         self.devnull = os.open(os.devnull, os.O_RDWR)
         self.userns_per_program = False
         self.jobs_run = 0
-        self.benign_getframe = _benign_getframe_callers()
+        self.trust = judge.Trust()  # captured in main(), once the pre-imports are loaded
         self.compiled: collections.OrderedDict = collections.OrderedDict()  # source -> code or SyntaxError
 
     # ------------------------------------------------------------ start-up
@@ -236,6 +221,11 @@ class Worker:
     def run(self, job: dict) -> dict:
         limits = job["limits"]
         code = self.compile(job["source"])
+        parts = None
+        if job.get("checks"):
+            parts = judge.Parts(checks=self.compile(job["checks"]) or job["checks"],
+                                prelude=(self.compile(job["prelude"]) or job["prelude"]) if job.get("prelude") else None,
+                                names=tuple(job.get("names", ())), modules=tuple(job.get("modules", ())))
         token = secrets.token_hex(16)
         self.jobs_run += 1
         workdir = os.path.join(self.scratch, f"p{self.jobs_run}")
@@ -246,7 +236,8 @@ class Worker:
         pid = os.fork()
         if pid == 0:
             try:
-                self._child(job["source"] if code is None else code, token, out_w, ver_w, workdir, limits)
+                self._child(job["source"] if code is None else code, token, out_w, ver_w, workdir, limits, parts,
+                            swallow=not job.get("keep_output", False))
             finally:
                 os._exit(70)  # whatever the program did, a child never returns into the worker loop
         os.close(out_w)
@@ -422,16 +413,14 @@ class Worker:
             return {"status": "timeout", "detail": f"cpu limit {limits['cpu_s']:g}s"}
         tok = token.encode()
         if report == tok and code == 0:
-            markers = forgery_markers(job["source"])
-            if markers:
-                return {"status": "suspicious", "detail": "passed, but uses " + ", ".join(markers)}
             return {"status": "passed", "detail": ""}
         if report.endswith(tok) and code == 0:
-            return {"status": "suspicious", "detail": "ran to the end but wrote to the verdict channel"}
+            return {"status": "suspicious", "error_type": "VerdictChannel",
+                    "detail": "ran to the end but wrote to the verdict channel"}
         if code == SUSPICIOUS_EXIT:
-            events = [ln[2:].decode(errors="replace") for ln in report.split(b"\n") if ln.startswith(b"S ")]
-            return {"status": "suspicious", "error_type": "Introspection",
-                    "detail": f"stopped at run-time introspection: {', '.join(events) or 'exit code 86'}"}
+            return _suspicious(report)
+        if sig == signal.SIGPROF:  # the EvalPlus checks' per-input CPU timer (its default action)
+            return {"status": "timeout", "detail": "an input took longer than its per-input CPU limit"}
         if sig:
             name = signal.Signals(sig).name if sig in signal.valid_signals() else str(sig)
             if sig == signal.SIGSYS:
@@ -452,7 +441,8 @@ class Worker:
 
     # ------------------------------------------------------------ the child
 
-    def _child(self, program, token: str, out_w: int, ver_w: int, workdir: str, limits: dict):
+    def _child(self, program, token: str, out_w: int, ver_w: int, workdir: str, limits: dict, parts=None,
+               swallow: bool = True):
         """Runs in the forked child: confine, run the program with fresh globals, report. Never returns."""
         try:
             os.setsid()
@@ -471,7 +461,7 @@ class Worker:
         except BaseException as e:  # noqa: BLE001 - anything here is the harness's fault
             _report("harness_error", type(e).__name__, f"sandbox setup failed: {e}")
             os._exit(70)
-        _run_program(program, token, self.tier != "process", self.benign_getframe)
+        judge.run(program, token, self.tier != "process", self.trust, parts, swallow)
 
     def _limits(self, limits: dict) -> None:
         cpu = max(1, math.ceil(limits["cpu_s"]))
@@ -495,6 +485,19 @@ class Worker:
             _linux.seccomp_install(os.getpid())
 
 
+_SUSPICIOUS_KINDS = {"introspection": ("Introspection", "stopped at run-time introspection: "),
+                     "always-equal": ("AlwaysEqual", ""), "rebinding": ("Rebinding", "")}
+
+
+def _suspicious(report: bytes) -> dict:
+    """The verdict for a program judge.run stopped: its last `S <kind>: <what>` line says why."""
+    lines = [ln[2:].decode(errors="replace") for ln in report.split(b"\n") if ln.startswith(b"S ")]
+    kind, _, what = (lines[-1] if lines else "").partition(": ")
+    error_type, prefix = _SUSPICIOUS_KINDS.get(kind, ("Introspection", "stopped: "))
+    return {"status": "suspicious", "error_type": error_type,
+            "detail": prefix + (what or kind or f"exit code {SUSPICIOUS_EXIT}")}
+
+
 def _report(status: str, error_type: str | None, message: str = "") -> None:
     line = json.dumps({"status": status, "error_type": error_type}) + "\n"
     try:
@@ -503,121 +506,6 @@ def _report(status: str, error_type: str | None, message: str = "") -> None:
         os.write(VERDICT_FD, line.encode())
     except OSError:
         pass
-
-
-# Audit events that hand a program frames or raw memory: how a program would find the token
-# at run time, however its source is disguised. Raised from the program while the guard is
-# armed, they end it at once as `suspicious` (exit code SUSPICIOUS_EXIT).
-SUSPICIOUS_EXIT = 86
-_ALWAYS_SUSPICIOUS = frozenset({
-    "object.__getattr__",  # tb_frame, gi_frame, cr_frame, ag_frame, ...
-    "sys._current_frames", "sys.settrace", "sys.setprofile",
-    "gc.get_objects", "gc.get_referrers", "gc.get_referents",
-})
-
-
-def _benign_getframe_callers() -> frozenset:
-    """Stdlib functions that call sys._getframe only to read a module name (namedtuple,
-    TypeVar & co, the Enum functional API); identified by code object, which a program
-    cannot fake."""
-    import enum
-    import typing
-
-    funcs = [collections.namedtuple, getattr(typing, "_caller", None), getattr(enum.EnumType, "_create_", None)]
-    return frozenset(f.__code__ for f in funcs if f is not None and hasattr(f, "__code__"))
-
-
-def _install_introspection_guard(benign: frozenset) -> list:
-    """Add an audit hook (permanent for the process) and return its on/off switch."""
-    armed, busy = [True], [False]
-    write, exit_, getframe = os.write, os._exit, sys._getframe
-
-    def hook(event: str, args: tuple) -> None:
-        if not armed[0] or busy[0]:
-            return
-        if event == "sys._getframe":
-            busy[0] = True
-            try:
-                caller = getframe(1).f_code  # who asked for a frame
-            finally:
-                busy[0] = False
-            if caller in benign:
-                return
-        elif event == "open":
-            path = args[0]
-            if not (isinstance(path, str) and path.startswith("/proc/") and path.endswith(("/mem", "/maps"))):
-                return
-        elif event not in _ALWAYS_SUSPICIOUS and not event.startswith("ctypes."):
-            return
-        try:
-            write(VERDICT_FD, f"S {event}\n".encode())
-        finally:
-            exit_(SUSPICIOUS_EXIT)
-
-    sys.addaudithook(hook)
-    return armed
-
-
-def _run_program(program, token: str, permission_is_violation: bool, benign: frozenset):
-    """Exec `program` (source, code object or its compile error) in fresh globals;
-    the token goes out only if exec returned.
-
-    The program can rebind anything global (os._exit, os.write, this module's functions,
-    builtins), so everything used after exec is bound to locals first; every path ends in
-    the real _exit."""
-    write, exit_, disable_gc, dumps = os.write, os._exit, gc.disable, json.dumps
-    format_exception, is_instance, type_ = traceback.format_exception, isinstance, type
-    assertion, memory, permission = AssertionError, MemoryError, PermissionError
-    out, err = sys.stdout, sys.stderr
-
-    def report(status: str, error_type: str) -> None:
-        try:
-            write(VERDICT_FD, (dumps({"status": status, "error_type": error_type}) + "\n").encode())
-        except BaseException:  # noqa: BLE001 - a rebound json or a closed fd: no report, no pass
-            pass
-
-    globals_ = {"__name__": "__main__", "__builtins__": builtins}
-    try:
-        code = compile(program, "<program>", "exec", dont_inherit=True) if is_instance(program, str) else program
-        if is_instance(code, BaseException):
-            raise code
-    except (SyntaxError, ValueError) as e:
-        write(2, "".join(traceback.format_exception_only(type_(e), e)).encode("utf-8", "replace"))
-        report("syntax_error", type_(e).__name__)
-        exit_(1)
-    del program
-    guard = _install_introspection_guard(benign)
-    try:
-        exec(code, globals_)
-    except BaseException as e:  # noqa: BLE001 - classify everything the program raised
-        try:
-            disable_gc()  # no program finalizers from here on
-            if is_instance(e, assertion):
-                status = "failed"
-            elif is_instance(e, memory):
-                status = "out_of_memory"
-            elif is_instance(e, permission) and permission_is_violation:
-                status = "sandbox_violation"
-            else:
-                status = "error"
-            # The verdict goes out first: whatever program code runs while the traceback is
-            # formatted (a hostile __str__), the report can no longer be a clean pass.
-            report(status, type_(e).__name__)
-            guard[0] = False  # the traceback module reads tb_frame itself
-            tb = "".join(format_exception(type_(e), e, e.__traceback__.tb_next, limit=-3))
-            out.flush()
-            write(2, tb[-2000:].encode("utf-8", "replace"))
-        except BaseException:  # noqa: BLE001 - hostile __str__, rebound modules, closed fds
-            pass
-        exit_(1)
-    try:
-        disable_gc()
-        out.flush()
-        err.flush()
-    except BaseException:  # noqa: BLE001
-        pass
-    write(VERDICT_FD, token.encode())
-    exit_(0)
 
 
 def main() -> None:
@@ -636,6 +524,7 @@ def main() -> None:
             __import__(name)
         except ImportError:
             pass
+    worker.trust = judge.Trust.capture()
     gc.collect()
     gc.freeze()  # children never walk (and so never copy) the worker's own objects
     os.write(proto_out, (json.dumps({"ready": True, "pid": os.getpid(), "layers": worker.layers}) + "\n").encode())
