@@ -111,11 +111,13 @@ class Trust:
     frame_readers: dict = field(default_factory=dict)
     class_attrs: dict = field(default_factory=dict)
     classes: tuple = ()  # keeps the classes behind class_attrs' ids alive
+    path_types: tuple = ()  # pathlib's path classes: their __fspath__ is trusted code
 
     @classmethod
     def capture(cls) -> "Trust":
         """In the worker, after its pre-imports and before the first fork."""
         import enum
+        import pathlib
         import typing
 
         readers = {collections.namedtuple.__code__: (None, ()), typing._caller.__code__: (None, ())}
@@ -159,7 +161,8 @@ class Trust:
                     classes.append(value)
                     for name, attr in value.__dict__.items():
                         attrs[id(value), name] = attr
-        return cls(readers, attrs, tuple(classes))
+        paths = tuple(c for c in vars(pathlib).values() if isinstance(c, type) and issubclass(c, pathlib.PurePath))
+        return cls(readers, attrs, tuple(classes), paths)
 
 
 # ------------------------------------------------------------------ the program's output
@@ -184,7 +187,7 @@ class _Sink(io.TextIOBase):
 
 # ------------------------------------------------------------------ the introspection guard
 
-def _opens_harness_state():
+def _opens_harness_state(trust: Trust):
     """A test for the path of an `open` audit event: does it reach process memory or a directory?
 
     /proc (beyond a few harmless files) holds the process's memory and environment; a file
@@ -197,19 +200,16 @@ def _opens_harness_state():
     """
     realpath, join, split, isdir, getcwd, getpid = (os.path.realpath, os.path.join, os.path.split, os.path.isdir,
                                                     os.getcwd, os.getpid)
-    type_, bytes_, str_, int_, tuple_ = type, bytes, str, int, tuple
-    import pathlib
-
-    pure_paths = tuple_(c for c in vars(pathlib).values() if type_(c) is type and issubclass(c, pathlib.PurePath))
-    fspath = pathlib.PurePath.__fspath__
+    type_, bytes_, str_, int_, any_ = type, bytes, str, int, any
+    pure_paths = trust.path_types
     readable, self_readable, memory = _PROC_READABLE, _PROC_SELF_READABLE, _PROC_MEMORY
 
     def reason(path) -> str | None:
         kind = type_(path)
         if kind is int_:
             return None  # an open file descriptor, itself opened (and judged) before
-        if kind in pure_paths:
-            path = fspath(path)
+        if any_(kind is c for c in pure_paths):  # by identity: no metaclass of the program's is asked
+            path = kind.__fspath__(path)
         elif kind is bytes_ or kind is bytearray:
             path = bytes_(path).decode("utf-8", "surrogateescape")
         elif kind is not str_:
@@ -235,7 +235,7 @@ def _install_guard(trust: Trust, stop) -> list:
     armed, busy = [True], [False]
     getframe, readers, basename, all_ = sys._getframe, trust.frame_readers, os.path.basename, all
     harmless, always = _HARMLESS_READS, _ALWAYS_SUSPICIOUS
-    opens_harness_state = _opens_harness_state()
+    opens_harness_state = _opens_harness_state(trust)
 
     def benign_frame_read(depth: int) -> bool:
         caller = getframe(depth)
