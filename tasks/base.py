@@ -15,6 +15,12 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Mapping, Sequence
 
 
+# Every task's version: 2 since verdicts follow the reference executors (main blocks do not run,
+# output is swallowed, the checks judge from their own namespace, EvalPlus's time rule), which
+# changes some results: a run made by version 1 does not resume under version 2.
+TASK_VERSION = "2"
+
+
 class TaskError(ValueError):
     """A user-facing problem with task data or a task request (one line, exit 2)."""
 

@@ -45,7 +45,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .base import Problem, Task, TaskError, TestProgram, imported_modules
+from .base import TASK_VERSION, Problem, Task, TaskError, TestProgram, imported_modules
 from .data import cache_dir as harness_cache_dir, download, file_sha256, local_file, one_file, read_records
 from .humaneval import HUMANEVAL_STOP
 from .mbpp import BIGCODE_STOP, MBPP_TIMEOUT_S
@@ -178,7 +178,7 @@ def _load(name, dataset, relative, url, problems_file, data_file, cache_dir, *, 
     ids = [p.task_id for p in problems]
     if len(set(ids)) != len(ids):
         raise TaskError(f"{path}: duplicate task_ids")
-    return EvalPlusTask(name=name, version="1", problems=tuple(problems), stop=stop, timeout_s=timeout_s,
+    return EvalPlusTask(name=name, version=TASK_VERSION, problems=tuple(problems), stop=stop, timeout_s=timeout_s,
                         default_k=(1, 10, 100), source=str(path), dataset=dataset, data_sha256=file_sha256(path),
                         cache_dir=None if cache_dir is None else str(cache_dir))
 

@@ -7,7 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import LiteralChecks, NotLiteral, Problem, Task, TaskError, TestProgram, imported_modules, parse_quietly
+from .base import (TASK_VERSION, LiteralChecks, NotLiteral, Problem, Task, TaskError, TestProgram, imported_modules,
+                   parse_quietly)
 from .data import one_file, read_records
 from .literal import literal_calls
 
@@ -98,7 +99,7 @@ def load_humaneval(problems_file: str | os.PathLike | None = None,
         raise TaskError(f"{path}: duplicate task_ids")
     return HumanEvalTask(
         name="humaneval",
-        version="1",
+        version=TASK_VERSION,
         problems=tuple(problems),
         stop=HUMANEVAL_STOP,
         timeout_s=3.0,

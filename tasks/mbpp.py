@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import LiteralChecks, Problem, Task, TaskError, TestProgram, imported_modules
+from .base import TASK_VERSION, LiteralChecks, Problem, Task, TaskError, TestProgram, imported_modules
 from .data import load_from_hub, local_file, one_file, read_records
 from .literal import literal_calls, solution_name, solution_names
 
@@ -137,14 +137,14 @@ def load_mbpp(problems_file=None, data_file=None, *, split: str = "test") -> Mbp
     problems = tuple(
         _problem(r, few_shot_prompt(shots, r["text"], r["test_list"])) for r in _split(records, split, source)
     )
-    return MbppTask(name="mbpp", version="1", problems=problems, stop=MBPP_STOP, timeout_s=MBPP_TIMEOUT_S,
+    return MbppTask(name="mbpp", version=TASK_VERSION, problems=problems, stop=MBPP_STOP, timeout_s=MBPP_TIMEOUT_S,
                     default_k=DEFAULT_K, source=_source(source, split))
 
 
 def load_mbpp_challenge(problems_file=None, data_file=None, *, split: str = "test") -> MbppTask:
     """`mbpp-challenge`: `mbpp` with `challenge_test_list` run after `test_list`."""
     task = load_mbpp(problems_file, data_file, split=split)
-    return MbppTask(name="mbpp-challenge", version="1", problems=task.problems, stop=MBPP_STOP,
+    return MbppTask(name="mbpp-challenge", version=TASK_VERSION, problems=task.problems, stop=MBPP_STOP,
                     timeout_s=MBPP_TIMEOUT_S, default_k=DEFAULT_K, source=task.source,
                     test_fields=("test_list", "challenge_test_list"))
 
@@ -153,7 +153,7 @@ def load_mbpp_bigcode(problems_file=None, data_file=None, *, split: str = "test"
     """`mbpp-bigcode`: bigcode-evaluation-harness's zero-shot docstring prompt."""
     records, source = _full_records(problems_file, data_file)
     problems = tuple(_problem(r, bigcode_prompt(r["text"], r["test_list"])) for r in _split(records, split, source))
-    return MbppBigcodeTask(name="mbpp-bigcode", version="1", problems=problems, stop=BIGCODE_STOP,
+    return MbppBigcodeTask(name="mbpp-bigcode", version=TASK_VERSION, problems=problems, stop=BIGCODE_STOP,
                            timeout_s=MBPP_TIMEOUT_S, default_k=DEFAULT_K, source=_source(source, split))
 
 
@@ -166,7 +166,7 @@ def load_mbpp_sanitized(problems_file=None, data_file=None, *, split: str = "tes
     problems = tuple(
         _problem(r, few_shot_prompt(shots, r["prompt"], r["test_list"])) for r in _split(records, split, source)
     )
-    return MbppSanitizedTask(name="mbpp-sanitized", version="1", problems=problems, stop=MBPP_STOP,
+    return MbppSanitizedTask(name="mbpp-sanitized", version=TASK_VERSION, problems=problems, stop=MBPP_STOP,
                              timeout_s=MBPP_TIMEOUT_S, default_k=DEFAULT_K, source=_source(source, split))
 
 

@@ -165,6 +165,40 @@ def test_mbpp_programs_assemble_as_specified(loaded):
     assert sanitized.programs(p82, "CODE")["test"] == "import math\nCODE\n" + "\n".join(p82.data["test_list"])
 
 
+def test_test_programs_split_solution_from_checks(loaded):
+    """Every test program is its reference text split in two; the checks take from the solution only
+    what they must, and get the prompt's helpers from the prompt."""
+    humaneval = loaded["humaneval"]
+    p32 = humaneval.problem("HumanEval/32")
+    (program,) = humaneval.test_programs(p32, "    return 0.0\n").values()
+    assert program.text == humaneval.programs(p32, "    return 0.0\n")["test"]
+    assert program.solution == p32.prompt + "    return 0.0\n" and program.checks == "check(find_zero)"
+    assert program.names == ("find_zero",) and program.modules == ("copy", "math", "random")
+    assert "def poly(" in program.prelude and "def find_zero" not in program.prelude  # the solution's own
+    assert program.prelude.endswith(p32.data["test"])
+    p0 = humaneval.problem("HumanEval/0")  # typing is not watched: annotations only
+    assert humaneval.test_programs(p0, "x")["test"].modules == ()
+    mbpp = loaded["mbpp"]
+    p367 = mbpp.problem("Mbpp/367")
+    (program,) = mbpp.test_programs(p367, "CODE").values()
+    assert program.solution == "CODE" and program.prelude == ""
+    assert program.checks == p367.data["test_setup_code"] + "\n" + "\n".join(p367.data["test_list"])
+    assert {"Node", "is_tree_balanced"} <= set(program.names) and "False" not in program.names
+    assert "sum" in mbpp.test_programs(mbpp.problem("Mbpp/126"), "CODE")["test"].names  # its reference's own
+    sanitized = loaded["mbpp-sanitized"]
+    program = sanitized.test_programs(sanitized.problem("Mbpp/139"), "CODE")["test"]
+    assert program.solution == "import math\nCODE" and "math" in program.names and "math" in program.modules
+
+
+def test_prompt_helpers_leave_out_the_entry_point_and_survive_prompts_without_a_body():
+    from evalharness.tasks.humaneval import prompt_helpers
+
+    assert prompt_helpers("import math\n\ndef h(x):\n    return x\n\ndef f(a):\n", "    return h(a)\n", "f") == (
+        "import math\n\ndef h(x):\n    return x")
+    assert prompt_helpers("def return1():\n", "", "return1") == ""  # no reference: the prompt alone + pass
+    assert prompt_helpers("def broken(:\n", "", "broken") == ""
+
+
 def test_evalplus_programs_end_with_the_checks(loaded):
     problem = loaded["humaneval-plus"].problem("HumanEval/0")
     n_base, n_plus = len(problem.data["base_input"]), len(problem.data["plus_input"])
@@ -194,7 +228,7 @@ def test_evalplus_programs_end_with_the_checks(loaded):
 
 def test_describe_records_version_and_fingerprint(loaded):
     described = loaded["mbpp"].describe()
-    assert described["version"] == "1" and len(described["fingerprint"]) == 16
+    assert described["version"] == "2" and len(described["fingerprint"]) == 16
     assert described["n_problems"] == 500 and described["stop"] == ["[DONE]"]
     assert loaded["mbpp"].fingerprint() != loaded["mbpp-challenge"].fingerprint()
 
