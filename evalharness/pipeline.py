@@ -56,7 +56,8 @@ def job_for(key, program: TestProgram | str, limits: Limits, keep_output: bool =
     if isinstance(program, str):
         return Job(key=key, source=program, limits=limits, keep_output=keep_output)
     return Job(key=key, source=program.solution, limits=limits, keep_output=keep_output, checks=program.checks,
-               prelude=program.prelude, names=program.names, modules=program.modules)
+               prelude=program.prelude, names=program.names, modules=program.modules,
+               call_limits=program.call_limits)
 
 
 def write_report(run: RunDir, task: Task, ks: tuple[int, ...], confidence: float = 0.9,

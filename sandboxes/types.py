@@ -55,7 +55,9 @@ class Job:
     (trusted dataset code: HumanEval's prompt and test), `names` are copied from the
     solution's namespace after it ran (its functions wrapped, so that every value they
     return is inspected), `modules` are imported before the solution and watched for
-    patches. Without `checks`, `source` is the whole program.
+    patches; `call_limits[i]` is the CPU seconds the i-th call of a wrapped function may take
+    (EvalPlus's per-input limit; over it the program ends as a timeout). Without `checks`,
+    `source` is the whole program.
     """
 
     key: Hashable
@@ -66,6 +68,7 @@ class Job:
     prelude: str = ""
     names: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
+    call_limits: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

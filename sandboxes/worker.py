@@ -225,7 +225,8 @@ class Worker:
         if job.get("checks"):
             parts = judge.Parts(checks=self.compile(job["checks"]) or job["checks"],
                                 prelude=(self.compile(job["prelude"]) or job["prelude"]) if job.get("prelude") else None,
-                                names=tuple(job.get("names", ())), modules=tuple(job.get("modules", ())))
+                                names=tuple(job.get("names", ())), modules=tuple(job.get("modules", ())),
+                                call_limits=tuple(job.get("call_limits", ())))
         token = secrets.token_hex(16)
         self.jobs_run += 1
         workdir = os.path.join(self.scratch, f"p{self.jobs_run}")
@@ -419,8 +420,9 @@ class Worker:
                     "detail": "ran to the end but wrote to the verdict channel"}
         if code == SUSPICIOUS_EXIT:
             return _suspicious(report)
-        if sig == signal.SIGPROF:  # the EvalPlus checks' per-input CPU timer (its default action)
-            return {"status": "timeout", "detail": "an input took longer than its per-input CPU limit"}
+        if sig == signal.SIGPROF:  # judge's per-call CPU timer (Job.call_limits), by its default action
+            return {"status": "timeout", "detail": "a call of the solution took longer than its CPU limit "
+                    "(EvalPlus's per-input limit)"}
         if sig:
             name = signal.Signals(sig).name if sig in signal.valid_signals() else str(sig)
             if sig == signal.SIGSYS:

@@ -57,7 +57,9 @@ class TestProgram:
     another: `prelude` (trusted dataset code: HumanEval's prompt and test, the EvalPlus
     checks) runs there before the solution, `names` are then taken from the solution's
     namespace, and `checks` runs last. `modules` are the modules the checks can reach (their
-    own imports and the prompt's and reference solution's), watched for patches.
+    own imports and the prompt's and reference solution's), watched for patches. `call_limits`
+    are executor settings, like a timeout, so they stay out of `text` (and the fingerprint):
+    they come from this machine's reference times.
     """
 
     text: str
@@ -66,6 +68,7 @@ class TestProgram:
     prelude: str = ""
     names: tuple[str, ...] = ()
     modules: tuple[str, ...] = ()
+    call_limits: tuple[float, ...] = ()  # CPU seconds per call of the solution (EvalPlus), not in `text`
 
 
 @dataclass(frozen=True)

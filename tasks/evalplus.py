@@ -27,7 +27,7 @@ Time limits, EvalPlus's rule (evalplus 0.3.1, evalplus/eval/__init__.py
 DEFAULT_GT_TIME_LIMIT_FACTOR = 4.0): each input may take max(1 s, 4 x the
 reference's time on it), and the suite's process gets min(60 s, the sum of
 those) + 1 s (+ 1 s more before it is killed). Here: the same per-input limits
-in CPU time (ITIMER_PROF, see _evalplus_runtime.py), and the suite's program
+in CPU time (ITIMER_PROF around each call: TestProgram.call_limits), and the suite's program
 min(60, sum) + 2 s of CPU plus 4 x the checks' own cost of comparing big
 outputs by digest, which EvalPlus does not pay. The reference times are this
 machine's CPU times, not wall times (EvalPlus measures wall time), so load
@@ -90,11 +90,10 @@ class EvalPlusTask(Task):
         atol, oracle, entry = problem.data["atol"], self.oracle(problem), problem.entry_point
         programs = {}
         for suite, payload in self._payloads(problem).items():
-            limits = self.input_limits(problem, suite)
-            checks = f"_ep_check({entry}, {payload}, atol={atol!r}, oracle={oracle!r}, limits={limits!r})\n"
+            checks = f"_ep_check({entry}, {payload}, atol={atol!r}, oracle={oracle!r})\n"
             programs[suite] = TestProgram(text=solution + "\n\n\n" + RUNTIME_SOURCE + "\n" + checks, solution=solution,
                                           prelude=RUNTIME_SOURCE, checks=checks, names=(entry,),
-                                          modules=RUNTIME_MODULES)
+                                          modules=RUNTIME_MODULES, call_limits=tuple(self.input_limits(problem, suite)))
         return programs
 
     def input_limits(self, problem: Problem, suite: str) -> list[float]:
