@@ -425,5 +425,5 @@ def test_tasks_command_lists_every_task(shared_data, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:3] == ["TASK", "VERSION", "PROBLEMS"]
     rows = {line.split()[0]: line.split()[1:3] for line in lines[1:]}
-    assert rows["mbpp"] == ["1", "500"] and rows["mbpp-sanitized"] == ["1", "257"] and rows["mbpp-plus"] == ["1", "378"]
+    assert rows["mbpp"] == ["2", "500"] and rows["mbpp-sanitized"] == ["2", "257"] and rows["mbpp-plus"] == ["2", "378"]
     assert set(TASKS) <= set(rows)
