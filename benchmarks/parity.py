@@ -143,6 +143,8 @@ DELIBERATE = {
     "unused_sympy": _v("unused_sympy", module="import sympy\n"),
     # limits are CPU time: sleeping 3.5 s (once) is no work
     "sleeps_past_the_wall_limit": _v("sleeps_past_the_wall_limit", module="import time\ntime.sleep(3.5)\n"),
+    # the checks' namespace is not the solution's: names only the test defines are not there
+    "uses_the_tests_names": _v("uses_the_tests_names", body="assert METADATA is not None\n"),
 }
 
 

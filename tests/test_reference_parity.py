@@ -34,6 +34,7 @@ DELIBERATE_OUTCOME = {
     "signal_handler": ("error:ValueError", "passed"),
     "unused_sympy": ("suspicious", "passed"),
     "sleeps_past_the_wall_limit": ("passed", "timed out"),
+    "uses_the_tests_names": ("error:NameError", "passed"),
 }
 
 
@@ -114,6 +115,9 @@ PLUS_CASES = {  # variant -> (what goes before the canonical body, EvalPlus's ve
                                  + _BUSY.format(pad="        ", s=1.5), False),
     "prints_over_a_mib": ("    print('x' * 2000)\n", True),
 }
+# deliberate difference: EvalPlus times inputs by the wall clock, the harness by CPU time
+SLEEPS_ON_ONE_INPUT = ("    import time\n    has_close_elements.calls = getattr(has_close_elements, 'calls', 0) + 1\n"
+                       "    if has_close_elements.calls == 5:\n        time.sleep(1.5)\n")
 PLUS_SUFFIX = "\n\nimport numpy as np\nif __name__ == '__main__':\n    assert False\n"
 
 
@@ -129,10 +133,12 @@ def test_plus_tasks_follow_evalplus_time_and_comparison_rules(plus_task, pool):
     problem = plus_task.problems[0]
     completions = {name: "    return False\n" if head is None else head + problem.reference + PLUS_SUFFIX
                    for name, (head, _) in PLUS_CASES.items()}
+    completions["sleeps_on_one_input"] = SLEEPS_ON_ONE_INPUT + problem.reference
     samples = [Sample(problem.task_id, i, text) for i, text in enumerate(completions.values())]
     rows = parity.harness_results(plus_task, samples, pool)
     got = {name: rows[(problem.task_id, i)] for i, name in enumerate(completions)}
-    assert {name: row["passed"] for name, row in got.items()} == {name: v for name, (_, v) in PLUS_CASES.items()}, got
+    expected = {name: v for name, (_, v) in PLUS_CASES.items()} | {"sleeps_on_one_input": True}  # EvalPlus: False
+    assert {name: row["passed"] for name, row in got.items()} == expected, got
     assert got["one_input_over_its_limit"]["status"] == "timeout"
     # the limits themselves: 1 s per input here (4 x a sub-millisecond reference), the plus suite capped at 60 + 2
     assert set(plus_task.input_limits(problem, "plus")) == {1.0}

@@ -61,6 +61,9 @@ TRIPPED = {
                               "suspicious", "process state"),
     "module_patched": ("HumanEval/32", "    import math\n    math.pow = pow\n", "suspicious", "math.pow"),
     "module_attribute_deleted": ("HumanEval/32", "    import math\n    del math.pi\n", "suspicious", "deleted"),
+    # a class the program imports (not loaded before it ran) with Python comparisons: not trusted
+    "returned_library_value_loaded_late": (H0, "    import uuid\n    return uuid.UUID(int=1)\n",
+                                           "suspicious", "UUID.__eq__"),
     "returned_class_with_python_eq": (H0, "    class B(int):\n        def __eq__(self, o):\n            return True\n"
                                       "        __hash__ = int.__hash__\n    return B(0)\n", "suspicious", "B.__eq__"),
 }
