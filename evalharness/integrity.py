@@ -30,8 +30,8 @@ from evalharness.tasks.literal import parse_literal, same_value
 RESULTS_MARK = "@@evalharness-integrity-results@@ "
 _BIG_INT_BITS = 14_000  # about 4,200 decimal digits: larger ints cross in hex (no str-conversion limit)
 
-# The driver appended to prefix + completion. It must avoid the sandbox's forgery markers
-# (sandboxes.worker.MARKERS), or every passing program would be `suspicious`.
+# The driver appended to prefix + completion. It must not read frames or other introspection
+# the sandbox's guard stops (sandboxes/judge.py), or every program would be `suspicious`.
 _DRIVER = '''
 
 def _evalharness_driver(solution, calls):

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, Sequence
 
 from evalharness import reports
 from evalharness.sandboxes import Job, Limits, Verdict
-from evalharness.tasks import Problem, Task
+from evalharness.tasks import Problem, Task, TestProgram
 
 from .progress import Progress
 from .records import Result, Sample
@@ -112,6 +112,15 @@ def execute(scoring: Scoring, samples: Iterable[Sample], pool, limits: Limits) -
                     yield replace(outcome, decision=f"{note}; re-judged in {again.name} mode: {label}")
 
 
+def job_for(key, program: TestProgram | str, limits: Limits, keep_output: bool = False) -> Job:
+    """The sandbox job for a task's test program (split into solution and checks) or a whole source."""
+    if isinstance(program, str):
+        return Job(key=key, source=program, limits=limits, keep_output=keep_output)
+    return Job(key=key, source=program.solution, limits=limits, keep_output=keep_output, checks=program.checks,
+               prelude=program.prelude, names=program.names, modules=program.modules,
+               call_limits=program.call_limits)
+
+
 def _judge(scoring: Scoring, samples: Iterable[Sample], pool, limits: Limits) -> Iterator[tuple[Sample, object]]:
     """(sample, Result or Rejudge) for each sample, in completion order."""
     task = scoring.task
@@ -125,8 +134,8 @@ def _judge(scoring: Scoring, samples: Iterable[Sample], pool, limits: Limits) ->
             for suite, program in programs.items():
                 # a task may need more CPU for some problems (EvalPlus: 4x the reference's time)
                 cpu_s = task.timeout_for(problem, suite, limits.cpu_s)
-                yield Job(key=(sample.key, suite), source=program.source, keep_output=program.keep_output,
-                          limits=limits if cpu_s == limits.cpu_s else replace(limits, cpu_s=cpu_s))
+                yield job_for((sample.key, suite), program.source, keep_output=program.keep_output,
+                              limits=limits if cpu_s == limits.cpu_s else replace(limits, cpu_s=cpu_s))
 
     for (key, suite), verdict in pool.run(jobs()):
         sample, problem, verdicts, expected = waiting[key]

@@ -23,7 +23,7 @@ from typing import ClassVar
 
 from evalharness.reports import status_label
 from evalharness.sandboxes import Verdict
-from evalharness.tasks import TASKS, NotLiteral, Problem, Task
+from evalharness.tasks import TASKS, NotLiteral, Problem, Task, TestProgram
 
 from . import integrity
 from .errors import UsageError
@@ -32,9 +32,10 @@ from .records import Result, SampleKey
 
 @dataclass(frozen=True)
 class Program:
-    """One sandbox program of a sample. `keep_output`: its whole output comes back with the verdict."""
+    """One sandbox program of a sample: a task's test program (solution and checks apart) or one
+    whole source. `keep_output`: its whole output comes back with the verdict."""
 
-    source: str
+    source: TestProgram | str
     keep_output: bool = False
 
 
@@ -86,7 +87,7 @@ class StandardScoring(Scoring):
         self._strict = StrictScoring(task)  # serves problems one at a time, for re-judging only
 
     def programs(self, problem: Problem, completion: str) -> dict[str, Program]:
-        return {suite: Program(source) for suite, source in self.task.programs(problem, completion).items()}
+        return {suite: Program(test) for suite, test in self.task.test_programs(problem, completion).items()}
 
     def judge(self, key: SampleKey, problem: Problem, verdicts: dict[str, Verdict]) -> Result | Rejudge:
         result = Result.from_verdicts(key, verdicts, self.task.suites)

@@ -264,6 +264,9 @@ class SandboxPool:
                           "open_files": lim.open_files}}
         if job.keep_output:
             msg["keep_output"] = True
+        if job.checks:  # the solution and its checks as separate parts (see Job)
+            msg.update(checks=job.checks, prelude=job.prelude, names=list(job.names), modules=list(job.modules),
+                       call_limits=list(job.call_limits))
         if not w.inflight:
             w.head_since = time.monotonic()
         w.inflight.append(item)

@@ -31,7 +31,10 @@ class Limits:
     cpu_s: float = 3.0
     wall_s: float | None = None  # default: the wall-cap rule below (sleeping programs use no CPU)
     memory_mb: int = 4096  # RLIMIT_AS
-    output_bytes: int = 1 << 20  # stdout+stderr captured at most; more is output_limit
+    # bytes a program may write to its raw stdout/stderr file descriptors; more is output_limit.
+    # print() and sys.stdout/sys.stderr are swallowed in the program (as the reference
+    # executors do), so only os.write-style floods reach this cap.
+    output_bytes: int = 1 << 20
     file_size_mb: int = 64  # RLIMIT_FSIZE
     open_files: int = 64  # RLIMIT_NOFILE
 
@@ -52,14 +55,28 @@ class Limits:
 class Job:
     """One program to run. `key` comes back with its verdict, untouched.
 
-    `keep_output`: return the program's whole stdout+stderr in `Verdict.output` (for
+    `keep_output`: return the program's raw stdout+stderr in `Verdict.output` (for
     programs whose output is their answer, e.g. integrity mode's recorded results).
+
+    With `checks`, `source` is only the solution, and the checks judge it from a namespace
+    of their own that the solution cannot rebind: `prelude` runs there before the solution
+    (trusted dataset code: HumanEval's prompt and test), `names` are copied from the
+    solution's namespace after it ran (its functions wrapped, so that every value they
+    return is inspected), `modules` are imported before the solution and watched for
+    patches; `call_limits[i]` is the CPU seconds the i-th call of a wrapped function may take
+    (EvalPlus's per-input limit; over it the program ends as a timeout). Without `checks`,
+    `source` is the whole program.
     """
 
     key: Hashable
     source: str
     limits: Limits = Limits()
     keep_output: bool = False
+    checks: str = ""
+    prelude: str = ""
+    names: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
+    call_limits: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,11 @@ the pipe hangs up, the running program is killed and the worker exits.
 """
 from __future__ import annotations
 
-import builtins
 import collections
 import gc
 import json
 import math
 import os
-import re
 import resource
 import secrets
 import select
@@ -48,10 +46,10 @@ import socket
 import sys
 import tempfile
 import time
-import traceback
 import types
 
-from . import _linux, scratch
+from . import _linux, judge, scratch
+from .judge import SUSPICIOUS_EXIT, VERDICT_FD
 
 # Modules programs commonly import: loaded once here so `import x` in a
 # program is a dict lookup. They live in sys.modules only, never in a
@@ -63,28 +61,14 @@ PREIMPORTS = (
     "struct", "time", "traceback", "contextlib", "io", "types", "weakref", "pprint",
 )
 
-VERDICT_FD = 3
 _SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 _TAIL = 2000  # bytes of output kept for the verdict detail
 _COMPILE_CACHE = 512  # code objects kept per worker
 _MAX_COMPILE_IN_WORKER = 200_000  # longer sources compile in the child, under its limits
 _WORK = "work"  # the program's dir inside the scratch dir: one inode for the worker's life (Landlock rule)
 _TOKEN_BYTES = 32  # the child's first bytes on its output pipe: its token, in hex
-
-# Forgery / exit machinery markers (SANDBOX.md): a pass of a program using any
-# of them is reported `suspicious`, not `passed`. Bare `exit()` is left out on
-# purpose: MBPP task 264's reference calls it, and the token already defeats it.
-MARKERS = re.compile(
-    r"_getframe|\binspect\b|\bgc\b|\bctypes\b|\bf_back\b|\bco_consts\b|\bsettrace\b|\bsetprofile\b"
-    r"|\b_exit\b|\bsys\s*\.\s*exit\b|\batexit\b|excepthook|\bbuiltins\b|__builtins__|__import__|\bimportlib\b"
-    r"|\bf_locals\b|\bf_globals\b|\btb_frame\b|\bgi_frame\b|\bcr_frame\b|__traceback__|\bco_code\b"
-    r"|/proc/|\b__eq__\b|\b__ne__\b|\bmock\b|\bVERDICT_FD\b"
-)
-
-
-def forgery_markers(source: str) -> list[str]:
-    return sorted({m.group(0) for m in MARKERS.finditer(source)})
-
+# what the forker needs of a job to start its child (the worker keeps the rest)
+_FORKER_KEYS = ("source", "limits", "checks", "prelude", "names", "modules", "call_limits", "keep_output")
 
 class Worker:
     def __init__(self, config: dict):
@@ -103,7 +87,7 @@ class Worker:
         self.forker = 0  # pid of the process that forks the programs
         self.to_forker = -1  # jobs go down this pipe ...
         self.from_forker: socket.socket | None = None  # ... and each child's pipes and exit come back
-        self.benign_getframe = _benign_getframe_callers()
+        self.trust = judge.Trust()  # captured in main(), once the pre-imports are loaded
         self.compiled: collections.OrderedDict = collections.OrderedDict()  # source -> code or SyntaxError
 
     # ------------------------------------------------------------ start-up
@@ -217,8 +201,12 @@ class Worker:
             self.landlock_abi = _linux.landlock_abi()
             # The work dir only: the scratch dir around it (and whatever another program could
             # leave there) is neither readable nor writable.
+            # Site-packages dirs are listable (import's path finder lists them; only their code
+            # entries are readable), else a library import depends on the worker's import cache.
+            site_dirs = sorted({os.path.dirname(p) for p in self.read_paths
+                                if os.path.basename(os.path.dirname(p)) in ("site-packages", "dist-packages")})
             self.ruleset_fd = _linux.landlock_ruleset(self.landlock_abi, self.read_paths, [self.workdir],
-                                                      ["/dev/null", "/dev/zero", "/dev/urandom"])
+                                                      ["/dev/null", "/dev/zero", "/dev/urandom"], site_dirs)
             self._layer("landlock", True, f"ABI {self.landlock_abi}: read-only runtime, write only the program dir"
                         + (", no TCP" if self.landlock_abi >= 4 else "")
                         + (", scoped signals" if self.landlock_abi >= 6 else ""))
@@ -308,12 +296,19 @@ class Worker:
         for line in _lines(lambda: os.read(jobs_r, 1 << 16)):
             job = json.loads(line)
             code = self.compile(job["source"])
+            parts = None
+            if job.get("checks"):
+                parts = judge.Parts(checks=self.compile(job["checks"]) or job["checks"],
+                                    prelude=(self.compile(job["prelude"]) or job["prelude"]) if job.get("prelude") else None,
+                                    names=tuple(job.get("names", ())), modules=tuple(job.get("modules", ())),
+                                    call_limits=tuple(job.get("call_limits", ())))
             out_r, out_w = os.pipe()
             ver_r, ver_w = os.pipe()
             pid = os.fork()
             if pid == 0:
                 try:
-                    self._child(job["source"] if code is None else code, out_w, ver_w, self.workdir, job["limits"])
+                    self._child(job["source"] if code is None else code, out_w, ver_w, self.workdir, job["limits"],
+                                parts, swallow=not job.get("keep_output", False))
                 finally:
                     os._exit(70)  # whatever the program did, a child never returns into this loop
             os.close(out_w)
@@ -333,7 +328,7 @@ class Worker:
         """Run one job; its verdict, or None when the harness is gone (the lifeline hung up)."""
         limits = job["limits"]
         start = time.monotonic()
-        data = (json.dumps({"source": job["source"], "limits": limits}) + "\n").encode()
+        data = (json.dumps({k: job[k] for k in _FORKER_KEYS if k in job}) + "\n").encode()
         try:
             while data:
                 data = data[os.write(self.to_forker, data):]
@@ -500,16 +495,15 @@ class Worker:
             return {"status": "timeout", "detail": f"cpu limit {limits['cpu_s']:g}s"}
         tok = token.encode()
         if report == tok and code == 0:
-            markers = forgery_markers(job["source"])
-            if markers:
-                return {"status": "suspicious", "detail": "passed, but uses " + ", ".join(markers)}
             return {"status": "passed", "detail": ""}
         if report.endswith(tok) and code == 0:
-            return {"status": "suspicious", "detail": "ran to the end but wrote to the verdict channel"}
+            return {"status": "suspicious", "error_type": "VerdictChannel",
+                    "detail": "ran to the end but wrote to the verdict channel"}
         if code == SUSPICIOUS_EXIT:
-            events = [ln[2:].decode(errors="replace") for ln in report.split(b"\n") if ln.startswith(b"S ")]
-            return {"status": "suspicious", "error_type": "Introspection",
-                    "detail": f"stopped at run-time introspection: {', '.join(events) or 'exit code 86'}"}
+            return _suspicious(report)
+        if sig == signal.SIGPROF:  # judge's per-call CPU timer (Job.call_limits), by its default action
+            return {"status": "timeout", "detail": "a call of the solution took longer than its CPU limit "
+                    "(EvalPlus's per-input limit)"}
         if sig:
             name = signal.Signals(sig).name if sig in signal.valid_signals() else str(sig)
             if sig == signal.SIGSYS:
@@ -530,7 +524,8 @@ class Worker:
 
     # ------------------------------------------------------------ the child
 
-    def _child(self, program, out_w: int, ver_w: int, workdir: str, limits: dict):
+    def _child(self, program, out_w: int, ver_w: int, workdir: str, limits: dict, parts=None,
+               swallow: bool = True):
         """Runs in the forked child: make the token, confine, run the program with fresh globals,
         report. Never returns."""
         try:
@@ -552,7 +547,7 @@ class Worker:
         except BaseException as e:  # noqa: BLE001 - anything here is the harness's fault
             _report("harness_error", type(e).__name__, f"sandbox setup failed: {e}")
             os._exit(70)
-        _run_program(program, token, self.permission_is_violation, self.benign_getframe)
+        judge.run(program, token, self.permission_is_violation, self.trust, parts, swallow)
 
     def _limits(self, limits: dict) -> None:
         cpu = max(1, math.ceil(limits["cpu_s"]))
@@ -615,119 +610,17 @@ def _report(status: str, error_type: str | None, message: str = "") -> None:
         pass
 
 
-# Audit events that hand a program frames or raw memory: how a program would find the token
-# at run time, however its source is disguised. Raised from the program while the guard is
-# armed, they end it at once as `suspicious` (exit code SUSPICIOUS_EXIT).
-SUSPICIOUS_EXIT = 86
-_ALWAYS_SUSPICIOUS = frozenset({
-    "object.__getattr__",  # tb_frame, gi_frame, cr_frame, ag_frame, ...
-    "sys._current_frames", "sys.settrace", "sys.setprofile",
-    "gc.get_objects", "gc.get_referrers", "gc.get_referents",
-})
+_SUSPICIOUS_KINDS = {"introspection": ("Introspection", "stopped at run-time introspection: "),
+                     "always-equal": ("AlwaysEqual", ""), "rebinding": ("Rebinding", "")}
 
 
-def _benign_getframe_callers() -> frozenset:
-    """Stdlib functions that call sys._getframe only to read a module name (namedtuple,
-    TypeVar & co, the Enum functional API); identified by code object, which a program
-    cannot fake."""
-    import enum
-    import typing
-
-    funcs = [collections.namedtuple, getattr(typing, "_caller", None), getattr(enum.EnumType, "_create_", None)]
-    return frozenset(f.__code__ for f in funcs if f is not None and hasattr(f, "__code__"))
-
-
-def _install_introspection_guard(benign: frozenset) -> list:
-    """Add an audit hook (permanent for the process) and return its on/off switch."""
-    armed, busy = [True], [False]
-    write, exit_, getframe = os.write, os._exit, sys._getframe
-
-    def hook(event: str, args: tuple) -> None:
-        if not armed[0] or busy[0]:
-            return
-        if event == "sys._getframe":
-            busy[0] = True
-            try:
-                caller = getframe(1).f_code  # who asked for a frame
-            finally:
-                busy[0] = False
-            if caller in benign:
-                return
-        elif event == "open":
-            path = args[0]
-            if not (isinstance(path, str) and path.startswith("/proc/") and path.endswith(("/mem", "/maps"))):
-                return
-        elif event not in _ALWAYS_SUSPICIOUS and not event.startswith("ctypes."):
-            return
-        try:
-            write(VERDICT_FD, f"S {event}\n".encode())
-        finally:
-            exit_(SUSPICIOUS_EXIT)
-
-    sys.addaudithook(hook)
-    return armed
-
-
-def _run_program(program, token: str, permission_is_violation: bool, benign: frozenset):
-    """Exec `program` (source, code object or its compile error) in fresh globals;
-    the token goes out only if exec returned.
-
-    The program can rebind anything global (os._exit, os.write, this module's functions,
-    builtins), so everything used after exec is bound to locals first; every path ends in
-    the real _exit."""
-    write, exit_, disable_gc, dumps = os.write, os._exit, gc.disable, json.dumps
-    format_exception, is_instance, type_ = traceback.format_exception, isinstance, type
-    assertion, memory, permission = AssertionError, MemoryError, PermissionError
-    out, err = sys.stdout, sys.stderr
-
-    def report(status: str, error_type: str) -> None:
-        try:
-            write(VERDICT_FD, (dumps({"status": status, "error_type": error_type}) + "\n").encode())
-        except BaseException:  # noqa: BLE001 - a rebound json or a closed fd: no report, no pass
-            pass
-
-    globals_ = {"__name__": "__main__", "__builtins__": builtins}
-    try:
-        code = compile(program, "<program>", "exec", dont_inherit=True) if is_instance(program, str) else program
-        if is_instance(code, BaseException):
-            raise code
-    except (SyntaxError, ValueError) as e:
-        write(2, "".join(traceback.format_exception_only(type_(e), e)).encode("utf-8", "replace"))
-        report("syntax_error", type_(e).__name__)
-        exit_(1)
-    del program
-    guard = _install_introspection_guard(benign)
-    try:
-        exec(code, globals_)
-    except BaseException as e:  # noqa: BLE001 - classify everything the program raised
-        try:
-            disable_gc()  # no program finalizers from here on
-            if is_instance(e, assertion):
-                status = "failed"
-            elif is_instance(e, memory):
-                status = "out_of_memory"
-            elif is_instance(e, permission) and permission_is_violation:
-                status = "sandbox_violation"
-            else:
-                status = "error"
-            # The verdict goes out first: whatever program code runs while the traceback is
-            # formatted (a hostile __str__), the report can no longer be a clean pass.
-            report(status, type_(e).__name__)
-            guard[0] = False  # the traceback module reads tb_frame itself
-            tb = "".join(format_exception(type_(e), e, e.__traceback__.tb_next, limit=-3))
-            out.flush()
-            write(2, tb[-2000:].encode("utf-8", "replace"))
-        except BaseException:  # noqa: BLE001 - hostile __str__, rebound modules, closed fds
-            pass
-        exit_(1)
-    try:
-        disable_gc()
-        out.flush()
-        err.flush()
-    except BaseException:  # noqa: BLE001
-        pass
-    write(VERDICT_FD, token.encode())
-    exit_(0)
+def _suspicious(report: bytes) -> dict:
+    """The verdict for a program judge.run stopped: its last `S <kind>: <what>` line says why."""
+    lines = [ln[2:].decode(errors="replace") for ln in report.split(b"\n") if ln.startswith(b"S ")]
+    kind, _, what = (lines[-1] if lines else "").partition(": ")
+    error_type, prefix = _SUSPICIOUS_KINDS.get(kind, ("Introspection", "stopped: "))
+    return {"status": "suspicious", "error_type": error_type,
+            "detail": prefix + (what or kind or f"exit code {SUSPICIOUS_EXIT}")}
 
 
 def main() -> None:
@@ -749,6 +642,7 @@ def main() -> None:
             __import__(name)
         except ImportError:
             pass
+    worker.trust = judge.Trust.capture()
     gc.collect()
     gc.freeze()  # children never walk (and so never copy) the worker's own objects
     worker.start_forker(close=(proto_in.fileno(), proto_out))

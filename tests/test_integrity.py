@@ -21,7 +21,6 @@ from evalharness.records import Sample
 from evalharness.scoring import StandardScoring, StrictScoring, strict_tasks
 from evalharness.reports import status_label
 from evalharness.sandboxes import Job, Limits, Verdict
-from evalharness.sandboxes.worker import forgery_markers
 from evalharness.tasks import TASKS, LiteralChecks, NotLiteral, load_task
 from evalharness.tasks.literal import literal_calls, parse_literal, same_value
 
@@ -129,7 +128,6 @@ def test_sandbox_program_holds_no_check_and_no_expected_value(served):
         assert program.startswith(head)
         driver = program[len(head):]
         assert "assert" not in driver and not re.search(r"\bcheck\b", driver) and "METADATA" not in driver
-        assert forgery_markers(driver) == []  # the driver never makes a pass `suspicious`
         inputs = "".join(checks.literal.calls)
         for node in ast.walk(ast.parse(checks.literal.setup)):  # `candidate(...) == EXPECTED`: EXPECTED stays out
             if isinstance(node, ast.Compare) and len(node.comparators) == 1 and isinstance(node.left, ast.Call):
@@ -260,7 +258,7 @@ def test_strict_and_standard_agree(pool, served):
 
 # ----------------------------------------------------------------- forgeries
 
-# Always-equal objects whose source avoids the lexical `__eq__` marker: the standard mode passes them.
+# An always-equal object whose source avoids the word `__eq__`: standard mode stops it at run time.
 ALWAYS_EQUAL = "    return type('Yes', (), {'_' '_eq_' '_': lambda self, other: True})()\n"
 FORGERIES = {
     "int subclass, always equal, literal repr": (
@@ -278,10 +276,12 @@ FORGERIES = {
 }
 
 
-def test_always_equal_object_passes_standard_but_not_strict(pool, served):
+def test_always_equal_object_is_suspicious_standard_and_fails_strict(pool, served):
+    """Standard mode stops it as suspicious and re-judges it in strict mode, where it fails."""
     item = [("HumanEval/0", ALWAYS_EQUAL)]
     standard = run_standard(pool, load_task("humaneval"), item)[("HumanEval/0", 0)]
-    assert standard["label"] == "passed"  # the weakness strict mode closes: no marker, no run-time event
+    assert standard["label"] == "error:NonLiteralResult", standard
+    assert standard["decision"].startswith("suspicious in standard mode (") and "Yes.__eq__" in standard["decision"]
     strict = run_strict(pool, served["humaneval"], item)[("HumanEval/0", 0)]
     assert strict["label"] == "error:NonLiteralResult", strict
 

@@ -50,7 +50,7 @@ def test_statuses_of_plain_programs(pool):
         "syntax_error": "def f(:\n",
         "error:NameError": "re.compile('x')\n",  # pre-imported modules must not leak into globals
         "out_of_memory": "x = bytearray(1 << 40)\n",
-        "output_limit": "while True:\n    print('x' * 1000)\n",
+        "output_limit": "import os\nwhile True:\n    os.write(1, b'x' * 1000)\n",  # print() is swallowed
     }
     verdicts = run_all(pool, [Job(label, src, FAST) for label, src in cases.items()])
     assert {k: status_label(v) for k, v in verdicts.items()} == {k: k for k in cases}
@@ -216,15 +216,16 @@ def test_canonical_solutions_pass_under_a_cpu_hog_on_every_core(humaneval):
     assert not bad, bad
 
 
-def test_forgery_markers_make_a_pass_suspicious_but_plain_exit_calls_do_not(pool):
+def test_introspection_is_suspicious_at_run_time_and_words_in_the_source_are_not(pool):
     verdicts = run_all(pool, [
         Job("inspect", "import inspect\nassert inspect.isfunction(lambda: 0)\n"),
         Job("getframe", "import sys\nassert sys._getframe() is not None\n"),
+        Job("currentframe", "import inspect\nassert inspect.currentframe() is not None\n"),
         Job("mbpp264", "def dog_age(h):\n    if h < 0:\n        exit()\n    return h * 10.5\nassert dog_age(2) == 21\n"),
     ])
-    assert verdicts["inspect"].status == verdicts["getframe"].status == "suspicious"
-    assert "inspect" in verdicts["inspect"].detail
-    assert verdicts["mbpp264"].passed
+    assert verdicts["inspect"].passed and verdicts["mbpp264"].passed
+    assert verdicts["getframe"].status == verdicts["currentframe"].status == "suspicious"
+    assert "sys._getframe by currentframe (inspect.py)" in verdicts["currentframe"].detail
 
 
 def test_process_tier_programs_hold_no_capabilities_and_private_namespaces():
@@ -240,8 +241,8 @@ def test_process_tier_programs_hold_no_capabilities_and_private_namespaces():
         if "worker_namespaces" not in pool.describe()["layers"]:
             pytest.skip("namespaces refused on this machine: " + pool.describe()["missing"]["worker_namespaces"])
         (_, verdict), = pool.run([Job("caps", src)])
-    # it ran to the end; reading /proc/ is itself a forgery marker, so the pass is only "suspicious"
-    assert verdict.status == "suspicious" and verdict.detail == "passed, but uses /proc/", verdict
+    # /proc/self/status is one of the few /proc files a program may read (no memory, no environment)
+    assert verdict.passed, verdict
 
 
 def test_a_failing_job_source_raises_and_an_abandoned_run_leaves_the_pool_clean(pool):

@@ -13,7 +13,7 @@ from evalharness.records import Result, Sample
 from evalharness.reports import status_label
 from evalharness.sandboxes import Limits, Verdict
 from evalharness.scoring import Program, Scoring, StandardScoring, StrictScoring
-from evalharness.tasks import Task, load_task
+from evalharness.tasks import Task, TestProgram, load_task
 from test_integrity import ALWAYS_EQUAL, FORGERIES
 
 # Correct HumanEval/0 solutions that use words the sandbox's source markers flag.
@@ -96,8 +96,8 @@ def test_where_strict_mode_cannot_serve_the_problem_the_sample_stays_suspicious(
 class ToyTask(Task):
     """A task with no literal checks at all (as EvalPlus's): nothing of it can be re-judged."""
 
-    def programs(self, problem, completion):
-        return {"test": completion}
+    def test_programs(self, problem, completion):
+        return {"test": TestProgram(text=completion, solution=completion, checks="")}
 
 
 def test_a_task_without_literal_checks_keeps_suspicious_with_its_reason(pool, humaneval):

@@ -11,8 +11,9 @@ import pytest
 
 import evalharness.tasks.evalplus
 from evalharness import tasks
+from evalharness.pipeline import job_for
 from evalharness.reports import status_label
-from evalharness.sandboxes import Job, Limits
+from evalharness.sandboxes import Limits
 from evalharness.tasks import TASKS, load_task
 
 PLAIN_TASKS = ("humaneval", "mbpp", "mbpp-challenge", "mbpp-sanitized", "mbpp-bigcode")
@@ -26,10 +27,10 @@ SPECIAL_MBPP_IDS = ("Mbpp/11", "Mbpp/16", "Mbpp/264", "Mbpp/367")
 
 def run(pool, items):
     """items: (task, problem, completion) -> {(task name, task_id, suite): verdict}."""
-    jobs = [Job(key=(task.name, problem.task_id, suite), source=source,
-                limits=Limits(cpu_s=task.timeout_for(problem, suite, task.timeout_s)))
+    jobs = [job_for((task.name, problem.task_id, suite), program,
+                    Limits(cpu_s=task.timeout_for(problem, suite, task.timeout_s)))
             for task, problem, completion in items
-            for suite, source in task.programs(problem, completion).items()]
+            for suite, program in task.test_programs(problem, completion).items()]
     return dict(pool.run(jobs))
 
 

@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     for suite, program in programs.items():
         if len(programs) > 1:
             sys.stdout.write(f"# ===== suite {suite!r} =====\n")
-        sys.stdout.write(program.source if program.source.endswith("\n") else program.source + "\n")
+        text = program.source if isinstance(program.source, str) else program.source.text  # as the references run it
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
 
 
