@@ -2,7 +2,7 @@
 
 Each command module defines `add_parser(subparsers)` (registering itself with
 `set_defaults(run=...)`) and a `run(args) -> int`. User mistakes raise
-UsageError / TaskError and become one line on stderr with exit code 2.
+one of errors.USER_ERRORS and become one line on stderr with exit code 2, here and nowhere else.
 """
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ import functools
 import os
 import sys
 
-from evalharness.sandboxes import SandboxUnavailable
-from evalharness.tasks import TaskError
-
 from . import __version__
-from .errors import UsageError
+from .errors import USER_ERRORS, one_line
 
-COMMANDS = ("run", "generate", "execute", "report", "compare", "gate", "prompt", "tasks", "checkpoint", "repair")
+COMMANDS = ("run", "generate", "execute", "report", "compare", "gate", "export", "prompt", "tasks", "checkpoint",
+            "repair")
 EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for `yes | head`
 
 
@@ -103,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.run(args) or 0)
-    except (UsageError, TaskError, SandboxUnavailable) as e:
-        print(f"evalharness: error: {e}", file=sys.stderr)
+    except BrokenPipeError:  # an OSError, but no user's: see quiet_when_stdout_closes
+        raise
+    except USER_ERRORS as e:
+        print(f"evalharness: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("evalharness: interrupted; re-run the same command to resume", file=sys.stderr)

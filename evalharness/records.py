@@ -1,17 +1,14 @@
 """The rows a run stores: one Sample per completion, one Result per executed sample."""
 from __future__ import annotations
 
-import gzip
-import json
 import math
 import os
-import re
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from evalharness.sandboxes import Verdict
 from evalharness.tasks import Task
+from evalharness.tasks.data import json_lines, read_bytes
 
 from .errors import UsageError
 
@@ -47,7 +44,9 @@ class Sample:
 
 @dataclass(frozen=True)
 class Result:
-    """The verdict on one sample; `suites` holds cumulative per-suite verdicts for multi-suite tasks."""
+    """The verdict on one sample; `suites` holds cumulative per-suite verdicts for multi-suite tasks.
+    `decision`: one line, when the verdict rests on a harness decision and not on the checks alone
+    (e.g. a `suspicious` sample re-judged in strict mode); the report lists those rows."""
 
     task_id: str
     sample_idx: int
@@ -58,10 +57,11 @@ class Result:
     detail: str
     temperature: float | None = None
     suites: dict | None = None
+    decision: str | None = None
 
     def to_row(self) -> dict:
         row = asdict(self)
-        for optional in ("temperature", "suites"):
+        for optional in ("temperature", "suites", "decision"):
             if row[optional] is None:
                 del row[optional]
         return row
@@ -83,32 +83,6 @@ class Result:
         return cls(task_id, sample_idx, headline.status, headline.passed, headline.error_type,
                    round(duration, 4), headline.detail, temperature,
                    per_suite if len(suites) > 1 else None)
-
-
-def parse_json(text: str | bytes):
-    """json.loads where every way a broken or hostile file can fail is a ValueError with a short
-    reason: bad syntax or UTF-8, an integer past Python's 4,300-digit limit, nesting past the
-    recursion limit, or a string that is not Unicode text (a lone surrogate such as "\\ud800",
-    which no UTF-8 file can hold, so no run could store it)."""
-    try:
-        value = json.loads(text)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError and the digit limit are ValueErrors
-        if "integer string conversion" in str(e):
-            raise ValueError(f"an integer longer than {sys.get_int_max_str_digits()} digits") from None
-        raise ValueError(getattr(e, "msg", None) or str(e)) from None
-    escape, pattern = (b"\\u", _SURROGATE_ESCAPE_BYTES) if isinstance(text, bytes) else ("\\u", _SURROGATE_ESCAPE)
-    if escape in text and pattern.search(text):
-        try:  # only lines that spell a surrogate escape pay for this check
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("a string holds a lone surrogate (not Unicode text)") from None
-    return value
-
-
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_SURROGATE_ESCAPE_BYTES = re.compile(_SURROGATE_ESCAPE.pattern.encode())
 
 
 def _is_int(value) -> bool:
@@ -198,45 +172,34 @@ def read_samples_file(path: str | os.PathLike, task: Task) -> list[Sample]:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"samples file not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
     counts: dict[tuple, int] = {}
     samples = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                try:
-                    row = parse_json(line)
-                except ValueError as e:
-                    raise UsageError(f"{where}: invalid JSON ({e})") from None
-                if not isinstance(row, dict):
-                    raise UsageError(f"{where}: a sample must be a JSON object")
-                task_id = row.get("task_id")
-                if not isinstance(task_id, str):
-                    raise UsageError(f"{where}: sample has no 'task_id' string")
-                if not isinstance(row.get("completion"), str):
-                    raise UsageError(f"{where}: sample has no 'completion' string")
-                try:
-                    task.problem(task_id)
-                except ValueError:
-                    raise UsageError(f"{where}: unknown task_id {task_id!r} for task {task.name!r}") from None
-                temperature = row.get("temperature")  # set in files from a sampling sweep
-                if not isinstance(temperature, (int, float)) or isinstance(temperature, bool):
-                    temperature = None
-                elif problem := _temperature_problem(row):
-                    raise UsageError(f"{where}: {problem}")
-                idx = counts.get((task_id, temperature), 0)
-                counts[(task_id, temperature)] = idx + 1
-                core = ("task_id", "completion", "sample_idx", "temperature")
-                extra = {k: v for k, v in row.items() if k not in core}
-                sample = Sample(task_id, idx, row["completion"], temperature, extra)
-                if problem := sample_row_problem(sample.to_row()):  # what the run will store must read back
-                    raise UsageError(f"{where}: {problem}")
-                samples.append(sample)
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read samples file {path}: {e}") from None
+    for lineno, row in json_lines(read_bytes(path, UsageError), path, UsageError):
+        where = f"{path}:{lineno}"
+        if not isinstance(row, dict):
+            raise UsageError(f"{where}: a sample must be a JSON object")
+        task_id = row.get("task_id")
+        if not isinstance(task_id, str):
+            raise UsageError(f"{where}: sample has no 'task_id' string")
+        if not isinstance(row.get("completion"), str):
+            raise UsageError(f"{where}: sample has no 'completion' string")
+        try:
+            task.problem(task_id)
+        except ValueError:
+            raise UsageError(f"{where}: unknown task_id {task_id!r} for task {task.name!r}") from None
+        temperature = row.get("temperature")  # set in files from a sampling sweep
+        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool):
+            temperature = None
+        elif problem := _temperature_problem(row):
+            raise UsageError(f"{where}: {problem}")
+        idx = counts.get((task_id, temperature), 0)
+        counts[(task_id, temperature)] = idx + 1
+        core = ("task_id", "completion", "sample_idx", "temperature")
+        extra = {k: v for k, v in row.items() if k not in core}
+        sample = Sample(task_id, idx, row["completion"], temperature, extra)
+        if problem := sample_row_problem(sample.to_row()):  # what the run will store must read back
+            raise UsageError(f"{where}: {problem}")
+        samples.append(sample)
     if not samples:
         raise UsageError(f"samples file {path} holds no samples")
     problem = mixed_temperatures([s.to_row() for s in samples])

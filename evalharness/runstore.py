@@ -5,7 +5,8 @@ in flight; a truncated last line (the crash's signature) is ignored on read
 and cut off before the next append. A manifest that does not match the
 command is an error, never a silent mix of two runs. One process writes a run
 at a time (an exclusive lock on RUN/.lock), and no write is ever partial: files
-are replaced whole through a temp file, rows are appended.
+are replaced whole through a temp file, rows are appended. Rows are keyed by
+`row_key` (task_id, sample_idx, temperature), defined once with the reports that dedupe by it.
 """
 from __future__ import annotations
 
@@ -17,55 +18,44 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from evalharness.reports import row_key
+from evalharness.tasks.data import json_lines, parse_json, read_bytes
+
 from .errors import UsageError
-from .records import mixed_temperatures, parse_json, result_row_problem, sample_row_problem
+from .records import mixed_temperatures, result_row_problem, sample_row_problem
 
 MANIFEST = "manifest.json"
 SAMPLES = "samples.jsonl"
 RESULTS = "results.jsonl"
 LOCK = ".lock"
+PROMPTS = "prompts.json"  # the drill-down's prompts: a report is re-rendered without loading the task
+GENERATION = "generation.json"  # generate's speed, which `execute` of its samples reports
 REPORTS = ("report.json", "report.md", "report.html")
 ASIDE_SUFFIX = ".bad"  # `repair` moves unreadable rows of X.jsonl to X.jsonl.bad
 RowCheck = Callable[[object], "str | None"]  # why a row is unusable, None when it is fine
+
+__all__ = ["MANIFEST", "RESULTS", "SAMPLES", "JsonlAppender", "RunDir", "read_jsonl", "row_key"]
 
 
 def read_jsonl(path: str | os.PathLike, *, strict: bool = False, check: RowCheck | None = None) -> list[dict]:
     """Rows of a run's JSONL file. A torn last line is dropped; a bad line elsewhere (torn, not JSON,
     or of the wrong shape by `check`) is an error naming it and the command that moves it aside."""
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
+    if not path.exists():
         return []
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
-    lines = data.split(b"\n")
+    hint = _repair_hint(path)
     rows = []
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = parse_json(line)
-        except ValueError as e:
-            if lineno == len(lines) and not strict:
-                continue  # a torn tail: the write a crash interrupted
-            raise UsageError(f"{path}:{lineno}: invalid JSON line ({e}); {_repair_hint(path)}") from None
+    for lineno, row in json_lines(read_bytes(path, UsageError), path, lambda line: UsageError(f"{line}; {hint}"),
+                                  torn_tail_ok=not strict):
         problem = check(row) if check else None
         if problem:
-            raise UsageError(f"{path}:{lineno}: {problem}; {_repair_hint(path)}")
+            raise UsageError(f"{path}:{lineno}: {problem}; {hint}")
         rows.append(row)
     return rows
 
 
 def _repair_hint(path: Path) -> str:
     return f"`evalharness repair {path.parent}` moves bad rows aside to {path.name}{ASIDE_SUFFIX} and keeps the rest"
-
-
-def key_of(row: dict) -> tuple:
-    """A row's identity in a run: (task_id, sample_idx, temperature); temperature is None for
-    executed sample files and set for generated samples (a paper-protocol run has two passes)."""
-    return (row["task_id"], row["sample_idx"], row.get("temperature"))
 
 
 class JsonlAppender:
@@ -162,7 +152,7 @@ def repair_jsonl(path: Path, check: RowCheck) -> Repaired:
         except ValueError as e:
             problem = "torn last line (an interrupted write)" if lineno == len(lines) else f"invalid JSON ({e})"
         if problem is None:
-            key = key_of(row)
+            key = row_key(row)
             if key in first_line:
                 problem = f"repeats the key of line {first_line[key]}"
             else:
@@ -208,7 +198,7 @@ def _temp_name(name: str) -> str:
 
 # What the harness itself leaves in a run directory before its manifest exists: the lock, and the
 # temp file of an interrupted whole-file write (a kill or a full disk at the manifest's write).
-LEFTOVERS = frozenset({LOCK} | {_temp_name(n) for n in (MANIFEST, SAMPLES, RESULTS, *REPORTS)})
+LEFTOVERS = frozenset({LOCK} | {_temp_name(n) for n in (MANIFEST, SAMPLES, RESULTS, PROMPTS, GENERATION, *REPORTS)})
 
 
 def write_file_atomic(path: Path, text: str) -> None:
@@ -238,16 +228,18 @@ def record_file_of_run(path: str | os.PathLike) -> Path | None:
     run = target.parent
     if not (run / MANIFEST).is_file():
         return None
-    records = {MANIFEST, SAMPLES, RESULTS, LOCK, SAMPLES + ASIDE_SUFFIX, RESULTS + ASIDE_SUFFIX} | LEFTOVERS
+    records = {MANIFEST, SAMPLES, RESULTS, PROMPTS, GENERATION, LOCK, SAMPLES + ASIDE_SUFFIX,
+               RESULTS + ASIDE_SUFFIX} | LEFTOVERS
     name = target.name
     if name in records or (name.startswith("samples.rank") and name.endswith(".jsonl")):
         return run
     return None
 
 
-def write_output_file(path: str | os.PathLike, text: str) -> None:
-    """Write a user-named output file (--out FILE): whole or not at all, never over a run's records,
-    every failure one line (missing directory, a directory, read-only or full disk)."""
+def check_output_file(path: str | os.PathLike) -> None:
+    """Refuse a user-named output file (--out FILE) that could not or must not be written: a run's
+    record file, a directory, one in a missing or unwritable directory. Commands that decide
+    something (the gate) call this first, so a bad --out is exit 2 before any verdict."""
     path = Path(path)
     run = record_file_of_run(path)
     if run is not None:
@@ -256,6 +248,15 @@ def write_output_file(path: str | os.PathLike, text: str) -> None:
         raise UsageError(f"--out {path} is a directory; name a file")
     if not path.parent.is_dir():
         raise UsageError(f"--out {path}: directory {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"--out {path} is not writable")
+
+
+def write_output_file(path: str | os.PathLike, text: str) -> None:
+    """Write a user-named output file (--out FILE): whole or not at all, never over a run's records,
+    every failure one line (see check_output_file; a read-only or full disk)."""
+    path = Path(path)
+    check_output_file(path)
     if path.exists() and not path.is_file():  # /dev/null, a fifo: write in place, not through a rename
         try:
             with open(path, "w", encoding="utf-8") as f:
@@ -358,6 +359,11 @@ class RunDir:
             self.write_json(MANIFEST, {**manifest, "identity": identity})
             return
         theirs = existing.get("identity") or {}
+        if "schema" in identity and theirs.get("schema") != identity["schema"]:
+            made_by = existing.get("harness_version", "an older version")
+            raise UsageError(f"{self.path} was made by evalharness {made_by}, whose runs this version does not "
+                             "resume (its identity covers less); report, compare, gate and load_run still read "
+                             "it; use another --out")
         if theirs != identity:
             raise UsageError(f"{self.path} holds a different run ({_first_difference(theirs, identity)}); "
                              "use another --out")
@@ -388,6 +394,14 @@ class RunDir:
         self.lock()
         return [repair_jsonl(self.samples_path, sample_row_problem),
                 repair_jsonl(self.results_path, result_row_problem)]
+
+    def prompts(self) -> dict[str, str]:
+        """Each problem's prompt as the run recorded it ({} for runs made before 0.2)."""
+        try:
+            prompts = json.loads((self.path / PROMPTS).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return prompts if isinstance(prompts, dict) else {}
 
 
 _OBJECT_KEYS = ("task", "model", "decoding", "sandbox", "environment", "identity", "integrity")

@@ -12,10 +12,13 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
+import sys
 import urllib.request
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlparse
 
 from .base import TaskError
@@ -31,39 +34,19 @@ def read_records(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise TaskError(f"data file not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise TaskError(f"cannot read {path}: {e}") from None
-    if text.lstrip().startswith("["):
-        records = _parse(text, str(path))
+    data = read_bytes(path)
+    if data.lstrip().startswith(b"["):
+        try:
+            records = parse_json(data)
+        except ValueError as e:
+            raise TaskError(f"{path}: invalid JSON ({e})") from None
     else:
-        records = [_parse(line, f"{path}:{lineno}") for lineno, line in enumerate(text.splitlines(), 1)
-                   if line.strip()]
+        records = [row for _, row in json_lines(data, path)]
     if not records:
         raise TaskError(f"{path}: no records")
     if not all(isinstance(r, dict) for r in records):
         raise TaskError(f"{path}: expected JSON objects, one per problem")
     return records
-
-
-def _parse(text: str, where: str):
-    """json.loads with every failure one TaskError line: bad syntax, an integer past Python's
-    4,300-digit limit, nesting past the recursion limit, a lone surrogate (not Unicode text)."""
-    try:
-        value = json.loads(text)
-        if "\\ud" in text.lower():  # only text spelling a surrogate escape pays for this check
-            json.dumps(value, ensure_ascii=False).encode("utf-8")
-        return value
-    except json.JSONDecodeError as e:
-        raise TaskError(f"{where}: invalid JSON ({e.msg} at line {e.lineno})") from None
-    except UnicodeEncodeError:
-        raise TaskError(f"{where}: a string holds a lone surrogate (not Unicode text)") from None
-    except (ValueError, RecursionError) as e:  # the digit limit; RecursionError: nesting
-        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e).split(":")[0]
-        raise TaskError(f"{where}: invalid JSON ({reason})") from None
 
 
 def check_task_ids(ids: list[str], source) -> None:
@@ -72,6 +55,67 @@ def check_task_ids(ids: list[str], source) -> None:
         raise TaskError(f"{source}: a record has an empty task_id")
     if len(set(ids)) != len(ids):
         raise TaskError(f"{source}: duplicate task_ids")
+
+
+def read_bytes(path: str | os.PathLike, error: type[Exception] = TaskError) -> bytes:
+    """A file's bytes, gunzipped when it ends in .gz; an unreadable file is one `error` line."""
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except (OSError, EOFError) as e:
+        raise error(f"cannot read {path}: {e}") from None
+
+
+def json_lines(data: bytes, where: str | os.PathLike, error: Callable[[str], Exception] = TaskError,
+               torn_tail_ok: bool = False) -> list[tuple[int, object]]:
+    """(line number, value) of every non-blank line of JSON-lines `data`: the one JSONL parser of the
+    harness (task data here; the spine's run files and samples files too).
+
+    A line `parse_json` refuses is one `error(line)` naming `where:lineno` and the reason. With
+    `torn_tail_ok` a bad last line that no newline ends (a crash's partial write) is dropped instead.
+    """
+    lines = data.split(b"\n")
+    rows = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((lineno, parse_json(line)))
+        except ValueError as e:
+            if not (torn_tail_ok and lineno == len(lines)):
+                raise error(f"{where}:{lineno}: invalid JSON ({e})") from None
+    return rows
+
+
+def parse_json(text: str | bytes):
+    """json.loads where every way a broken or hostile file can fail is a ValueError with a short
+    reason: bad syntax or UTF-8, an integer past Python's 4,300-digit limit, nesting past the
+    recursion limit, or a string that is not Unicode text (a lone surrogate such as "\\ud800",
+    which no UTF-8 file can hold, so no run could store it)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(e.msg if e.lineno == 1 else f"{e.msg} at line {e.lineno}") from None
+    except ValueError as e:  # UnicodeDecodeError and the digit limit are ValueErrors too
+        if "integer string conversion" in str(e):
+            raise ValueError(f"an integer longer than {sys.get_int_max_str_digits()} digits") from None
+        raise ValueError((str(e).splitlines() or [type(e).__name__])[0][:120]) from None
+    escape, pattern = (b"\\u", _SURROGATE_ESCAPE_BYTES) if isinstance(text, bytes) else ("\\u", _SURROGATE_ESCAPE)
+    if escape in text and pattern.search(text):
+        try:  # only lines that spell a surrogate escape pay for this check
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a string holds a lone surrogate (not Unicode text)") from None
+    return value
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_BYTES = re.compile(_SURROGATE_ESCAPE.pattern.encode())
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -103,8 +147,12 @@ def local_file(data_file: str | os.PathLike | None, relative: str) -> Path | Non
 
 
 def cache_dir() -> Path:
-    """$EVALHARNESS_CACHE_DIR, by default ~/.cache/evalharness (downloads, EvalPlus expected outputs)."""
-    return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "evalharness").expanduser()
+    """$EVALHARNESS_CACHE_DIR, by default $XDG_CACHE_HOME/evalharness or ~/.cache/evalharness: downloads,
+    EvalPlus expected outputs, and the spine's built `tiny` checkpoints (the one definition)."""
+    explicit = os.environ.get(CACHE_DIR_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "evalharness"
 
 
 def download(url: str, dest: Path, hint: str) -> Path:

@@ -189,10 +189,16 @@ def test_run_files_of_the_wrong_shape(files, capsys, tmp_path, toy_flags, file, 
 
 
 def test_bwrap_tier_where_bwrap_cannot_run(files, capsys, tmp_path, toy_flags, monkeypatch):
-    monkeypatch.setattr("evalharness.sandboxes.pool._bwrap_binary", lambda: None)
-    r = in_process(capsys, "execute", files / "samples.jsonl", *toy_flags, "--out", tmp_path / "run",
-                   "--sandbox", "bwrap")
-    assert_one_line_error(r, "bwrap")
+    from evalharness.sandboxes import tiers
+
+    monkeypatch.setattr(tiers, "bwrap_binary", lambda: None)
+    tiers.probe_tier.cache_clear()  # probed once per process: this one probes without bwrap
+    try:
+        r = in_process(capsys, "execute", files / "samples.jsonl", *toy_flags, "--out", tmp_path / "run",
+                       "--sandbox", "bwrap")
+    finally:
+        tiers.probe_tier.cache_clear()
+    assert_one_line_error(r, "bwrap", "not found")
     assert not (tmp_path / "run").exists()
 
 

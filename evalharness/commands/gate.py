@@ -1,20 +1,28 @@
-"""`evalharness gate RUN --baseline BASELINE`: CI regression gate on a run's pass@k.
+"""`evalharness gate RUN --baseline BASELINE`: CI regression gate on a run's pass@k (or speed).
 
 Exit 1 when the metric dropped by more than --max-drop percentage points AND
-the drop is significant at --confidence; 0 otherwise; 2 on bad input
-(missing run, unknown metric, runs of different tasks). Prints a Markdown
-table fit for a pull-request comment, naming the problems that flipped.
+the drop is significant at --confidence; 0 otherwise; 2 when the comparison
+itself is invalid (missing or malformed run or report, unknown metric, runs of
+different tasks, an unwritable --out). Prints a Markdown table fit for a
+pull-request comment naming both runs and the problems that flipped; with
+--out, the file is written in every case, on exit 2 with the reason.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
 
 from evalharness import reports
 
 from ..errors import UsageError
-from ..runstore import write_output_file
-from .report import load_report
+from ..reporting import load_report
+from ..runstore import check_output_file, write_output_file
+from .options import number_in
+
+# --max-drop: nan, inf and negatives would make any drop pass or every run fail
+drop_limit = number_in(0, math.inf, high_open=True)
 
 
 def add_parser(sub) -> None:
@@ -22,29 +30,46 @@ def add_parser(sub) -> None:
                        description=__doc__)
     p.add_argument("run_path", metavar="RUN", help="run directory or report.json to check")
     p.add_argument("--baseline", required=True, metavar="RUN_OR_REPORT", help="baseline run directory or report.json")
-    p.add_argument("--metric", default="pass@1", help="metric to gate on (default pass@1)")
-    p.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS",
-                   help="allowed drop in percentage points (default 1.0)")
+    p.add_argument("--metric", default="pass@1",
+                   help="pass@K, or a speed figure: tokens_per_forward, tokens_per_s (default pass@1)")
+    p.add_argument("--max-drop", type=drop_limit, default=1.0, metavar="POINTS",
+                   help="allowed drop: percentage points of pass@k, or percent of the baseline's speed "
+                        "(default 1.0)")
     p.add_argument("--confidence", type=float, default=0.9, help="confidence level of the test (default 0.9)")
     p.add_argument("--allow-partial", action="store_true",
-                   help="compare on the common problems even if the run lacks some of the baseline's")
+                   help="compare on the common problems even if the run lacks some of the baseline's "
+                        "(e.g. a --limit'ed run against a full baseline)")
     p.add_argument("--format", choices=("md", "json"), default="md", help="output format (default md)")
-    p.add_argument("--out", metavar="FILE",
-                   help="also write the output to FILE, e.g. for a PR comment (default: stdout only)")
+    p.add_argument("--out", metavar="FILE", help="also write the output to FILE, e.g. for a PR comment; "
+                                                 "written on exit 2 too, with the reason (default: stdout only)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out:
+        check_output_file(args.out)  # before deciding anything: exit 2, never 1 after a pass
     try:
-        k = reports.parse_metric(args.metric)
-        ks = tuple(sorted({1, 10, 100, k}))
-        decision = reports.gate(load_report(args.run_path, ks=ks), load_report(args.baseline, ks=ks),
-                                metric=args.metric, max_drop=args.max_drop, confidence=args.confidence,
-                                allow_partial=args.allow_partial)
-    except reports.ComparisonError as e:
-        raise UsageError(str(e)) from None
+        decision = _decide(args)
+    except UsageError as e:
+        if args.out:
+            write_output_file(args.out, reports.render_gate_refusal(str(e)) if args.format == "md"
+                              else json.dumps({"passed": None, "error": str(e)}, indent=2) + "\n")
+        raise
+    for warning in decision.get("warnings") or []:
+        print(f"evalharness: warning: {warning}", file=sys.stderr)
     text = json.dumps(decision, indent=2) if args.format == "json" else reports.render_gate_markdown(decision)
     print(text)
     if args.out:
         write_output_file(args.out, text + "\n")
     return 0 if decision["passed"] else 1
+
+
+def _decide(args: argparse.Namespace) -> dict:
+    try:
+        speed = reports.speed_metric(args.metric)
+        ks = None if speed else tuple(sorted({1, 10, 100, reports.parse_metric(args.metric)}))
+        return reports.gate(load_report(args.run_path, ks=ks), load_report(args.baseline, ks=ks),
+                            metric=speed or args.metric, max_drop=args.max_drop, confidence=args.confidence,
+                            allow_partial=args.allow_partial)
+    except reports.ComparisonError as e:
+        raise UsageError(str(e)) from None

@@ -4,9 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..evaluate import generate_only
-from .options import add_decoding_options, add_model_options, add_task_options
-from .run import prepare
+from ..pipeline import generate_only
+from ..runstore import GENERATION
+from .options import add_decoding_options, add_model_options, add_task_options, scoring_from_args
+from .run import decoding_from_args, prepare
 
 
 def add_parser(sub) -> None:
@@ -21,11 +22,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    task, generator, plan, _, run_dir, manifest, identity, _ = prepare(args, "generate")
-    with run_dir:  # open() takes the run's lock; leaving this block releases it
-        run_dir.open(manifest, identity)
-        speed = generate_only(run_dir, task, generator, plan, quiet=args.quiet)
+    spec, generator = prepare(args, "generate", scoring_from_args(args), decoding_from_args(args))
+    with spec.open() as run_dir:  # open() takes the run's lock; leaving this block releases it
+        speed = generate_only(run_dir, spec, generator, quiet=args.quiet)
+        run_dir.write_json(GENERATION, speed)  # `execute` of these samples reports this speed
     print(f"{speed['samples_generated']} samples generated ({speed['tokens_generated']} tokens, "
           f"{speed['tokens_per_s']} tokens/s) -> {run_dir.samples_path}", file=sys.stdout)
-    print(f"score them with: evalharness execute {run_dir.samples_path} --task {task.name}", file=sys.stdout)
+    print(f"score them with: evalharness execute {run_dir.samples_path} --task {spec.task.name}", file=sys.stdout)
     return 0

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import argparse
 
+from evalharness.sandboxes import TIER_NAMES
 from evalharness.tasks import Task, load_task
 
 from ..errors import UsageError
-from ..integrity import MODES
+from ..scoring import SCORINGS, Scoring, scoring_class
 
 
 # Upper bounds of flags whose extreme values poison a run or exhaust the machine instead of failing
@@ -93,12 +94,12 @@ def add_sandbox_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=timeout_s, metavar="S",
                    help=f"CPU seconds per program (default: the task's, e.g. 3 for HumanEval; "
                         f"at most {MAX_TIMEOUT_S:g})")
-    p.add_argument("--sandbox", default="auto", choices=("auto", "process", "hardened", "bwrap"),
+    p.add_argument("--sandbox", default="auto", choices=TIER_NAMES,
                    help="isolation tier (default: the strongest this machine allows)")
 
 
 def add_integrity_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--integrity", default="standard", choices=MODES,
+    p.add_argument("--integrity", default="standard", choices=tuple(SCORINGS),
                    help="strict: the checks run in this process and only the solution in the sandbox, fed "
                         "literal inputs; problems whose checks need more are not served (listed in the report)")
 
@@ -112,13 +113,17 @@ def add_report_options(p: argparse.ArgumentParser) -> None:
 
 def load_task_from_args(args: argparse.Namespace) -> Task:
     """The task the flags name, whole: `limit_task` applies --limit."""
-    if getattr(args, "integrity", "standard") == "strict":
-        from ..integrity import check_strict_task
-
-        check_strict_task(args.task)  # before loading: EvalPlus may first run its references for minutes
+    # before loading: EvalPlus may first run its references for minutes, only to be refused strict mode
+    scoring_class(getattr(args, "integrity", "standard")).check_task(args.task)
     if not 0 < getattr(args, "confidence", 0.9) < 1:
         raise UsageError("--confidence must be between 0 and 1")
     return load_task(args.task, problems_file=args.problems, data_file=args.data_file)
+
+
+def scoring_from_args(args: argparse.Namespace) -> Scoring:
+    """The run's scoring over the task the flags name, --limit applied (strict: the served problems)."""
+    task = limit_task(load_task_from_args(args), args.limit)
+    return scoring_class(getattr(args, "integrity", "standard")).for_run(task)
 
 
 def limit_task(task: Task, limit: int | None) -> Task:
@@ -135,23 +140,6 @@ def temperature_list(text: str) -> tuple[float, ...]:
     if not values:
         raise argparse.ArgumentTypeError(f"expected comma-separated temperatures, got {_short(text)}")
     return values
-
-
-def check_max_new_tokens(max_new_tokens: int, generator) -> None:
-    """The token budget must fit the model's context (prompt included): past max_seq_len a model
-    only extrapolates positions it never saw (5,000 tokens were generated past 2,048)."""
-    limit = model_max_seq_len(generator)
-    if limit is not None and max_new_tokens >= limit:
-        raise UsageError(f"--max-new-tokens {max_new_tokens} does not fit the model's context of {limit} tokens "
-                         f"(max_seq_len, prompt included); use at most {limit - 1}")
-
-
-def model_max_seq_len(generator) -> int | None:
-    """max_seq_len of an MTP model, max_position_embeddings of a transformers one (None: not known)."""
-    model = generator.model
-    if getattr(model, "args", None) is not None:
-        return model.args.max_seq_len
-    return getattr(getattr(getattr(model, "model", None), "config", None), "max_position_embeddings", None)
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
