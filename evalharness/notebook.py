@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import glob as globlib
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from evalharness import reports
+from evalharness.tasks.data import parse_json
 
 from .errors import UsageError
-from .runstore import MANIFEST, RunDir, row_key, read_jsonl
+from .runstore import MANIFEST, RunDir, row_key
 
 _SAMPLE_COLUMNS = {"task_id": "string", "sample_idx": "int64", "completion": "string"}
 _RESULT_COLUMNS = {"task_id": "string", "sample_idx": "int64", "passed": "bool", "duration_s": "float64"}
@@ -63,8 +63,8 @@ class Run:
             report = None
             if stored.is_file():
                 try:
-                    report = reports.validate_report(json.loads(stored.read_text(encoding="utf-8")))
-                except (ValueError, UnicodeDecodeError):  # not JSON, or not a valid report: rebuilt below
+                    report = reports.validate_report(parse_json(stored.read_bytes()))
+                except ValueError:  # not JSON, or not a valid report: rebuilt below
                     report = None
             executed = len({row_key(r) for r in self._result_rows})
             if not report or report.get("n_samples") != executed:
@@ -152,8 +152,7 @@ def load_run(path) -> Run:
     manifest = run_dir.manifest()
     if manifest is None:
         raise UsageError(f"{run_dir.path} is not a run directory (no {MANIFEST})")
-    samples = read_jsonl(run_dir.samples_path)
-    results = read_jsonl(run_dir.results_path)
+    samples, results = run_dir.samples(), run_dir.results()  # rows of the wrong shape: one line naming them
     results_df = _frame(results, _RESULT_COLUMNS)
     if "status" in results_df:
         results_df["status"] = results_df["status"].astype("category")

@@ -8,10 +8,10 @@ Used by the commands, `gate`, `compare` and the notebook API.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from evalharness import reports
+from evalharness.tasks.data import parse_json
 
 from .errors import UsageError
 from .runstore import MANIFEST, RunDir
@@ -73,9 +73,9 @@ def load_report(path, ks=None, confidence: float | None = None) -> dict:
     if not p.is_file():
         raise UsageError(f"no run directory or report file at {p}")
     try:
-        report = json.loads(p.read_text(encoding="utf-8"))
-    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, huge ints
-        raise UsageError(f"{p} is not a JSON report") from None
+        report = parse_json(p.read_bytes())
+    except ValueError as e:
+        raise UsageError(f"{p} is not a JSON report ({e})") from None
     try:
         return reports.validate_report(report, source=str(p))
     except reports.ReportFormatError as e:
@@ -91,8 +91,8 @@ def _headline_rule(manifest: dict) -> dict[int, float] | None:
 def _previous_report(path: Path) -> dict:
     p = path / "report.json"
     try:
-        report = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        report = parse_json(p.read_bytes()) if p.is_file() else {}
+    except ValueError:  # not JSON (the report is rebuilt without what it kept)
         return {}
     return report if isinstance(report, dict) else {}
 

@@ -398,7 +398,7 @@ class RunDir:
     def prompts(self) -> dict[str, str]:
         """Each problem's prompt as the run recorded it ({} for runs made before 0.2)."""
         try:
-            prompts = json.loads((self.path / PROMPTS).read_text(encoding="utf-8"))
+            prompts = parse_json((self.path / PROMPTS).read_bytes())
         except (OSError, ValueError):
             return {}
         return prompts if isinstance(prompts, dict) else {}

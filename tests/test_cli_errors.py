@@ -188,6 +188,21 @@ def test_run_files_of_the_wrong_shape(files, capsys, tmp_path, toy_flags, file, 
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize("content", ['{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", '{"a": ' + "9" * 5000 + "}"],
+                         ids=["deep", "huge-int"])
+def test_a_runs_side_files_that_no_parser_takes(files, capsys, tmp_path, toy_flags, content):
+    """report.json, prompts.json and generation.json are rebuilt or done without when they are not
+    JSON; nesting past the recursion limit or a 5,000-digit integer in them was a traceback (exit 1)."""
+    run = copy(files / "run", tmp_path / "run")
+    for name in ("report.json", "prompts.json", "generation.json"):
+        (run / name).write_text(content)
+    assert in_process(capsys, "report", run, "--format", "json").returncode == 0
+    assert json.loads((run / "report.json").read_text())["per_problem"]  # rebuilt
+    (run / "report.json").write_text(content)
+    assert_one_line_error(in_process(capsys, "gate", run, "--baseline", run / "report.json"), "not a JSON report")
+    assert in_process(capsys, "execute", run, *toy_flags, "--out", tmp_path / "again").returncode == 0
+
+
 def test_bwrap_tier_where_bwrap_cannot_run(files, capsys, tmp_path, toy_flags, monkeypatch):
     from evalharness.sandboxes import tiers
 

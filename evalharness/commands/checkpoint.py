@@ -10,6 +10,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from evalharness.tasks.data import parse_json
+
 from ..errors import UsageError
 from .options import int_in
 
@@ -111,7 +113,7 @@ def describe_mtp(path: str, tokenizer: str | None) -> dict:
 
 def describe_hf(path: Path) -> dict:
     try:
-        config = json.loads((path / "config.json").read_text())
+        config = parse_json((path / "config.json").read_bytes())
     except (OSError, ValueError) as e:
         raise UsageError(f"{path / 'config.json'}: {e}") from None
     keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
