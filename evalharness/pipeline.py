@@ -21,7 +21,7 @@ from evalharness.sandboxes import Job, Limits, Verdict
 from evalharness.tasks import Problem, Task, TestProgram
 
 from .progress import Progress
-from .records import Result, Sample
+from .records import Result, Sample, sample_row_problem
 from .runspec import DecodingSpec, RunSpec, SamplingPass
 from .runstore import JsonlAppender, RunDir, read_jsonl, row_key
 from .scoring import Rejudge, Scoring
@@ -269,7 +269,7 @@ def _evaluate_distributed(run: RunDir, spec: RunSpec, generator, pool, quiet: bo
 
     t_start = time.monotonic()
     shard_paths = [run.path / f"samples.rank{r}.jsonl" for r in range(shard.world)]
-    stored = run.samples() + [row for p in shard_paths for row in read_jsonl(p)]
+    stored = run.samples() + [row for p in shard_paths for row in read_jsonl(p, check=sample_row_problem)]
     work = plan_generation(spec.task, spec.decoding.passes, {row_key(r) for r in stored})
     mine = work[shard.rank::shard.world]
     generated: list[Sample] = []
@@ -294,7 +294,7 @@ def merge_shards(run: RunDir, shard_paths: Sequence[Path]) -> None:
     have = {row_key(r) for r in run.samples()}
     with JsonlAppender(run.samples_path) as log:
         for path in shard_paths:
-            for row in read_jsonl(path):
+            for row in read_jsonl(path, check=sample_row_problem):
                 if row_key(row) not in have:
                     have.add(row_key(row))
                     log.append(row)
