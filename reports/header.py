@@ -61,7 +61,8 @@ def report_header(manifest: dict | None) -> dict:
             "protocol": decoding.get("protocol"),
             "seed": m.get("seed"),
         },
-        "sandbox": {"tier": sandbox.get("tier")},  # not the worker count: it changes no verdict
+        # not the worker count: it changes no verdict. passes_verified False: a program could forge its pass.
+        "sandbox": {"tier": sandbox.get("tier"), "passes_verified": sandbox.get("passes_verified")},
         "integrity": _dict(m.get("integrity")).get("mode") or "standard",
         "environment": {"python": environment.get("python"), "torch": environment.get("torch"),
                         "device": environment.get("device")},

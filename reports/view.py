@@ -156,9 +156,13 @@ def header_rows(header: dict) -> list[tuple[str, str]]:
     if task.get("name"):
         version = f" v{task['version']}" if task.get("version") else ""
         rows.append(("task", f"{task['name']}{version}, fingerprint {task.get('fingerprint')}"))
-    tier = (header.get("sandbox") or {}).get("tier")
-    if tier:
-        rows.append(("sandbox", f"{tier} tier, integrity {header.get('integrity') or 'standard'}"))
+    sandbox = header.get("sandbox") or {}
+    if sandbox.get("tier"):
+        integrity = header.get("integrity") or "standard"
+        caveat = ("; passes unverified: a hostile program could forge its own pass on this tier "
+                  "(--integrity strict judges outside the sandbox)"
+                  if sandbox.get("passes_verified") is False and integrity == "standard" else "")
+        rows.append(("sandbox", f"{sandbox['tier']} tier, integrity {integrity}{caveat}"))
     made = [x for x in (header.get("created"), header.get("command")) if x]
     if made:
         rows.append(("made", " by ".join([made[0], f"`evalharness {made[1]}`"]) if len(made) == 2 else made[0]))

@@ -84,3 +84,19 @@ def test_readme_explains_every_status_a_report_can_show():
     table = readme[readme.index("**Statuses.**"):]
     documented = re.findall(r"^\| `([a-z_]+)` \|", table, re.M)
     assert documented[:len(STATUSES)] == list(STATUSES)
+
+
+def test_the_header_says_when_passes_are_unverified():
+    """A tier whose programs can read their verdict token: a standard-mode report says its passes are
+    unverified (issue 18.2); strict mode, or a tier that protects the token, does not."""
+    from evalharness.reports import report_header
+    from evalharness.reports.view import header_rows
+
+    def sandbox_line(verified, integrity):
+        manifest = {"sandbox": {"tier": "hardened", "passes_verified": verified}, "integrity": {"mode": integrity}}
+        return dict(header_rows(report_header(manifest)))["sandbox"]
+
+    assert "passes unverified" in sandbox_line(False, "standard")
+    assert "passes unverified" not in sandbox_line(False, "strict")
+    assert "passes unverified" not in sandbox_line(True, "standard")
+    assert "passes unverified" not in sandbox_line(None, "standard")  # a run from before the field
