@@ -6,9 +6,7 @@ import argparse
 from evalharness.sandboxes import TIER_NAMES
 from evalharness.tasks import Task, load_task
 
-from ..errors import UsageError
 from ..scoring import SCORINGS, Scoring, scoring_class
-
 
 # Upper bounds of flags whose extreme values poison a run or exhaust the machine instead of failing
 # (an infinite timeout made every sample a harness_error; a huge n or copy count fills memory).
@@ -115,8 +113,6 @@ def load_task_from_args(args: argparse.Namespace) -> Task:
     """The task the flags name, whole: `limit_task` applies --limit."""
     # before loading: EvalPlus may first run its references for minutes, only to be refused strict mode
     scoring_class(getattr(args, "integrity", "standard")).check_task(args.task)
-    if not 0 < getattr(args, "confidence", 0.9) < 1:
-        raise UsageError("--confidence must be between 0 and 1")
     return load_task(args.task, problems_file=args.problems, data_file=args.data_file)
 
 
