@@ -2,6 +2,8 @@
 
 The result is a pure function of the row's tokens, so it does not depend on how often the
 decoder looks: the finishing token is the first one whose prefix text holds a stop sequence.
+This module decides where a sample halts; cutting the text at the stop is the task's
+(Task.clean), so a completion is cut in one place.
 """
 from __future__ import annotations
 
@@ -11,16 +13,9 @@ from typing import Sequence
 
 @dataclass(frozen=True)
 class Finish:
-    tokens: int
-    raw_text: str
-    text: str
+    tokens: int  # generated tokens up to and including the finishing one
+    raw_text: str  # their text (an EOS has none)
     reason: str  # "stop" | "eos" | "length"
-
-
-def first_stop(text: str, stops: Sequence[str]) -> int | None:
-    """Index of the earliest stop sequence in text, or None."""
-    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
-    return min(hits) if hits else None
 
 
 class RowWatch:
@@ -47,13 +42,12 @@ class RowWatch:
 
     def _has_stop(self, tokens: Sequence[int], end: int) -> bool:
         start = max(0, self.clean - self.margin)
-        return first_stop(self._new_text(tokens, start, end), self.stops) is not None
+        text = self._new_text(tokens, start, end)
+        return any(stop in text for stop in self.stops)
 
     def _finish(self, tokens: Sequence[int], count: int, reason: str) -> Finish:
         text_tokens = tokens[: count - 1] if reason == "eos" else tokens[:count]  # EOS has no text
-        raw = self.tokenizer.decode_completion(self.prompt_ids, list(text_tokens))
-        cut = first_stop(raw, self.stops) if reason == "stop" else None
-        return Finish(count, raw, raw if cut is None else raw[:cut], reason)
+        return Finish(count, self.tokenizer.decode_completion(self.prompt_ids, list(text_tokens)), reason)
 
     def check(self, tokens: Sequence[int]) -> Finish | None:
         limit = min(len(tokens), self.max_new_tokens)
