@@ -7,20 +7,22 @@ from .models.checkpoint import resolve_device
 __all__ = ["load_generator", "resolve_device"]
 
 
-def load_generator(spec: str, device="auto", dtype: str | None = None, tokenizer: str | None = None):
-    """(generator, model record) for a Meta MTP directory, a transformers directory or a built-in name."""
+def load_generator(spec: str, device="auto", dtype: str | None = None, tokenizer: str | None = None,
+                   **generator_options):
+    """(generator, model record) for a Meta MTP directory, a transformers directory or a built-in name.
+    generator_options go to the Generator (e.g. compile)."""
     model_spec = resolve_model(spec, device, dtype)
     if model_spec.kind == "hf":
         from .decoding.hf import load_hf_generator
 
         return load_hf_generator(model_spec.path, device=model_spec.device, dtype=model_spec.dtype,
-                                 tokenizer=tokenizer)
+                                 tokenizer=tokenizer, **generator_options)
     from .decoding import Generator
 
     model, tok, info = load_mtp_checkpoint(model_spec.path, device=model_spec.device, dtype=model_spec.dtype,
                                            tokenizer_path=tokenizer)
     record = {"kind": "mtp", "spec": spec, **info.to_dict(), "device_name": _device_name(model_spec.device)}
-    return Generator(model, tok, model_spec.device), record
+    return Generator(model, tok, model_spec.device, **generator_options), record
 
 
 def _device_name(device) -> str:

@@ -31,7 +31,7 @@ class GenerationPlan:
     passes: tuple[SamplingPass, ...]
     settings: object  # decoding.SamplingSettings; temperature is set per pass
     seed: int
-    batch_size: int
+    batch_size: int | None  # decoding slots; None: the engine sizes them (--batch-size auto)
 
 
 @dataclass(frozen=True)
@@ -122,9 +122,24 @@ def _generate_to(path: Path, task: Task, generator, work: Sequence[GenerationWor
 
 def _evaluate_distributed(run: RunDir, task: Task, generator, plan: GenerationPlan, pool, limits: Limits,
                           quiet: bool, shard: Shard, served: Served | None) -> dict | None:
+    t_start = time.monotonic()
+    gathered = _generate_sharded(run, task, generator, plan, quiet, shard)
+    if shard.rank != 0:
+        return None
+    speed = evaluate(run, task, generator, GenerationPlan((), plan.settings, plan.seed, plan.batch_size),
+                     pool, limits, quiet, served=served)
+    decode_stats = [row for _, rows in gathered for row in rows]
+    gen_wall = max(g for g, _ in gathered)
+    return speed_record(decode_stats, gen_wall, speed["programs"], speed["execute_s"],
+                        time.monotonic() - t_start)
+
+
+def _generate_sharded(run: RunDir, task: Task, generator, plan: GenerationPlan, quiet: bool,
+                      shard: Shard) -> list[tuple[float, list[dict]]]:
+    """This rank's share of the missing samples into its own shard file; then rank 0 merges every
+    shard into samples.jsonl (one writer). Returns each rank's (generation seconds, decode stats)."""
     import torch.distributed as dist
 
-    t_start = time.monotonic()
     shard_paths = [run.path / f"samples.rank{r}.jsonl" for r in range(shard.world)]
     stored = run.samples() + [row for p in shard_paths for row in read_jsonl(p)]
     work = plan_generation(task, plan.passes, {key_of(r) for r in stored})
@@ -137,15 +152,9 @@ def _evaluate_distributed(run: RunDir, task: Task, generator, plan: GenerationPl
     gathered: list = [None] * shard.world
     dist.all_gather_object(gathered, (gen_s, _decode_stats(generated)))
     dist.barrier()
-    if shard.rank != 0:
-        return None
-    merge_shards(run, shard_paths)
-    speed = evaluate(run, task, generator, GenerationPlan((), plan.settings, plan.seed, plan.batch_size),
-                     pool, limits, quiet, served=served)
-    decode_stats = [row for _, rows in gathered for row in rows]
-    gen_wall = max(g for g, _ in gathered)
-    return speed_record(decode_stats, gen_wall, speed["programs"], speed["execute_s"],
-                        time.monotonic() - t_start)
+    if shard.rank == 0:
+        merge_shards(run, shard_paths)
+    return gathered
 
 
 def merge_shards(run: RunDir, shard_paths: Sequence[Path]) -> None:
@@ -186,8 +195,16 @@ def speed_record(stats: Sequence[dict], generate_s: float, programs: int, execut
     }
 
 
-def generate_only(run: RunDir, task: Task, generator, plan: GenerationPlan, quiet: bool = False) -> dict:
-    """Fill the run's samples.jsonl (resumably) without executing anything."""
+def generate_only(run: RunDir, task: Task, generator, plan: GenerationPlan, quiet: bool = False,
+                  shard: Shard = Shard()) -> dict | None:
+    """Fill the run's samples.jsonl (resumably) without executing anything; the speed record on rank 0.
+    Under torchrun every rank generates its share and rank 0 merges (see _generate_sharded)."""
+    if shard.world > 1:
+        gathered = _generate_sharded(run, task, generator, plan, quiet, shard)
+        if shard.rank != 0:
+            return None
+        elapsed = max(g for g, _ in gathered)
+        return speed_record([row for _, rows in gathered for row in rows], elapsed, 0, 0.0, elapsed)
     work = plan_generation(task, plan.passes, {key_of(r) for r in run.samples()})
     generated: list[Sample] = []
     t0 = time.monotonic()

@@ -103,7 +103,7 @@ def plan_generation(task: Task, passes: Sequence[SamplingPass], done: set[tuple]
 
 
 def generate(task: Task, generator, work: Sequence[GenerationWork], settings, seed: int,
-             batch_size: int) -> Iterator[Sample]:
+             batch_size: int | None) -> Iterator[Sample]:
     """Generate the planned samples, yielding each problem's samples as soon as they are done."""
     from dataclasses import replace
 

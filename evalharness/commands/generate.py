@@ -1,4 +1,8 @@
-"""`evalharness generate --model PATH --task NAME`: generation only, scored later by `execute`."""
+"""`evalharness generate --model PATH --task NAME`: generation only, scored later by `execute`.
+
+Under `torchrun --nproc-per-node G -m evalharness -- generate ...` every rank generates its share
+on its own device into its own shard file; rank 0 merges them into samples.jsonl.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +10,7 @@ import sys
 
 from ..evaluate import generate_only
 from .options import add_decoding_options, add_model_options, add_task_options
-from .run import prepare
+from .run import _barrier, prepare, sharded
 
 
 def add_parser(sub) -> None:
@@ -21,9 +25,14 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    task, generator, plan, _, run_dir, manifest, identity, _ = prepare(args, "generate")
-    run_dir.open(manifest, identity)
-    speed = generate_only(run_dir, task, generator, plan, quiet=args.quiet)
+    with sharded() as shard:
+        task, generator, plan, _, run_dir, manifest, identity, _ = prepare(args, "generate")
+        if shard.rank == 0:
+            run_dir.open(manifest, identity)
+        _barrier(shard)
+        speed = generate_only(run_dir, task, generator, plan, quiet=args.quiet, shard=shard)
+    if speed is None:  # a rank other than 0: rank 0 reports
+        return 0
     print(f"{speed['samples_generated']} samples generated ({speed['tokens_generated']} tokens, "
           f"{speed['tokens_per_s']} tokens/s) -> {run_dir.samples_path}", file=sys.stdout)
     print(f"score them with: evalharness execute {run_dir.samples_path} --task {task.name}", file=sys.stdout)

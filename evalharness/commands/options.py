@@ -19,6 +19,11 @@ def positive_int(text: str) -> int:
     return value
 
 
+def batch_size(text: str) -> int | None:
+    """--batch-size: a positive number of decoding slots, or "auto" (None)."""
+    return None if text == "auto" else positive_int(text)
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -116,7 +121,11 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--top-p", type=float, default=1.0)
     g.add_argument("--top-k", type=int, default=0)
     g.add_argument("--max-new-tokens", type=positive_int, default=512)
-    g.add_argument("--batch-size", type=positive_int, default=16, help="rows decoded together")
+    g.add_argument("--batch-size", type=batch_size, default=None, metavar="N|auto",
+                   help="decoding slots, refilled as samples finish (default auto: as many as free GPU memory "
+                        "holds on CUDA, 32 on CPU)")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the decode step under torch.compile (CUDA graphs on CUDA); default: on CUDA only")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--speculative", type=int, default=0, metavar="K",
                    help="self-speculative decoding with K heads (0 = plain)")

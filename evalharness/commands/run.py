@@ -6,10 +6,12 @@ generation; rank 0 executes and reports.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from evalharness.sandboxes import Limits, SandboxPool
 
@@ -72,7 +74,12 @@ def prepare(args: argparse.Namespace, command: str):
     if args.speculative < 0:
         raise UsageError("--speculative must be >= 0")
     device = resolve_device(args.device)
-    generator, model_info = load_generator(args.model, device=device, dtype=args.dtype, tokenizer=args.tokenizer)
+    if device.type == "cuda" and device.index is None:  # under torchrun: this rank's GPU (LOCAL_RANK)
+        import torch
+
+        device = torch.device("cuda", torch.cuda.current_device())
+    generator, model_info = load_generator(args.model, device=device, dtype=args.dtype, tokenizer=args.tokenizer,
+                                           compile=args.compile)
     n_heads = model_info.get("n_future_tokens", 1)
     if args.speculative > n_heads:
         raise UsageError(f"--speculative {args.speculative} needs that many heads; the model has {n_heads}")
@@ -86,7 +93,9 @@ def prepare(args: argparse.Namespace, command: str):
                 "model_fingerprint": model_info.get("fingerprint"), "dtype": model_info.get("dtype"),
                 "decoding": decoding, "seed": args.seed}
     manifest = base_manifest(command, task)
-    manifest.update(model=model_info, decoding=decoding, seed=args.seed)
+    # how the engine ran (not identity: samples do not depend on it)
+    engine = {"batch_size": args.batch_size or "auto", "compile": generator.compile}
+    manifest.update(model=model_info, decoding={**decoding, **engine}, seed=args.seed)
     integrity.stamp(served, identity, manifest)
     manifest["environment"]["device"] = model_info.get("device_name", str(device))
     out = Path(args.out) if args.out else _default_out(task.name, args.model, identity)
@@ -94,14 +103,8 @@ def prepare(args: argparse.Namespace, command: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    shard = _init_distributed()
-    try:
+    with sharded() as shard:
         return _run(args, shard)
-    finally:
-        if shard.world > 1:  # exiting with a live gloo group aborts the process
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
 
 
 def _run(args: argparse.Namespace, shard: Shard) -> int:
@@ -143,8 +146,21 @@ def _default_out(task_name: str, model: str, identity: dict) -> Path:
     return Path("runs") / f"{task_name}-{Path(model).name or 'model'}-{digest}"
 
 
+@contextlib.contextmanager
+def sharded() -> Iterator[Shard]:
+    """This process's Shard for the command's lifetime (torchrun: one process group, left at the end)."""
+    shard = _init_distributed()
+    try:
+        yield shard
+    finally:
+        if shard.world > 1:  # exiting with a live gloo group aborts the process
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
 def _init_distributed() -> Shard:
-    """torchrun sets WORLD_SIZE/RANK; gloo on CPU, nccl on GPUs."""
+    """torchrun sets WORLD_SIZE/RANK; gloo on CPU, nccl on GPUs, each rank on GPU LOCAL_RANK."""
     import os
 
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -9,8 +9,9 @@ masks every row by its own position). A finished slot is refilled at the next ho
 next pending sample, so the batch stays full until the pending samples run out, instead of
 running nearly empty while a chunk's slowest row reaches the token budget.
 
-Host checks ("syncs") come every `sync_every` tokens: that many plain forwards, or sync_every // k
-speculative ones (each commits up to k tokens). A sync copies every slot's tokens to the host
+Host checks ("syncs") come every `sync_every` committed tokens: that many plain forwards, or
+sync_every / (tokens per forward so far) speculative ones, so speculative rows sync no more often
+per token than plain ones and a finished row idles about as many tokens' worth. A sync copies every slot's tokens to the host
 (into pinned memory, without blocking, on CUDA) and the host checks stop sequences on decoded
 text there (finish.py). With `overlap` (the default on CUDA) the next round of forwards is
 queued before the host looks at the previous copy, so the device never waits for the host; a
@@ -26,6 +27,8 @@ fixed B and kv_len (bucketed), so it compiles whole: `compile=True` runs it unde
 """
 from __future__ import annotations
 
+import math
+import sys
 from collections import deque
 from dataclasses import dataclass, fields
 from typing import Callable, Iterator, Sequence
@@ -40,7 +43,7 @@ from .records import Completion, Request, SamplingSettings
 CPU_BATCH_SIZE = 32  # slots on CPU with --batch-size auto (see README: throughput flat from 32 on, 2 cores)
 STAGING_ROWS = 16  # prompts prefilled together at most (rows beside the slots that hold prefills)
 KV_BUCKET = 64  # attention reads the cache up to a multiple of this, eager
-COMPILED_KV_BUCKETS = 4  # compiled: at most this many kv_len values per pass (each one is a compile)
+COMPILED_KV_BUCKETS = 4  # compiled: at most this many kv_len values per pass (on CUDA, a CUDA graph each)
 CUDA_MEMORY_MARGIN = 0.9  # of free memory, for the cache; the rest is activations and the allocator's slack
 
 
@@ -234,19 +237,34 @@ class Generator:
     """
 
     def __init__(self, model, tokenizer, device: str | torch.device | None = None, *, sync_every: int = 8,
-                 refill: bool = True, compile: bool = False, overlap: bool | None = None,
+                 refill: bool = True, compile: bool | None = None, overlap: bool | None = None,
                  residual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = sampling.residual):
         self.model, self.tokenizer = model, tokenizer
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.sync_every, self.refill, self.residual = sync_every, refill, residual
         self.overlap = self.device.type == "cuda" if overlap is None else overlap
         self.eos_id = tokenizer.eos_id if tokenizer.eos_id is not None else -1
-        self.compile = compile
-        self._step = decode_step
-        if compile:
+        self.compile = self.device.type == "cuda" if compile is None else compile
+        self._compiled = None
+        if self.compile:
             mode = "reduce-overhead" if self.device.type == "cuda" else None  # CUDA graphs on CUDA
-            self._step = torch.compile(decode_step, mode=mode, fullgraph=True, dynamic=False)
+            # dynamic=None: the first kv_len compiles static, a second one recompiles with kv_len (and
+            # the slot count) symbolic, once; a compile per bucket cost 1.4x that on CPU
+            self._compiled = torch.compile(decode_step, mode=mode, fullgraph=True, dynamic=None)
         self.syncs = 0  # host syncs so far (a test counts them)
+
+    def _step(self, *args) -> None:
+        """decode_step, compiled if asked; a compiler failure falls back to eager with a warning
+        (it fails before running, so the step then runs once, eagerly: same results, slower)."""
+        if self._compiled is not None:
+            try:
+                return self._compiled(*args)
+            except Exception as e:  # noqa: BLE001 - any compiler error; eager raises what is real
+                first = (str(e).strip().splitlines() or [""])[0][:200]
+                print(f"evalharness: warning: torch.compile of the decode step failed ({type(e).__name__}: "
+                      f"{first}); decoding eagerly", file=sys.stderr)
+                self._compiled = None
+        decode_step(*args)
 
     def generate(self, requests: Sequence[Request], settings: SamplingSettings,
                  batch_size: int | None = None) -> Iterator[tuple[int, list[Completion]]]:
@@ -310,8 +328,8 @@ class _Pass:
         self.unplaced = {i: r.n for i, r in enumerate(requests) if r.n}  # samples not yet in a slot
         self.results: dict[int, list] = {i: [None] * r.n for i, r in enumerate(requests) if r.n}
         self.left = dict(self.unplaced)
-        self.accepted: dict[int, list[int]] = {}
-        compiled = gen.compile
+        self.per_forward = float(self.k)  # tokens a decode forward commits, as measured at the last sync
+        compiled = gen._compiled is not None
         self.kv_bucket = KV_BUCKET if not compiled else \
             max(KV_BUCKET, -(-self.width // (COMPILED_KV_BUCKETS * KV_BUCKET)) * KV_BUCKET)
         self.pinned = None
@@ -330,7 +348,6 @@ class _Pass:
     # inference_mode, so model-side caches built here stay usable outside
     @torch.no_grad()
     def run(self) -> Iterator[tuple[int, list[Completion]]]:
-        steps = max(1, self.gen.sync_every // self.k)
         previous, flip = None, 0
         while self.left:
             self._fill()
@@ -338,9 +355,11 @@ class _Pass:
             if any(o is not None for o in self.owner):
                 if not self.static:
                     self._fix_addresses()
+                steps = min(self.gen.sync_every, max(1, math.ceil(self.gen.sync_every / self.per_forward)))
                 kv_len = self._kv_len(steps)
                 for _ in range(steps):
-                    self.gen._step(self.model, self.slots, self.settings, self.gen.eos_id, kv_len, self.gen.residual)
+                    self.gen._step(self.model, self.slots, self.settings, self.gen.eos_id, kv_len,
+                                   self.gen.residual)
                 pinned = self.pinned[flip] if self.pinned else None
                 flip ^= 1
                 snapshot = _Snapshot(self.slots, list(self.owner), pinned, self.k > 1)
@@ -449,10 +468,12 @@ class _Pass:
     def _check(self, snapshot: _Snapshot) -> Iterator[tuple[int, list[Completion]]]:
         """Find the samples this sync shows finished; free their slots; yield the requests now complete."""
         rows = snapshot.rows()
+        committed, forwards_seen = 0, 0
         for b, sample in enumerate(snapshot.owners):
             if sample is None or sample.finished:
                 continue
             n, forwards, row = rows[b][0], rows[b][1], rows[b][2:]
+            committed, forwards_seen = committed + n - 1, forwards_seen + forwards
             finish = sample.watch.check(row[:n])
             if finish is None:
                 continue
@@ -467,6 +488,8 @@ class _Pass:
             if self.left[i] == 0:
                 del self.left[i]
                 yield i, self.results.pop(i)
+        if forwards_seen:
+            self.per_forward = committed / forwards_seen
 
 
 def _stats(finish: Finish, accepted: list[int], k: int) -> dict:
