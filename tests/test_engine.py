@@ -58,24 +58,28 @@ def test_every_sample_of_an_n20_run_equals_it_generated_alone(transformer, setti
 
 def test_refill_keeps_the_slots_busy_and_changes_no_sample():
     """Samples of very different lengths: with refill the pass takes far fewer forwards than fixed
-    batches that wait for their slowest row, and every sample is the same."""
+    batches that wait for their slowest row, and every sample is the same. Where no sample can take
+    a freed slot (a chunk with refill off, the end of the pass), the steps run on fewer slots."""
     tok = CharTokenizer(ALPHABET, eos_id=1)
     model = TableModel(len(ALPHABET), 1, seed=5, scale=1.0)
     forwards = {}
     for refill in (True, False):
-        calls = []
+        widths = []
         inner = model.forward
-        model.forward = lambda *a, **kw: calls.append(1) or inner(*a, **kw)
+        model.forward = lambda tokens, *a, **kw: widths.append(tokens.shape[0]) or inner(tokens, *a, **kw)
         try:
             got = completions(Generator(model, tok, "cpu", refill=refill, sync_every=1),
                               requests_for(["ab", "cd"], 24, stop=()), SamplingSettings(temperature=1.5, max_new_tokens=60), 8)
         finally:
             del model.forward
-        forwards[refill] = (len(calls), described(got))
+        forwards[refill] = (widths, described(got))
     lengths = sorted(c[1] for c in forwards[True][1])
     assert lengths[-1] > 3 * lengths[len(lengths) // 2]  # the long tail the refill is for
     assert forwards[True][1] == forwards[False][1]
-    assert forwards[True][0] < 0.6 * forwards[False][0]  # 83 vs 169
+    (refilled, _), (fixed, _) = forwards[True], forwards[False]
+    assert len(refilled) < 0.6 * len(fixed)  # 83 forwards vs 169
+    assert refilled[-1] == fixed[-1] == 1 and set(refilled) >= {8, 4, 2, 1}  # the tail shrinks to 1 slot
+    assert sum(refilled) <= sum(fixed)  # rows computed: 557 vs 634 (fixed batches shrink their tails too)
 
 
 def test_overlapped_host_checks_change_no_sample(transformer):

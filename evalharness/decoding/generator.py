@@ -80,6 +80,10 @@ class Slots:
     def tensors(self) -> list[torch.Tensor]:
         return [getattr(self, f.name) for f in fields(self)]
 
+    def prefix(self, n: int) -> "Slots":
+        """Slots 0..n-1, as views: a step on them updates these slots in place."""
+        return Slots(*(t[:n] for t in self.tensors()))
+
 
 # -- the decode step: device only, static shapes, no host sync -----------------------------------------
 
@@ -200,6 +204,7 @@ class _Sample:
     request: int
     index: int  # among the request's samples
     watch: RowWatch
+    slot: int
     finished: bool = False
 
 
@@ -301,7 +306,13 @@ class Generator:
 
 
 class _Pass:
-    """One generate() call: its pending samples, B slots, staged prompts and the sync loop."""
+    """One generate() call: its pending samples, B slots, staged prompts and the sync loop.
+
+    When no pending sample can take a slot before the running ones finish (the end of the pass;
+    every chunk with refill off), the running samples move to the first slots and the steps run
+    on that prefix only: 1, 2, 4, ... slots, each shape static while it lasts, so the pass's tail
+    does not pay for B slots to finish a few samples.
+    """
 
     def __init__(self, gen: Generator, requests: Sequence[Request], settings: SamplingSettings,
                  batch_size: int | None):
@@ -315,11 +326,11 @@ class _Pass:
         self.width = -(-(longest + self.budget + 2 * self.k) // KV_BUCKET) * KV_BUCKET  # cache slots per row
         self.P = min(STAGING_ROWS, sum(1 for r in requests if r.n))
         B = gen.batch_size_for(batch_size, self.width, self.k, self.P)
-        self.B = B = min(B, len(self.pending))  # more slots than samples would only idle
+        self.full = self.active = B = min(B, len(self.pending))  # more slots than samples would only idle
         if self.k > 1 and hasattr(self.model, "stack_heads"):
             self.model.stack_heads()  # the heads run together from now on: one batched block
-        self.model.setup_cache(B + self.P, self.width, self.k)
-        self.slots = Slots.empty(B, settings, self.dev)
+        self.model.setup_cache(B + self.P, self.width, self.k)  # slots, then staging rows
+        self.all_slots = self.slots = Slots.empty(B, settings, self.dev)  # slots: the active prefix
         self.owner: list[_Sample | None] = [None] * B  # the sample in each slot
         self.parked = set(range(B))  # free slots already marked done on the device
         self.n_hi = [0] * B  # host bound on each slot's n after the queued forwards
@@ -338,11 +349,18 @@ class _Pass:
             self.pinned = [torch.empty(B, W, dtype=torch.long, pin_memory=True) for _ in range(2)]
         self.static = not (compiled and self.dev.type == "cuda")  # whether _fix_addresses has nothing to do
 
+        self.compiled_on_cuda = not self.static
+
     def _fix_addresses(self) -> None:
         """The compiled step updates the slots and the cache in place; CUDA graphs need their addresses fixed."""
         for t in self.slots.tensors() + [b for b in self.model.buffers() if b.dim() >= 4]:
             torch._dynamo.mark_static_address(t)
         self.static = True
+
+    def _use_slots(self, n: int) -> None:
+        """Run the steps on slots 0..n-1 from now on."""
+        self.active, self.slots = n, self.all_slots.prefix(n)
+        self.static = not self.compiled_on_cuda
 
     # no_grad wraps a generator only while it runs, never the caller between yields; not
     # inference_mode, so model-side caches built here stay usable outside
@@ -351,6 +369,7 @@ class _Pass:
         previous, flip = None, 0
         while self.left:
             self._fill()
+            self._shrink()
             snapshot = None
             if any(o is not None for o in self.owner):
                 if not self.static:
@@ -362,7 +381,7 @@ class _Pass:
                                    self.gen.residual)
                 pinned = self.pinned[flip] if self.pinned else None
                 flip ^= 1
-                snapshot = _Snapshot(self.slots, list(self.owner), pinned, self.k > 1)
+                snapshot = _Snapshot(self.slots, self.owner[: self.active], pinned, self.k > 1)
                 self.gen.syncs += 1
             if not self.gen.overlap:
                 previous, snapshot = snapshot, None
@@ -373,7 +392,7 @@ class _Pass:
     def _kv_len(self, steps: int) -> int:
         """Attention's cache length for the next `steps` forwards: past every position a slot can reach."""
         reach = 0
-        for b, sample in enumerate(self.owner):
+        for b, sample in enumerate(self.owner[: self.active]):
             if sample is not None:
                 self.n_hi[b] = min(self.n_hi[b] + steps * self.k, self.budget + self.k)
                 reach = max(reach, len(self.prompt_ids[sample.request]) + self.n_hi[b] + self.k)
@@ -383,9 +402,12 @@ class _Pass:
 
     def _fill(self) -> None:
         """Give free slots the next pending samples (with refill off: only once all slots are free)."""
-        free = [b for b, o in enumerate(self.owner) if o is None]
-        if not self.gen.refill and len(free) < self.B:
+        free = [b for b, o in enumerate(self.owner[: self.active]) if o is None]
+        if not self.gen.refill and len(free) < self.active:
             return
+        if self.pending and self.active < self.full:  # a new chunk (refill off): all slots again
+            self._use_slots(self.full)
+            free = list(range(self.full))
         while free and self.pending:
             take = self._stage(len(free))
             self._place(free[: len(take)], take)
@@ -395,6 +417,29 @@ class _Pass:
             index = self._to_device(idle)
             self.slots.done[index], self.slots.pos[index] = True, 0
             self.parked.update(idle)
+
+    def _shrink(self) -> None:
+        """No sample can take a slot before the running ones finish: when they fill at most half the
+        active slots, move them to the front and run the smallest power of two of slots that holds them."""
+        if self.pending and self.gen.refill:
+            return
+        running = [b for b in range(self.active) if self.owner[b] is not None]
+        if not running or len(running) > self.active // 2:
+            return
+        target = 1 << (len(running) - 1).bit_length()
+        moving = [b for b in running if b >= target]
+        free = [b for b in range(target) if self.owner[b] is None][: len(moving)]
+        if moving:
+            src, dst = self._to_device(moving), self._to_device(free)
+            self.model.copy_cache(src, dst, self.width)
+            for t in self.all_slots.tensors():
+                t[dst] = t[src]
+            for b, f in zip(moving, free):
+                self.owner[f], self.owner[b], self.n_hi[f] = self.owner[b], None, self.n_hi[b]
+                self.owner[f].slot = f
+                self.parked.discard(f)
+                self.parked.discard(b)  # holds a copy of a running sample: parked again if refilled later
+        self._use_slots(target)
 
     def _stage(self, want: int) -> list[tuple[int, int]]:
         """The next pending samples (at most `want`) whose prompts are prefilled: prefill the new ones
@@ -424,11 +469,12 @@ class _Pass:
         length = self._to_device(lengths)
         # every used head's cache is filled; only each prompt's last position is unembedded: [P', k, V]
         last = self.model(self._to_device(batch), start_pos=torch.zeros_like(length), n_heads=self.k,
-                          logits_at=length - 1, kv_len=batch.shape[1], rows=self._to_device(rows) + self.B)[:, 0]
+                          logits_at=length - 1, kv_len=batch.shape[1], rows=self._to_device(rows) + self.full)[:, 0]
         if self.staged_last is None:
             self.staged_last = last.new_zeros(self.P, *last.shape[1:])
             if self.k > 1 and not self.settings.greedy:
-                self.slots.q = torch.zeros(self.B, self.k - 1, last.shape[-1], device=self.dev)
+                self.all_slots.q = torch.zeros(self.full, self.k - 1, last.shape[-1], device=self.dev)
+                self._use_slots(self.active)
         self.staged_last[self._to_device(rows)] = last
 
     def _place(self, slots: list[int], take: list[tuple[int, int]]) -> None:
@@ -436,7 +482,7 @@ class _Pass:
         rows = [self.staged[i] for i, _ in take]
         lengths = [len(self.prompt_ids[i]) for i, _ in take]
         src, dst = self._to_device(rows), self._to_device(slots)
-        self.model.copy_cache(src + self.B, dst, max(lengths))
+        self.model.copy_cache(src + self.full, dst, max(lengths))
         seeds = sampling.split_seeds([self.requests[i].seeds[s] for i, s in take], "cpu")
         seeds = self._to_device(seeds)
         g, drafts, q = first_tokens(self.staged_last[src], seeds, self.settings)
@@ -450,7 +496,7 @@ class _Pass:
         for b, (i, j) in zip(slots, take):
             watch = RowWatch(self.gen.tokenizer, self.prompt_ids[i], self.requests[i].stop, self.gen.eos_id,
                              self.budget)
-            self.owner[b], self.n_hi[b] = _Sample(i, j, watch), 1
+            self.owner[b], self.n_hi[b] = _Sample(i, j, watch, b), 1
             self.parked.discard(b)
             self.unplaced[i] -= 1
             if self.unplaced[i] == 0:
@@ -478,8 +524,7 @@ class _Pass:
             if finish is None:
                 continue
             sample.finished = True
-            if self.owner[b] is sample:
-                self.owner[b] = None
+            self.owner[sample.slot] = None  # (a move may have changed its slot since this sync)
             accepted = row[snapshot.width: snapshot.width + forwards] if self.k > 1 else []
             completion = Completion(finish.raw_text, finish.tokens, finish.reason, _stats(finish, accepted, self.k))
             i = sample.request
