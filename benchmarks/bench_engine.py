@@ -17,6 +17,13 @@ Every configuration must produce the same samples (asserted: samples depend on s
 tokens/s per configuration and the ratios; the last line reads
 `refill_speedup=<engine/fixed> compile_speedup=<compiled/engine>`.
 
+On a CPU a forward costs about its rows times their cache length, and fixed batches drop finished
+rows, so refilling gains little here; on a GPU a decode forward of a 7B model costs the bytes it
+reads, 12 GB of weights whatever the row count plus each row's cache. The script therefore also
+replays each schedule's forwards (slots, cache lengths) through that cost model for a 7B model
+(bf16, 4096 x 29 cached blocks) and prints the modeled GPU ratio of the two schedules: a model of
+the same workload's schedules, not a measurement.
+
     python benchmarks/bench_engine.py [--quick] [--problems 4] [--n 200] [--batch-size 32] [--no-compile]
 """
 from __future__ import annotations
@@ -57,6 +64,22 @@ def workload(problems: int, n: int, seed: int = 0):
     chosen = task.problems[:problems]
     return [Request(p.prompt, n, tuple(sample_seed(seed, p.task_id, i, 0.8) for i in range(n)), tuple(task.stop))
             for p in chosen]
+
+
+WEIGHT_BYTES_7B = 6.1e9 * 2  # trunk + head 1 + embeddings/unembedding of a 7B MTP model in bf16
+KV_BYTES_7B = 29 * 2 * 4096 * 2  # per cached token: 29 blocks, keys and values, dim 4096, bf16
+
+
+class ByteModel:
+    """Adds up what a schedule's decode forwards would read on a memory-bound GPU (Generator.on_round)."""
+
+    def __init__(self):
+        self.bytes = 0.0
+
+    def __call__(self, forwards: int, slots: int, kv_len) -> None:
+        lanes = kv_len if isinstance(kv_len, tuple) else (kv_len,)
+        cache = sum(slots // len(lanes) * length for length in lanes) * KV_BYTES_7B
+        self.bytes += forwards * (WEIGHT_BYTES_7B + cache)
 
 
 def timed(generator: Generator, requests, settings, batch_size) -> tuple[float, list]:
@@ -105,8 +128,11 @@ def main(argv=None) -> int:
           f"tokens, speculative {args.speculative}, {B} slots", flush=True)
 
     results: dict[str, tuple[float, list]] = {}
-    results["engine"] = timed(Generator(model, tok, "cpu", compile=False), requests, settings, B)
-    results["fixed"] = timed(Generator(model, tok, "cpu", compile=False, refill=False), requests, settings, B)
+    modeled = {"engine": ByteModel(), "fixed": ByteModel()}
+    results["engine"] = timed(Generator(model, tok, "cpu", compile=False, on_round=modeled["engine"]),
+                              requests, settings, B)
+    results["fixed"] = timed(Generator(model, tok, "cpu", compile=False, refill=False, on_round=modeled["fixed"]),
+                             requests, settings, B)
     compile_s = None
     if not args.no_compile:
         compiled = Generator(model, tok, "cpu", compile=True)
@@ -141,6 +167,8 @@ def main(argv=None) -> int:
         print(f"{name:12s} {seconds:8.1f} {rate[name]:9.0f} {rate[name] / rate['engine']:8.2f}x")
     if compile_s is not None:
         print(f"(compiled: warm-up pass with compiles {compile_s:.0f} s)")
+    print(f"modeled on a GPU, 7B bf16, same schedules: the engine reads {modeled['engine'].bytes / 1e12:.1f} TB, "
+          f"fixed batches {modeled['fixed'].bytes / 1e12:.1f} TB: refill {modeled['fixed'].bytes / modeled['engine'].bytes:.2f}x")
     refill = rate["engine"] / rate["fixed"]
     compiled = rate["compiled"] / rate["engine"] if "compiled" in rate else float("nan")
     print(f"refill_speedup={refill:.2f} compile_speedup={compiled:.2f}")

@@ -1,9 +1,13 @@
 """The generation engine: slot refill, samples independent of slot and batch, sync cadence, batch
 sizing, the compiled step, and `evalharness generate` across batch sizes and torchrun ranks."""
+import importlib
 import os
+import re
 import shutil
 import socket
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -238,3 +242,40 @@ def test_generate_under_torchrun_equals_one_process(tiny, single, tmp_path):
     assert len({(s["task_id"], s["sample_idx"], s["temperature"]) for s in samples}) == len(samples) == 18
     assert not list(out.glob("samples.rank*.jsonl"))
     assert by_key(samples) == by_key(rows(single / "samples.jsonl"))
+
+
+# -- the benchmark scripts stay runnable ---------------------------------------------------------------
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def test_gpu_check_runs_end_to_end_in_smoke_mode(capsys):
+    """gpu_check.py's whole path (model built in place, plain and oracle-speculative at batch 1, 4 and
+    auto, transformers generate on the same weights, the bound, the table) on a tiny CPU model. In
+    fp32 every decoding gives plain greedy's tokens, transformers' included (the =plain column)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        gpu_check = importlib.import_module("gpu_check")
+        assert gpu_check.main(["--smoke"]) == 0
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith(("plain", "speculative", "transformers"))]
+    rows = [line for line in table if "/" in line.split()[-3] or "/" in line.split()[-2]]
+    assert len(rows) == 8, out  # plain and speculative at 1, 4, 32 (auto); transformers at 1 and 4
+    for line in rows:
+        agree = next(f for f in line.split() if "/" in f)
+        assert agree.split("/")[0] == agree.split("/")[1], line
+    assert "32 (auto)" in out and "speculative / plain at batch 4" in out and "HumanEval paper protocol" in out
+
+
+def test_bench_engine_runs_and_prints_its_ratios(capsys, shared_data):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        bench = importlib.import_module("bench_engine")
+        assert bench.main(["--problems", "2", "--n", "6", "--max-new-tokens", "24", "--batch-size", "4",
+                           "--no-compile", "--threads", "1"]) == 0
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"refill_speedup=\d+\.\d\d compile_speedup=nan", last), last

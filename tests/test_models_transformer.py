@@ -108,6 +108,31 @@ def test_a_prefill_in_a_staging_row_copies_into_decoding_rows(stacked):
             torch.testing.assert_close(out[r, 0], ref[7], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("stacked", [False, True])
+def test_lanes_read_their_own_cache_length_and_change_nothing(stacked):
+    """kv_len as per-lane lengths: each lane of rows reads only as far as its own rows reach, and
+    every row's output is the one-length forward's, to the bit (only masked slots are left out; with
+    lengths that are multiples of 16, as the engine's multiples of 64 are: CPU attention kernels
+    vectorize the cache length, and a ragged tail sums in another order)."""
+    model = tiny(3, kv_heads=2, seed=7)
+    if stacked:
+        model.stack_heads()
+    model.setup_cache(6, 48)
+    seqs = torch.randint(0, VOCAB, (4, 40))
+    lengths = torch.tensor([37, 30, 9, 5])  # two long rows, then two short ones
+    with torch.no_grad():
+        for r in range(4):  # prefill each row to its own length
+            model(seqs[r:r + 1, :lengths[r]], torch.zeros(1, dtype=torch.long), rows=torch.tensor([r]))
+        block = torch.stack([seqs[r, lengths[r]:lengths[r] + 2] for r in range(4)])
+        one = model(block, lengths, kv_len=48)
+        lanes = model(block, lengths, kv_len=(48, 16))
+    assert torch.equal(one, lanes)
+    for r in range(4):
+        torch.testing.assert_close(lanes[r], reference(model, seqs[r, :lengths[r] + 2])[lengths[r]:], rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="lanes"):
+        model(block[:3], lengths[:3], kv_len=(48, 16))
+
+
 def test_cache_only_for_the_heads_decoding_uses():
     model = tiny(4, seed=3)
     full = model.cache_bytes(2, 16)
@@ -120,7 +145,7 @@ def test_cache_only_for_the_heads_decoding_uses():
             model(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, dtype=torch.long), n_heads=2)
     model.stack_heads()
     model.setup_cache(2, 16, n_heads=2)
-    assert model.stacked_heads.k.shape[0] == 2
+    assert model.stacked_heads.k.shape[1] == 2  # (rows, heads, ...)
     with pytest.raises(RuntimeError, match="setup_cache"):
         model(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, dtype=torch.long), n_heads=3)
 
@@ -167,6 +192,21 @@ def test_forward_rejects_bad_head_count():
     model = tiny(2)
     with pytest.raises(ValueError, match="n_heads"):
         model(torch.zeros(1, 2, dtype=torch.long), n_heads=3)
+
+
+def test_real_valued_rope_is_the_complex_product_to_the_bit():
+    """The compiled step rotates in reals, the eager one with complex numbers: same bits, so a
+    compiled and an eager run give the same samples."""
+    from evalharness.models.transformer import apply_rope, rope_frequencies, rope_real
+
+    table = rope_frequencies(32, 4096, 10000.0)
+    gen = torch.Generator().manual_seed(0)
+    for shape in [(1, 1, 4, 32), (5, 3, 4, 32), (2, 9, 6, 32)]:
+        x = torch.randn(shape, generator=gen) * 10
+        freqs = table[torch.randint(0, 4096, shape[:2], generator=gen)]
+        assert torch.equal(rope_real(x, freqs), apply_rope(x, freqs))
+        stacked = torch.stack([x, -x])  # the heads' (n, B, T, H, D) layout broadcasts the same table
+        assert torch.equal(rope_real(stacked, freqs), apply_rope(stacked, freqs))
 
 
 def test_ffn_hidden_dim_follows_llama2_rule():

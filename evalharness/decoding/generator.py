@@ -168,7 +168,8 @@ def _commit(s: Slots, m, token, eos, settings: SamplingSettings, drafts=None, q=
     run = ~s.done
     n = s.n + m
     s.out.scatter_(1, n[:, None], token[:, None])  # beyond a frozen slot's tokens: harmless
-    s.accepted.scatter_(1, s.forwards[:, None], m[:, None])  # the same
+    if drafts is not None:  # speculative: drafts accepted per forward, for the stats
+        s.accepted.scatter_(1, s.forwards[:, None], m[:, None])  # the same
     s.g.copy_(torch.where(run, token, s.g))
     s.pos.copy_(torch.where(run, s.pos + m + 1, s.pos))
     s.n.copy_(torch.where(run, n + 1, s.n))
@@ -237,16 +238,19 @@ class Generator:
     refill=False fills the slots only when all are free: fixed batches, the pre-engine behaviour,
     kept to measure what refilling gains (benchmarks/bench_engine.py). overlap: queue the next
     round before reading the last sync's tokens (default: on CUDA, where the device runs ahead of
-    the host). `residual` is the rejection distribution of speculative sampling; it is a parameter
-    only so a test can inject a wrong one and see the distribution test fail.
+    the host). on_round(forwards, slots, kv_len) hears of every round of forwards queued (what a
+    benchmark needs to model the bytes a schedule reads). `residual` is the rejection distribution
+    of speculative sampling; it is a parameter only so a test can inject a wrong one and see the
+    distribution test fail.
     """
 
     def __init__(self, model, tokenizer, device: str | torch.device | None = None, *, sync_every: int = 8,
                  refill: bool = True, compile: bool | None = None, overlap: bool | None = None,
+                 on_round: Callable[[int, int, int | tuple[int, ...]], None] | None = None,
                  residual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = sampling.residual):
         self.model, self.tokenizer = model, tokenizer
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.sync_every, self.refill, self.residual = sync_every, refill, residual
+        self.sync_every, self.refill, self.residual, self.on_round = sync_every, refill, residual, on_round
         self.overlap = self.device.type == "cuda" if overlap is None else overlap
         self.eos_id = tokenizer.eos_id if tokenizer.eos_id is not None else -1
         self.compile = self.device.type == "cuda" if compile is None else compile
@@ -283,6 +287,16 @@ class Generator:
             yield i, []
         if sum(r.n for r in requests):
             yield from _Pass(self, requests, settings, batch_size).run()
+
+    def plan(self, requests: Sequence[Request], settings: SamplingSettings,
+             batch_size: int | None = None) -> tuple[int, int, int]:
+        """(slots, staging rows, cache slots per row) a pass over `requests` would use."""
+        k = settings.heads
+        longest = max((len(self.tokenizer.encode(r.prompt, bos=True)) for r in requests if r.n), default=0)
+        width = -(-(longest + settings.max_new_tokens + 2 * k) // KV_BUCKET) * KV_BUCKET
+        staging = min(STAGING_ROWS, sum(1 for r in requests if r.n))
+        slots = min(self.batch_size_for(batch_size, width, k, staging), sum(r.n for r in requests))
+        return slots, staging, width  # never more slots than samples: they would only idle
 
     def rows_that_fit(self, seq_len: int, heads: int) -> int | None:
         """Cache rows of seq_len tokens that free device memory holds (CUDA; None elsewhere)."""
@@ -322,11 +336,8 @@ class _Pass:
         if not all(ids for ids, r in zip(self.prompt_ids, requests) if r.n):
             raise UsageError("a prompt encodes to no tokens (empty prompt and a tokenizer without BOS)")
         self.pending = deque((i, s) for i, r in enumerate(requests) for s in range(r.n))
-        longest = max(len(ids) for ids in self.prompt_ids)
-        self.width = -(-(longest + self.budget + 2 * self.k) // KV_BUCKET) * KV_BUCKET  # cache slots per row
-        self.P = min(STAGING_ROWS, sum(1 for r in requests if r.n))
-        B = gen.batch_size_for(batch_size, self.width, self.k, self.P)
-        self.full = self.active = B = min(B, len(self.pending))  # more slots than samples would only idle
+        B, self.P, self.width = gen.plan(requests, settings, batch_size)  # slots, staging rows, row length
+        self.full = self.active = B
         if self.k > 1 and hasattr(self.model, "stack_heads"):
             self.model.stack_heads()  # the heads run together from now on: one batched block
         self.model.setup_cache(B + self.P, self.width, self.k)  # slots, then staging rows
@@ -376,6 +387,8 @@ class _Pass:
                     self._fix_addresses()
                 steps = min(self.gen.sync_every, max(1, math.ceil(self.gen.sync_every / self.per_forward)))
                 kv_len = self._kv_len(steps)
+                if self.gen.on_round is not None:
+                    self.gen.on_round(steps, self.active, kv_len)
                 for _ in range(steps):
                     self.gen._step(self.model, self.slots, self.settings, self.gen.eos_id, kv_len,
                                    self.gen.residual)
@@ -389,14 +402,71 @@ class _Pass:
                 yield from self._check(previous)
             previous = snapshot
 
-    def _kv_len(self, steps: int) -> int:
-        """Attention's cache length for the next `steps` forwards: past every position a slot can reach."""
-        reach = 0
+    def _kv_len(self, steps: int) -> int | tuple[int, ...]:
+        """Attention's cache length for the next `steps` forwards, past every position a slot can reach:
+        one length, or one per lane of slots, the running samples sorted into lanes by length first."""
+        reach: list[int | None] = [None] * self.active
         for b, sample in enumerate(self.owner[: self.active]):
             if sample is not None:
                 self.n_hi[b] = min(self.n_hi[b] + steps * self.k, self.budget + self.k)
-                reach = max(reach, len(self.prompt_ids[sample.request]) + self.n_hi[b] + self.k)
+                reach[b] = len(self.prompt_ids[sample.request]) + self.n_hi[b] + self.k
+        lanes = self._lanes()
+        if lanes > 1:
+            reach = self._sort_into_lanes(reach, lanes)
+        size = self.active // lanes
+        lengths = tuple(self._bucket(max((r for r in reach[g * size:(g + 1) * size] if r), default=1))
+                        for g in range(lanes))
+        return lengths if lanes > 1 else lengths[0]
+
+    def _bucket(self, reach: int) -> int:
         return min(self.width, -(-reach // self.kv_bucket) * self.kv_bucket)
+
+    def _lanes(self) -> int:
+        """Lanes of at least 4 slots, up to 4 of them; one when compiled (every lane length would be a
+        shape: a CUDA graph each)."""
+        if self.kv_bucket != KV_BUCKET:
+            return 1
+        return next((g for g in (4, 2) if self.active % g == 0 and self.active // g >= 4), 1)
+
+    def _sort_into_lanes(self, reach: list[int | None], lanes: int) -> list[int | None]:
+        """Move the longest samples to the first lanes (ties keep their order, so few move), so a lane
+        of short samples reads a short cache; returns the reach per slot after the moves."""
+        size = self.active // lanes
+        ranked = sorted((b for b in range(self.active) if reach[b] is not None),
+                        key=lambda b: (-self._bucket(reach[b]), b))
+        target = {b: i // size for i, b in enumerate(ranked)}
+        src, dst = [], []
+        for g in range(lanes):
+            here = range(g * size, (g + 1) * size)
+            free = [b for b in here if target.get(b) != g]
+            incoming = [b for b in ranked if target[b] == g and b not in here]
+            src += incoming
+            dst += free[: len(incoming)]
+        if src:
+            self._move(src, dst, max(reach[b] for b in src))
+            moved = dict(zip(dst, (reach[b] for b in src)))
+            reach = [moved.get(b, None if b in src else r) for b, r in enumerate(reach)]
+        return reach
+
+    def _move(self, src: list[int], dst: list[int], length: int) -> None:
+        """Samples in slots src move to slots dst (all at once: a slot in both is read before it is
+        written); their cache slots < length and state come along, the slots they leave are parked."""
+        s, d = self._to_device(src), self._to_device(dst)
+        self.model.copy_cache(s, d, length)
+        for t in self.all_slots.tensors():
+            t[d] = t[s]
+        samples = [self.owner[b] for b in src]
+        n_hi = [self.n_hi[b] for b in src]
+        for b in src:
+            self.owner[b] = None
+        for b, sample, hi in zip(dst, samples, n_hi):
+            self.owner[b], self.n_hi[b], sample.slot = sample, hi, b
+            self.parked.discard(b)
+        left = [b for b in src if self.owner[b] is None]
+        if left:
+            index = self._to_device(left)
+            self.all_slots.done[index], self.all_slots.pos[index] = True, 0
+            self.parked.update(left)
 
     # -- refilling slots -----------------------------------------------------------------------------
 
@@ -428,17 +498,9 @@ class _Pass:
             return
         target = 1 << (len(running) - 1).bit_length()
         moving = [b for b in running if b >= target]
-        free = [b for b in range(target) if self.owner[b] is None][: len(moving)]
         if moving:
-            src, dst = self._to_device(moving), self._to_device(free)
-            self.model.copy_cache(src, dst, self.width)
-            for t in self.all_slots.tensors():
-                t[dst] = t[src]
-            for b, f in zip(moving, free):
-                self.owner[f], self.owner[b], self.n_hi[f] = self.owner[b], None, self.n_hi[b]
-                self.owner[f].slot = f
-                self.parked.discard(f)
-                self.parked.discard(b)  # holds a copy of a running sample: parked again if refilled later
+            free = [b for b in range(target) if self.owner[b] is None][: len(moving)]
+            self._move(moving, free, self.width)
         self._use_slots(target)
 
     def _stage(self, want: int) -> list[tuple[int, int]]:
@@ -468,8 +530,11 @@ class _Pass:
             batch[p, : lengths[p]] = torch.tensor(self.prompt_ids[i])
         length = self._to_device(lengths)
         # every used head's cache is filled; only each prompt's last position is unembedded: [P', k, V]
+        # kv_len a multiple of KV_BUCKET like every other: CPU attention kernels sum a ragged cache
+        # length in another order, and a prompt's bits would depend on the prompts prefilled with it
+        kv_len = min(self.width, -(-batch.shape[1] // KV_BUCKET) * KV_BUCKET)
         last = self.model(self._to_device(batch), start_pos=torch.zeros_like(length), n_heads=self.k,
-                          logits_at=length - 1, kv_len=batch.shape[1], rows=self._to_device(rows) + self.full)[:, 0]
+                          logits_at=length - 1, kv_len=kv_len, rows=self._to_device(rows) + self.full)[:, 0]
         if self.staged_last is None:
             self.staged_last = last.new_zeros(self.P, *last.shape[1:])
             if self.k > 1 and not self.settings.greedy:

@@ -15,7 +15,7 @@ into a decoding row, so a decoder can keep a fixed set of rows and refill them.
 
 Everything a cached decode step runs has static shapes for a fixed row count
 and kv_len and no data-dependent Python, so torch.compile traces it whole
-(RoPE is real-valued: complex tensors break inductor graphs).
+(RoPE is real-valued when compiled: inductor has no complex kernels).
 """
 from __future__ import annotations
 
@@ -75,12 +75,26 @@ def rope_frequencies(head_dim: int, length: int, theta: float, device=None) -> T
 
 
 def apply_rope(x: Tensor, freqs: Tensor) -> Tensor:
-    """Rotate interleaved pairs (x0,x1),(x2,x3).. of x (..., B,T,H,D) by freqs (B,T,D/2,2), in float32 as Meta
-    does. The complex product written out in reals: bit-identical on CPU, and inductor compiles it."""
+    """Rotate interleaved pairs (x0,x1),(x2,x3).. of x (..., B,T,H,D) by freqs (B,T,D/2,2), in float32 as Meta does.
+
+    Eagerly as Meta writes it, a complex product (one kernel: 2.5x faster on CPU at batch 1); under
+    torch.compile written out in reals, since inductor generates no code for complex tensors. The two
+    are bit-identical (tested)."""
+    if _compiling():
+        return rope_real(x, freqs)
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+    return torch.view_as_real(pairs * torch.view_as_complex(freqs).unsqueeze(-2)).flatten(-2).type_as(x)
+
+
+def rope_real(x: Tensor, freqs: Tensor) -> Tensor:
+    """apply_rope's complex product (a + bi)(c + di) = (ac - bd) + (ad + bc)i in real arithmetic."""
     pairs = x.float().reshape(*x.shape[:-1], -1, 2)
     x0, x1 = pairs[..., 0], pairs[..., 1]
     cos, sin = freqs[..., 0].unsqueeze(-2), freqs[..., 1].unsqueeze(-2)  # broadcast over the heads
     return torch.stack([x0 * cos - x1 * sin, x1 * cos + x0 * sin], -1).flatten(-2).type_as(x)
+
+
+_compiling = getattr(torch.compiler, "is_compiling", lambda: False)  # torch < 2.3: always the complex form
 
 
 def rms_normalize(x: Tensor, eps: float) -> Tensor:
@@ -104,11 +118,28 @@ def cache_rows(rows: Tensor | None, batch: int, device) -> Tensor:
     return (torch.arange(batch, device=device) if rows is None else rows).unsqueeze(1)
 
 
-def read_rows(cache: Tensor, rows: Tensor | None, batch: int, kv_len: int, dim: int = 0) -> Tensor:
-    """Cache slots < kv_len of the batch's rows along `dim`: a view of rows 0..B-1 (decoding), a gather otherwise."""
-    if rows is None:
-        return cache.narrow(dim, 0, batch).narrow(dim + 2, 0, kv_len)
-    return cache.index_select(dim, rows).narrow(dim + 2, 0, kv_len)
+def attend_cached(q: Tensor, k_cache: Tensor, v_cache: Tensor, rows: Tensor | None, masks: tuple[Tensor, ...],
+                  n_rep: int) -> Tensor:
+    """Attention of q (B, N, H, Tq, D), N heads' queries of B rows, over those rows' cached keys and
+    values (rows, N, Hkv, S, D): rows 0..B-1, or the cache rows `rows`.
+
+    The B rows are len(masks) equal lanes; lane g reads slots < masks[g].shape[-1] under masks[g]
+    (B/G, 1, Tq, kv): a lane of short rows does not read as far as the longest row of the batch.
+    Rows 0..B-1 are read as views, without a copy. Returns (B, N, H, Tq, D)."""
+    B, N = q.shape[:2]
+    lane = B // len(masks)
+    outs = []
+    for g, mask in enumerate(masks):
+        kv = mask.shape[-1]
+        if rows is None:
+            k, v = k_cache[g * lane:(g + 1) * lane, :N, :, :kv], v_cache[g * lane:(g + 1) * lane, :N, :, :kv]
+        else:
+            index = rows[g * lane:(g + 1) * lane]
+            k, v = k_cache.index_select(0, index)[:, :N, :, :kv], v_cache.index_select(0, index)[:, :N, :, :kv]
+        m = mask.unsqueeze(1).expand(-1, N, -1, -1, -1).flatten(0, 1)
+        out = attend(q[g * lane:(g + 1) * lane].flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), m, n_rep)
+        outs.append(out.unflatten(0, (-1, N)))
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
 class KVCache(nn.Module):
@@ -120,14 +151,11 @@ class KVCache(nn.Module):
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
 
-    def update(self, rows: Tensor | None, positions: Tensor, k: Tensor, v: Tensor,
-               kv_len: int) -> tuple[Tensor, Tensor]:
-        """Write k, v (B,T,Hkv,D) into cache rows `rows` (default 0..B-1) at `positions` (B,T); return
-        those rows' slots < kv_len."""
+    def write(self, rows: Tensor | None, positions: Tensor, k: Tensor, v: Tensor) -> None:
+        """Write k, v (B,T,Hkv,D) into cache rows `rows` (default 0..B-1) at `positions` (B,T)."""
         index = cache_rows(rows, k.shape[0], k.device)
         self.k[index, :, positions] = k.to(self.k.dtype)
         self.v[index, :, positions] = v.to(self.v.dtype)
-        return read_rows(self.k, rows, k.shape[0], kv_len), read_rows(self.v, rows, k.shape[0], kv_len)
 
     def copy_rows(self, src: Tensor, dst: Tensor, length: int) -> None:
         self.k[dst, :, :length] = self.k[src, :, :length]
@@ -151,9 +179,10 @@ class Attention(nn.Module):
     def copy_cache(self, src: Tensor, dst: Tensor, length: int) -> None:
         self.cache.copy_rows(src, dst, length)
 
-    def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | None,
+    def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | tuple[Tensor, ...] | None,
                 at: Tensor | None = None, rows: Tensor | None = None) -> Tensor:
-        """mask (B, 1, Tq, kv_len) when cached: its last dim says how many cache slots to read.
+        """Cached (positions given): mask is the lanes' masks (see attend_cached); uncached: None (causal)
+        or (B, 1, Tq, T).
 
         at (B, K): only these tokens query (the output is (B, K, dim)); all T still give keys and
         values, and mask then holds the K query rows only. rows (B,): the cache rows (default 0..B-1)."""
@@ -163,13 +192,17 @@ class Attention(nn.Module):
         k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)
         v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)
         q, k = apply_rope(q, fq), apply_rope(k, freqs)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D)
-        if positions is not None:
+        n_rep = self.n_heads // self.n_kv_heads
+        if positions is None:
+            out = attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask, n_rep)  # (B, H, Tq, D)
+        else:
             if self.cache is None:
                 raise RuntimeError("forward with start_pos needs setup_cache() first")
-            k, v = self.cache.update(rows, positions, k.transpose(1, 2), v.transpose(1, 2), mask.shape[-1])
-        out = attend(q, k, v, mask, self.n_heads // self.n_kv_heads)
-        return self.wo(out.transpose(1, 2).reshape(B, q.shape[2], -1))
+            self.cache.write(rows, positions, k, v)
+            c = self.cache
+            out = attend_cached(q.transpose(1, 2).unsqueeze(1), c.k.unsqueeze(1), c.v.unsqueeze(1), rows, mask,
+                                n_rep).squeeze(1)
+        return self.wo(out.transpose(1, 2).reshape(B, q.shape[1], -1))
 
 
 def pick(x: Tensor, at: Tensor) -> Tensor:
@@ -206,9 +239,9 @@ class TransformerBlock(nn.Module):
         self.attention_norm = RMSNorm(args.dim, args.norm_eps)
         self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
 
-    def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | None,
+    def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | tuple[Tensor, ...] | None,
                 at: Tensor | None = None, rows: Tensor | None = None) -> Tensor:
-        """at (B, K): output only these tokens; rows: cache rows (see Attention.forward)."""
+        """at (B, K): output only these tokens; mask, rows: see Attention.forward."""
         h = (x if at is None else pick(x, at)) + self.attention(self.attention_norm(x), freqs, positions, mask, at,
                                                                 rows)
         return h + self.feed_forward(self.ffn_norm(h))
@@ -238,19 +271,21 @@ class StackedHeads(nn.Module):
             for p, view in zip(params, stack):
                 p.data = view.t() if view.dim() == 2 else view
             self.register_buffer(name.replace(".", "_"), stack, persistent=False)
-        # KV cache (heads, rows, Hkv, S, D) of the first `heads` heads only, head-major so fewer heads are a prefix
+        # KV cache (rows, heads, Hkv, S, D) of the heads the decoding runs: the rows and heads of a
+        # decode step flatten into one batch as a view (attend_cached)
         self.register_buffer("k", None, persistent=False)
         self.register_buffer("v", None, persistent=False)
 
     def setup_cache(self, rows: int, max_seq_len: int, heads: int) -> None:
-        shape = (heads, rows, self.n_kv_heads, max_seq_len, self.head_dim)
+        shape = (rows, heads, self.n_kv_heads, max_seq_len, self.head_dim)
         self.k, self.v = self.attention_wq.new_zeros(shape), self.attention_wq.new_zeros(shape)
 
     def copy_cache(self, src: Tensor, dst: Tensor, length: int) -> None:
-        self.k[:, dst, :, :length] = self.k[:, src, :, :length]
-        self.v[:, dst, :, :length] = self.v[:, src, :, :length]
+        self.k[dst, :, :, :length] = self.k[src, :, :, :length]
+        self.v[dst, :, :, :length] = self.v[src, :, :, :length]
 
-    def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | None, n: int,
+    def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | tuple[Tensor, ...] | None,
+                n: int,
                 at: Tensor | None = None, rows: Tensor | None = None) -> Tensor:
         """Heads 1..n on x (B, T, dim): (B, Tq, n, dim), as the n blocks would compute it (at, rows: see Attention)."""
         B, T, dim = x.shape
@@ -271,22 +306,21 @@ class StackedHeads(nn.Module):
             batch = torch.arange(B, device=x.device).unsqueeze(1)
             a, x, freqs = a[:, batch, at], x[batch, at], freqs[batch, at]
         Tq = x.shape[1]
-        q = apply_rope(linear(a, self.attention_wq).view(n, B, Tq, H, D), freqs).flatten(0, 1).transpose(1, 2)
+        q = apply_rope(linear(a, self.attention_wq).view(n, B, Tq, H, D), freqs)  # (n, B, Tq, H, D)
         if positions is not None:
-            if self.k is None or self.k.shape[0] < n:
+            if self.k is None or self.k.shape[1] < n:
                 raise RuntimeError(f"forward with start_pos and {n} heads needs setup_cache() for {n} heads first")
             index = cache_rows(rows, B, x.device)
-            self.k[:n, index, :, positions] = k.permute(1, 2, 0, 3, 4).to(self.k.dtype)
-            self.v[:n, index, :, positions] = v.permute(1, 2, 0, 3, 4).to(self.v.dtype)
-            S = mask.shape[-1]
-            k = read_rows(self.k[:n], rows, B, S, dim=1).flatten(0, 1)
-            v = read_rows(self.v[:n], rows, B, S, dim=1).flatten(0, 1)
-        else:
+            self.k[index, :n, :, positions] = k.permute(1, 2, 0, 3, 4).to(self.k.dtype)
+            self.v[index, :n, :, positions] = v.permute(1, 2, 0, 3, 4).to(self.v.dtype)
+            out = attend_cached(q.permute(1, 0, 3, 2, 4), self.k, self.v, rows, mask, H // Hkv)  # (B, n, H, Tq, D)
+            out = out.permute(1, 0, 3, 2, 4)
+        else:  # the heads are a batch of n*B rows, head-major
             k, v = k.flatten(0, 1).transpose(1, 2), v.flatten(0, 1).transpose(1, 2)
-        if mask is not None:  # the heads are a batch of n*B rows, head-major
-            mask = mask.expand(n, *mask.shape).flatten(0, 1)  # a view when B == 1
-        out = attend(q, k, v, mask, H // Hkv)  # (n*B, H, Tq, D)
-        h = x + linear(out.transpose(1, 2).reshape(n, B, Tq, H * D), self.attention_wo)
+            if mask is not None:
+                mask = mask.expand(n, *mask.shape).flatten(0, 1)
+            out = attend(q.flatten(0, 1).transpose(1, 2), k, v, mask, H // Hkv).view(n, B, H, Tq, D).transpose(2, 3)
+        h = x + linear(out.reshape(n, B, Tq, H * D), self.attention_wo)
         f = norm(h, self.ffn_norm)
         h = h + linear(F.silu(linear(f, self.feed_forward_w1)) * linear(f, self.feed_forward_w3), self.feed_forward_w2)
         return h.permute(1, 2, 0, 3).contiguous()  # strided, the unembedding would become a bmm: 2x slower
@@ -395,6 +429,9 @@ class MTPTransformer(nn.Module):
         Positions must stay below setup_cache's max_seq_len (not checked: that would sync).
         kv_len: attention reads only cache slots < kv_len, a bound the caller knows on the host
         (every position of this call must be below it; not checked either). Default: the whole cache.
+        A tuple of G lengths splits the B rows into G equal lanes of consecutive rows, lane g reading
+        slots < kv_len[g] (rows 0..B-1 only): a caller that keeps its long rows together saves the
+        short rows from reading as far as the longest one.
         n_heads: run only the first n_heads heads (cached: those setup_cache gave a cache).
         rows (B,): the cache rows the batch rows read and write (default 0..B-1, the decoding rows; e.g.
         a prefill into staging rows, later copied with copy_cache).
@@ -414,8 +451,12 @@ class MTPTransformer(nn.Module):
         else:
             positions = start_pos.to(device).view(B, 1) + torch.arange(T, device=device)  # (B, T)
             freqs = self.rope(self.cache_len, device)[positions]
-            slots = torch.arange(min(kv_len or self.cache_len, self.cache_len), device=device)
-            mask = (slots.view(1, 1, -1) <= positions.unsqueeze(-1)).unsqueeze(1)  # (B, 1, T, S)
+            lengths = kv_len if isinstance(kv_len, tuple) else (min(kv_len or self.cache_len, self.cache_len),)
+            if B % len(lengths) or (rows is not None and len(lengths) > 1):
+                raise ValueError(f"{len(lengths)} lanes need rows 0..B-1 with B ({B}) a multiple of them")
+            lane = B // len(lengths)
+            mask = tuple((torch.arange(L, device=device) <= positions[g * lane:(g + 1) * lane, :, None]).unsqueeze(1)
+                         for g, L in enumerate(lengths))  # per lane (B/G, 1, T, kv_len[g])
         h = self.tok_embeddings(tokens)
         if rows is not None:
             rows = rows.to(device)
@@ -426,7 +467,7 @@ class MTPTransformer(nn.Module):
             if mask is None:
                 mask = (torch.arange(T, device=device) <= at.unsqueeze(-1)).unsqueeze(1)  # causal, (B, 1, K, T)
             else:
-                mask = pick(mask.squeeze(1), at).unsqueeze(1)
+                mask = (pick(mask[0].squeeze(1), at).unsqueeze(1),)
         if self.stacked_heads is not None:
             outs = self.stacked_heads(h, freqs, positions, mask, n_heads, at, rows)
         else:
