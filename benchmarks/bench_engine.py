@@ -108,7 +108,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=512)
     ap.add_argument("--speculative", type=int, default=0, help="heads to draft with (0 = plain sampling)")
     ap.add_argument("--batch-size", type=int, default=CPU_BATCH_SIZE, help="slots (default: the CPU auto size)")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, one per core)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: on a shared 2-core machine two intra-op threads spin against "
+                         "other work and the figures scatter 2-3x; 0: torch's default)")
     ap.add_argument("--no-compile", action="store_true", help="skip the compiled configuration")
     ap.add_argument("--old-python", metavar="PY", help="also time the generator of the checkout this python runs")
     ap.add_argument("--quick", action="store_true", help="1 problem (n=200): under 5 minutes on 2 cores")
