@@ -21,6 +21,7 @@ import tempfile
 import time
 
 from evalharness import tasks
+from evalharness.reports import status_label
 from evalharness.sandboxes import Job, SandboxPool, probe_tiers
 
 
@@ -90,7 +91,7 @@ def main() -> int:
             with SandboxPool(workers=args.workers, tier=tier) as pool:
                 started = time.perf_counter() - t0
                 t1 = time.perf_counter()
-                statuses = collections.Counter(v.label for _, v in pool.run(jobs))
+                statuses = collections.Counter(status_label(v) for _, v in pool.run(jobs))
                 secs = time.perf_counter() - t1
             rows.append((tier, secs, cpu_seconds() - cpu0, started, statuses))
         anchor = None if args.skip_anchor else anchor_seconds(task, args.repeat, args.workers)

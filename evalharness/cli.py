@@ -2,18 +2,16 @@
 
 Each command module defines `add_parser(subparsers)` (registering itself with
 `set_defaults(run=...)`) and a `run(args) -> int`. User mistakes raise
-UsageError / TaskError and become one line on stderr with exit code 2.
+one of errors.USER_ERRORS and become one line on stderr with exit code 2, here and nowhere else.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from evalharness.tasks import TaskError
+from .errors import USER_ERRORS, one_line
 
-from .errors import UsageError
-
-COMMANDS = ("run", "generate", "execute", "report", "compare", "gate", "prompt", "tasks", "checkpoint")
+COMMANDS = ("run", "generate", "execute", "report", "compare", "gate", "export", "prompt", "tasks", "checkpoint")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.run(args) or 0)
-    except (UsageError, TaskError) as e:
-        print(f"evalharness: error: {e}", file=sys.stderr)
+    except USER_ERRORS as e:
+        print(f"evalharness: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("evalharness: interrupted; re-run the same command to resume", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""Integrity mode (`--integrity strict`): the checks run in the trusted parent, only the candidate in the sandbox.
+"""Integrity mode's mechanics (`--integrity strict`, scoring.StrictScoring): the checks run in the trusted
+parent, only the candidate in the sandbox.
 
 The sandbox program is the task's prefix, the completion, and a driver that
 calls the entry point once per literal input of the checks and prints, on one
@@ -8,8 +9,11 @@ results as literals (never running them), execs the task's checks with the
 solution's names bound to a stub that replays them, and judges: AssertionError
 is `failed`, another exception `error`, a clean run `passed`. An always-equal
 object cannot cross (its repr is no literal, or parses to a plain value), and an
-early exit leaves no results line. Any status but a clean exit (timeout,
-suspicious, ...) is kept as the sandbox gave it.
+early exit leaves no results line. A program that made all its calls is judged
+here even when the sandbox found it `suspicious` (a marker in its source): its
+results are literals, so nothing it did there can make a wrong answer pass. Any
+other status (timeout, a program stopped before its calls finished, ...) is kept
+as the sandbox gave it.
 """
 from __future__ import annotations
 
@@ -20,18 +24,14 @@ from dataclasses import dataclass, replace
 from types import CodeType
 
 from evalharness.sandboxes import Verdict
-from evalharness.tasks import LiteralChecks, NotLiteral, Task
+from evalharness.tasks import LiteralChecks
 from evalharness.tasks.literal import parse_literal, same_value
 
-from .errors import UsageError
-
-MODES = ("standard", "strict")
-STRICT_TASKS = ("humaneval", "mbpp", "mbpp-challenge", "mbpp-sanitized", "mbpp-bigcode")
 RESULTS_MARK = "@@evalharness-integrity-results@@ "
 _BIG_INT_BITS = 14_000  # about 4,200 decimal digits: larger ints cross in hex (no str-conversion limit)
 
-# The driver appended to prefix + completion. It must avoid the sandbox's forgery markers
-# (sandboxes.worker.MARKERS), or every passing program would be `suspicious`.
+# The driver appended to prefix + completion. It must not read frames or other introspection
+# the sandbox's guard stops (sandboxes/judge.py), or every program would be `suspicious`.
 _DRIVER = '''
 
 def _evalharness_driver(solution, calls):
@@ -115,41 +115,6 @@ class StrictChecks:
         return cls(literal, setup, checks, tuple(parse_literal(text) for text in literal.calls))
 
 
-@dataclass(frozen=True)
-class Served:
-    """A task in strict mode: the served problems (the task, narrowed) and why the others are not."""
-
-    task: Task
-    checks: dict[str, StrictChecks]  # by task_id
-    not_served: tuple[tuple[str, str], ...]  # (task_id, reason)
-
-    def describe(self) -> dict:
-        """The manifest's and report's `integrity` record."""
-        total = len(self.task.problems) + len(self.not_served)
-        return {"mode": "strict", "served": len(self.task.problems), "total": total,
-                "not_served": [{"task_id": t, "reason": r} for t, r in self.not_served]}
-
-
-def check_strict_task(name: str, supported: bool | None = None) -> None:
-    """One usage line for a task strict mode does not serve (EvalPlus: see the README's Integrity mode)."""
-    if name not in STRICT_TASKS or supported is False:
-        raise UsageError(f"--integrity strict supports {', '.join(STRICT_TASKS)}; not {name} (its checks "
-                         "compare outputs of up to megabytes inside the program, not assert source)")
-
-
-def serve(task: Task) -> Served:
-    """Split every problem's checks; problems that cannot be served are set aside with their reason."""
-    check_strict_task(task.name, task.literal_checks_supported)
-    checks, served, not_served = {}, [], []
-    for problem in task.problems:
-        try:
-            checks[problem.task_id] = StrictChecks.of(task.literal_checks(problem))
-            served.append(problem)
-        except NotLiteral as e:
-            not_served.append((problem.task_id, str(e).removeprefix(f"{problem.task_id}: ")))
-    return Served(replace(task, problems=tuple(served)), checks, tuple(not_served))
-
-
 def program(checks: StrictChecks, completion: str) -> str:
     """The sandbox program: the solution and the driver, fed the literal inputs only."""
     literal = checks.literal
@@ -159,12 +124,14 @@ def program(checks: StrictChecks, completion: str) -> str:
 
 
 def judge(checks: StrictChecks, verdict: Verdict) -> Verdict:
-    """The parent's verdict: replay the sandbox's recorded results to the checks."""
-    if verdict.status != "passed":
+    """The parent's verdict: replay the sandbox's recorded results to the checks. A `suspicious` program
+    is judged too when it recorded a result for every call; without them the sandbox's verdict stands."""
+    recorded = recorded_results(verdict.output) if verdict.status in ("passed", "suspicious") else None
+    complete = recorded is not None and len(recorded) == len(checks.calls)
+    if verdict.status != "passed" and not complete:
         return replace(verdict, output="")
     start = time.monotonic()
-    recorded = recorded_results(verdict.output)
-    if recorded is None or len(recorded) != len(checks.calls):
+    if not complete:
         got = "no" if recorded is None else f"{len(recorded)} of {len(checks.calls)}"
         return Verdict("failed", None, f"integrity: {got} recorded results (the program ended before its "
                        "calls finished?)", verdict.duration_s)
@@ -279,20 +246,4 @@ def _short(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def serve_or_none(task: Task, mode: str) -> Served | None:
-    """`serve(task)` in strict mode, None in standard mode."""
-    if mode not in MODES:
-        raise UsageError(f"unknown --integrity {mode!r}; choose {', '.join(MODES)}")
-    return serve(task) if mode == "strict" else None
-
-
-def stamp(served: Served | None, identity: dict, manifest: dict) -> None:
-    """Mark a strict run in its run-dir identity (it never resumes a standard run's directory) and
-    manifest. Standard mode adds nothing, so run dirs made before the option still resume."""
-    if served is not None:
-        identity["integrity"] = "strict"
-        manifest["integrity"] = served.describe()
-
-
-__all__ = ["MODES", "STRICT_TASKS", "NonLiteralResult", "Served", "StrictChecks", "check_strict_task", "judge",
-           "program", "recorded_results", "serve", "serve_or_none", "stamp"]
+__all__ = ["NonLiteralResult", "StrictChecks", "judge", "program", "recorded_results"]

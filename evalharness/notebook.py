@@ -1,15 +1,18 @@
 """Notebook API: a run directory as pandas DataFrames, comparisons between runs, and plots.
 
-    run = load_run("out/humaneval.run")
+    run = load_run("out/humaneval.run")          # repr: one line naming model, settings, pass@1
     run.problems.sort_values("pass@1").head()
     run.pass_at_k([1, 10], confidence=0.95)
-    run.compare(load_run("out/baseline.run"))
-    df = load_runs("out/*.run"); plot_runs(df, "pass@1")
+    run.joined()                                 # samples with their results, one row per sample
+    run.compare(load_run("out/baseline.run"))    # a DataFrame, one row per metric
+    df = load_runs("out/*.run", ks=(1, 5))       # tidy: one row per run and metric
+    plot_runs(df, "pass@1")
 """
 from __future__ import annotations
 
 import glob as globlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +22,7 @@ import pandas as pd
 from evalharness import reports
 
 from .errors import UsageError
-from .runstore import MANIFEST, RunDir, key_of, read_jsonl
+from .runstore import MANIFEST, RunDir, row_key, read_jsonl
 
 _SAMPLE_COLUMNS = {"task_id": "string", "sample_idx": "int64", "completion": "string"}
 _RESULT_COLUMNS = {"task_id": "string", "sample_idx": "int64", "passed": "bool", "duration_s": "float64"}
@@ -37,7 +40,7 @@ def _frame(rows: list[dict], dtypes: dict) -> pd.DataFrame:
     return df[list(dtypes) + [c for c in df.columns if c not in dtypes]]
 
 
-@dataclass
+@dataclass(repr=False)
 class Run:
     """One run directory. DataFrames are built on load; the report is the stored one when it is
     up to date with results.jsonl, else rebuilt."""
@@ -60,12 +63,12 @@ class Run:
             report = None
             if stored.is_file():
                 try:
-                    report = json.loads(stored.read_text(encoding="utf-8"))
-                except (json.JSONDecodeError, UnicodeDecodeError):
+                    report = reports.validate_report(json.loads(stored.read_text(encoding="utf-8")))
+                except (ValueError, UnicodeDecodeError):  # not JSON, or not a valid report: rebuilt below
                     report = None
-            executed = len({key_of(r) for r in self._result_rows})
+            executed = len({row_key(r) for r in self._result_rows})
             if not report or report.get("n_samples") != executed:
-                from .commands.report import rebuild_report
+                from .reporting import rebuild_report
 
                 report = rebuild_report(self.path)
             self._report = report
@@ -92,9 +95,43 @@ class Run:
             seed=(self.report.get("bootstrap") or {}).get("seed", 0))
         return pass_at_k_frame(report["pass_at_k"])
 
-    def compare(self, other: "Run", ks=None, confidence: float = 0.9) -> dict:
-        """other versus self (other - self), paired over problems; see reports.compare."""
-        return reports.compare(self.report, other.report, ks=ks, confidence=confidence)
+    @property
+    def header(self) -> dict:
+        """What was evaluated (model, decoding, task, harness), from the manifest."""
+        return reports.report_header(self.manifest)
+
+    @property
+    def label(self) -> str:
+        """The run's name in tables and plots: model and settings, e.g. 'demo (greedy, 512 new tokens)'."""
+        return reports.run_label(self.header, fallback=self.path.name)
+
+    def __repr__(self) -> str:
+        e = (self.report.get("pass_at_k") or {}).get("pass@1") or {}
+        score = f", pass@1 {100 * e['estimate']:.1f}%" if e.get("estimate") is not None else ""
+        return f"<Run {self.task}: {self.label}, {len(self.results)} results{score} at {self.path}>"
+
+    def joined(self) -> pd.DataFrame:
+        """One row per sample: its samples.jsonl fields and its result (status, passed, error_type, ...)."""
+        keys = ["task_id", "sample_idx"] + (["temperature"] if "temperature" in self.samples
+                                            and "temperature" in self.results else [])
+        results = self.results.drop(columns=[c for c in self.results.columns
+                                             if c in self.samples.columns and c not in keys])
+        return self.samples.merge(results, on=keys, how="left", validate="one_to_one")
+
+    def compare(self, other: "Run", ks=None, confidence: float = 0.9) -> pd.DataFrame:
+        """other versus self (other - self), paired over problems: one row per metric with both estimates,
+        the difference, its CI and p-value (see reports.compare). `.attrs` holds the flipped problems
+        ("lost", "gained"), both runs' labels, warnings and the whole comparison ("comparison")."""
+        result = reports.compare(self.report, other.report, ks=ks, confidence=confidence)
+        rows = [{"metric": name, "a": m["a"], "b": m["b"], "difference": m["difference"], "ci_low": m["ci_low"],
+                 "ci_high": m["ci_high"], "p_value": m["p_value"], "test": m["test"], "n_common": m["n_common"],
+                 "reason": m["reason"]} for name, m in result["metrics"].items()]
+        df = pd.DataFrame.from_records(rows).set_index("metric")
+        for column in ("a", "b", "difference", "ci_low", "ci_high", "p_value"):
+            df[column] = df[column].astype("float64")
+        df.attrs.update(lost=result["lost"], gained=result["gained"], a=self.label, b=other.label,
+                        warnings=result["warnings"], comparison=result)
+        return df
 
 
 def pass_at_k_frame(table: dict) -> pd.DataFrame:
@@ -126,49 +163,63 @@ def load_run(path) -> Run:
     return Run(run_dir.path, manifest, samples_df, results_df, results)
 
 
-def load_runs(pattern: str, metrics=("pass@1", "pass@10", "pass@100")) -> pd.DataFrame:
-    """One row per run directory matching the glob: path, task, model, estimates and CIs."""
+def load_runs(pattern: str, ks=(1, 10, 100), confidence: float = 0.9) -> pd.DataFrame:
+    """A tidy frame: one row per run directory matching the glob and metric pass@k (any k), with the
+    estimate, its CI, and the run's model, decoding and speed columns. Directories that are not
+    finished runs (no manifest or no results yet) are skipped with a warning."""
     rows = []
     for path in sorted(globlib.glob(str(pattern))):
-        if not (Path(path) / MANIFEST).is_file():
+        if not Path(path).is_dir():
             continue
-        run = load_run(path)
-        report = run.report
-        row = {"path": str(path), "task": run.task, "task_fingerprint": report.get("task_fingerprint"),
-               "model": _model_label(run.manifest), "created": run.manifest.get("created"),
-               "n_problems": report["n_problems"], "n_samples": report["n_samples"]}
-        for metric in metrics:
-            e = report["pass_at_k"].get(metric) or {}
-            row[metric] = e.get("estimate")
-            row[f"{metric} ci_low"] = e.get("ci_low")
-            row[f"{metric} ci_high"] = e.get("ci_high")
-        rows.append(row)
-    df = pd.DataFrame.from_records(rows)
-    for metric in metrics:
-        for column in (metric, f"{metric} ci_low", f"{metric} ci_high"):
-            if column in df:
-                df[column] = df[column].astype("float64")
-    return df
+        try:
+            run = load_run(path)
+            if run.results.empty:
+                raise UsageError("no results yet")
+            table = run.pass_at_k(ks, confidence)
+        except UsageError as e:
+            warnings.warn(f"skipping {path}: {e}", stacklevel=2)
+            continue
+        about = _run_columns(run)
+        for metric, e in table.iterrows():
+            rows.append({**about, "metric": metric, "k": int(str(metric).removeprefix("pass@")),
+                         "estimate": e["estimate"], "ci_low": e["ci_low"], "ci_high": e["ci_high"],
+                         "temperature": e.get("temperature"), "computable": bool(e["computable"])})
+    columns = ["path", "run", "task", "model", "decoding", "metric", "k", "estimate", "ci_low", "ci_high"]
+    df = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=columns)
+    for column in ("estimate", "ci_low", "ci_high", "temperature", "tokens_per_s", "tokens_per_forward"):
+        if column in df:
+            df[column] = df[column].astype("float64")
+    return df[columns + [c for c in df.columns if c not in columns]]
 
 
-def _model_label(manifest: dict) -> str | None:
-    model = manifest.get("model")
-    if isinstance(model, dict):
-        return model.get("name") or model.get("path") or model.get("checkpoint") or json.dumps(model, sort_keys=True)
-    return model
+def _run_columns(run: Run) -> dict:
+    """Per-run columns of load_runs: what was evaluated and how fast."""
+    header = run.header
+    model, decoding = header["model"], header["decoding"]
+    speed = run.report.get("speed") or {}
+    return {"path": str(run.path), "run": run.label, "task": run.task, "model": model["name"],
+            "decoding": reports.decoding_label(header), "created": header["created"],
+            "harness_version": header["harness_version"], "model_fingerprint": model["fingerprint"],
+            "heads": model["heads"], "speculative": decoding["speculative"],
+            "max_new_tokens": decoding["max_new_tokens"], "top_p": decoding["top_p"],
+            "sandbox": header["sandbox"]["tier"], "n_problems": run.report["n_problems"],
+            "n_samples": run.report["n_samples"], "tokens_per_s": speed.get("tokens_per_s"),
+            "tokens_per_forward": speed.get("tokens_per_forward")}
 
 
-def plot_runs(df: pd.DataFrame, metric: str = "pass@1", ax=None, label: str = "model"):
-    """Horizontal error bars of `metric` (in %) per run of a load_runs DataFrame; returns the Axes."""
+def plot_runs(df: pd.DataFrame, metric: str = "pass@1", ax=None, label: str = "run"):
+    """Horizontal error bars of `metric` (in %) per run of a load_runs frame, each run labelled by its
+    model and settings (the `run` column); returns the Axes."""
+    rows = df[df["metric"] == metric] if "metric" in df else df
     if ax is None:
         import matplotlib.pyplot as plt
 
-        _, ax = plt.subplots(figsize=(6, 0.4 * len(df) + 1.2))
-    names = [str(x) if x is not None and x == x else str(p) for x, p in zip(df.get(label, df["path"]), df["path"])]
-    est = 100 * df[metric].to_numpy(dtype=float)
-    low = 100 * df[f"{metric} ci_low"].to_numpy(dtype=float)
-    high = 100 * df[f"{metric} ci_high"].to_numpy(dtype=float)
-    y = np.arange(len(df))
+        _, ax = plt.subplots(figsize=(7, 0.4 * len(rows) + 1.2))
+    names = [x if isinstance(x, str) else str(p) for x, p in zip(rows.get(label, rows["path"]), rows["path"])]
+    est = 100 * rows["estimate"].to_numpy(dtype=float)
+    low = 100 * rows["ci_low"].to_numpy(dtype=float)
+    high = 100 * rows["ci_high"].to_numpy(dtype=float)
+    y = np.arange(len(rows))
     ax.errorbar(est, y, xerr=[est - low, high - est], fmt="o", capsize=3)
     ax.set_yticks(y, names)
     ax.set_xlabel(f"{metric} (%)")

@@ -1,84 +1,32 @@
-"""The stages of a run: execute samples in the sandbox, and build the report.
+"""The stages of a run: plan, generate, execute; and the main job that overlaps them, resumably.
 
-Stages pass typed records (Sample -> Result) and stream: `execute` consumes
-its samples lazily, so a generator still producing samples overlaps with
-execution.
+Stages pass typed records (Sample -> Result) and stream. In `evaluate`, generation runs in
+the calling thread (it owns the model) and execution in a second thread that feeds the
+sandbox pool from a queue, so a run takes about max(generation, execution) rather than their
+sum. Everything finished is on disk: re-running the same command skips it. Under torchrun
+each rank generates its share into its own shard file; rank 0 merges and executes.
 """
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
+import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from evalharness import reports
-from evalharness.sandboxes import Job, Limits
-from evalharness.tasks import Problem, Task
+from evalharness.sandboxes import Job, Limits, Verdict
+from evalharness.tasks import Problem, Task, TestProgram
 
-from . import integrity
+from .progress import Progress
 from .records import Result, Sample
-from .runstore import RunDir
+from .runspec import DecodingSpec, RunSpec, SamplingPass
+from .runstore import JsonlAppender, RunDir, read_jsonl, row_key
+from .scoring import Rejudge, Scoring
 
-
-def execute(task: Task, samples: Iterable[Sample], pool, limits: Limits,
-            served: integrity.Served | None = None) -> Iterator[Result]:
-    """Run every suite of every sample through `pool`; yield one Result per sample as it completes.
-
-    With `served` (strict integrity mode) the sandbox runs only the solution on literal
-    inputs and the parent judges its recorded results with the problem's checks.
-    """
-    waiting: dict[tuple, dict] = {}
-
-    def jobs() -> Iterator[Job]:
-        for sample in samples:
-            problem = task.problem(sample.task_id)
-            if served is None:
-                programs = task.programs(problem, sample.completion)
-            else:  # strict: one program, the solution fed literal inputs (served tasks have one suite)
-                programs = {task.suites[0]: integrity.program(served.checks[problem.task_id], sample.completion)}
-            for suite, source in programs.items():
-                # a task may need more CPU for some problems (EvalPlus: 4x the reference's time)
-                cpu_s = task.timeout_for(problem, suite, limits.cpu_s)
-                yield Job(key=(sample.key, suite), source=source, keep_output=served is not None,
-                          limits=limits if cpu_s == limits.cpu_s else replace(limits, cpu_s=cpu_s))
-
-    for (sample_key, suite), verdict in pool.run(jobs()):
-        if served is not None:
-            verdict = integrity.judge(served.checks[sample_key[0]], verdict)
-        verdicts = waiting.setdefault(sample_key, {})
-        verdicts[suite] = verdict
-        if len(verdicts) == len(task.suites):
-            del waiting[sample_key]
-            yield Result.from_verdicts(sample_key, verdicts, task.suites)
-
-
-def write_report(run: RunDir, task: Task, ks: tuple[int, ...], confidence: float = 0.9,
-                 speed: dict | None = None, headline: dict[int, float] | None = None,
-                 served: integrity.Served | None = None) -> dict:
-    """Build report.json/.md/.html from the run's results (the source of truth on disk)."""
-    report = reports.build_report(
-        run.results(),
-        task=task.name,
-        task_fingerprint=task.fingerprint(),
-        problem_ids=[p.task_id for p in task.problems],
-        ks=ks,
-        confidence=confidence,
-        speed=speed,
-        temperature_for_k=headline,
-        integrity=served.describe() if served is not None else None,
-    )
-    run.write_json("report.json", report)
-    run.write_text("report.md", reports.render_markdown(report))
-    run.write_text("report.html", reports.render_html(report))
-    return report
-
-
-
-@dataclass(frozen=True)
-class SamplingPass:
-    """One sampling pass of a run: n samples per problem at one temperature (greedy when 0)."""
-
-    temperature: float
-    n: int
+# ------------------------------------------------------------------------------------------- plan
 
 
 @dataclass(frozen=True)
@@ -102,11 +50,12 @@ def plan_generation(task: Task, passes: Sequence[SamplingPass], done: set[tuple]
     return work
 
 
-def generate(task: Task, generator, work: Sequence[GenerationWork], settings, seed: int,
-             batch_size: int | None) -> Iterator[Sample]:
-    """Generate the planned samples, yielding each problem's samples as soon as they are done."""
-    from dataclasses import replace
+# --------------------------------------------------------------------------------------- generate
 
+
+def generate(task: Task, generator, work: Sequence[GenerationWork], decoding: DecodingSpec,
+             seed: int) -> Iterator[Sample]:
+    """Generate the planned samples, yielding each problem's samples as soon as they are done."""
     from .decoding import Request
     from .seeds import sample_seed
 
@@ -118,8 +67,8 @@ def generate(task: Task, generator, work: Sequence[GenerationWork], settings, se
                     stop=task.stop)
             for w in group
         ]
-        pass_settings = replace(settings, temperature=temperature)
-        for index, completions in generator.generate(requests, pass_settings, batch_size):
+        settings = replace(decoding.settings, temperature=temperature)
+        for index, completions in generator.generate(requests, settings, decoding.batch_size):
             w = group[index]
             for sample_idx, c in zip(w.sample_idxs, completions):
                 yield Sample(
@@ -131,3 +80,264 @@ def generate(task: Task, generator, work: Sequence[GenerationWork], settings, se
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------- execute
+
+
+def execute(scoring: Scoring, samples: Iterable[Sample], pool, limits: Limits) -> Iterator[Result]:
+    """Judge every sample with `scoring`, its programs run through `pool`; yield one Result per sample
+    as it completes. Samples the scoring hands on (Rejudge) are judged again once the stream is
+    done (they are rare); their row carries the decision, e.g. "suspicious in standard mode (...);
+    re-judged in strict mode: passed"."""
+    deferred: list[tuple[Sample, Rejudge]] = []
+    for sample, outcome in _judge(scoring, samples, pool, limits):
+        if isinstance(outcome, Rejudge):
+            deferred.append((sample, outcome))
+        else:
+            yield outcome
+    while deferred:
+        groups: dict[int, tuple[Scoring, list[tuple[Sample, Rejudge]]]] = {}
+        for sample, rejudge in deferred:
+            groups.setdefault(id(rejudge.scoring), (rejudge.scoring, []))[1].append((sample, rejudge))
+        deferred = []
+        for again, items in groups.values():
+            notes = {sample.key: rejudge.note for sample, rejudge in items}
+            for sample, outcome in _judge(again, [sample for sample, _ in items], pool, limits):
+                note = notes[sample.key]
+                if isinstance(outcome, Rejudge):
+                    deferred.append((sample, replace(outcome, note=f"{note}; {outcome.note}")))
+                else:
+                    label = reports.status_label(outcome)
+                    yield replace(outcome, decision=f"{note}; re-judged in {again.name} mode: {label}")
+
+
+def job_for(key, program: TestProgram | str, limits: Limits, keep_output: bool = False) -> Job:
+    """The sandbox job for a task's test program (split into solution and checks) or a whole source."""
+    if isinstance(program, str):
+        return Job(key=key, source=program, limits=limits, keep_output=keep_output)
+    return Job(key=key, source=program.solution, limits=limits, keep_output=keep_output, checks=program.checks,
+               prelude=program.prelude, names=program.names, modules=program.modules,
+               call_limits=program.call_limits)
+
+
+def _judge(scoring: Scoring, samples: Iterable[Sample], pool, limits: Limits) -> Iterator[tuple[Sample, object]]:
+    """(sample, Result or Rejudge) for each sample, in completion order."""
+    task = scoring.task
+    waiting: dict[tuple, tuple[Sample, Problem, dict[str, Verdict], int]] = {}
+
+    def jobs() -> Iterator[Job]:
+        for sample in samples:
+            problem = task.problem(sample.task_id)
+            programs = scoring.programs(problem, sample.completion)
+            waiting[sample.key] = (sample, problem, {}, len(programs))
+            for suite, program in programs.items():
+                # a task may need more CPU for some problems (EvalPlus: 4x the reference's time)
+                cpu_s = task.timeout_for(problem, suite, limits.cpu_s)
+                yield job_for((sample.key, suite), program.source, keep_output=program.keep_output,
+                              limits=limits if cpu_s == limits.cpu_s else replace(limits, cpu_s=cpu_s))
+
+    for (key, suite), verdict in pool.run(jobs()):
+        sample, problem, verdicts, expected = waiting[key]
+        verdicts[suite] = verdict
+        if len(verdicts) == expected:
+            del waiting[key]
+            yield sample, scoring.judge(key, problem, verdicts)
+
+
+# ------------------------------------------------------------------------------------ the main job
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's place among torchrun ranks (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    world: int = 1
+
+
+_END = object()
+
+
+def evaluate(run: RunDir, spec: RunSpec, generator, pool, quiet: bool = False, shard: Shard = Shard()) -> dict | None:
+    """Generate what is missing, execute what has no result; return the speed record (rank 0)."""
+    if shard.world > 1:
+        return _evaluate_distributed(run, spec, generator, pool, quiet, shard)
+    t_start = time.monotonic()
+    stored = _unique(run.samples())
+    results_done = {row_key(r) for r in run.results()}
+    pending = [Sample.from_row(r) for r in stored if row_key(r) not in results_done]
+    work = plan_generation(spec.task, spec.decoding.passes, {row_key(r) for r in stored})
+
+    samples_q: queue.Queue = queue.Queue()
+    exec_state = {"error": None, "programs": 0, "end": None}
+    stop = threading.Event()
+
+    def sample_stream():
+        yield from pending
+        while not stop.is_set():
+            item = samples_q.get()
+            if item is _END:
+                return
+            yield item
+
+    n_to_execute = len(pending) + sum(len(w.sample_idxs) for w in work)
+
+    def execute_all():
+        try:
+            exec_state["programs"] = _execute_to(run, spec, sample_stream(), pool, n_to_execute, quiet)
+        except BaseException as e:  # surfaced in the main thread
+            exec_state["error"] = e
+        finally:
+            exec_state["end"] = time.monotonic()
+
+    executor = threading.Thread(target=execute_all, name="execute", daemon=True)
+    executor.start()
+    generated: list[Sample] = []
+    try:
+        t_gen = time.monotonic()
+        # A result can reach disk before its sample row did (separate flush batches): such a
+        # regenerated sample is identical (seeded) and is not executed twice.
+        _generate_to(run.samples_path, spec, generator, work, quiet,
+                     on_sample=lambda s: (generated.append(s), s.key in results_done or samples_q.put(s)))
+        gen_s = time.monotonic() - t_gen
+    except BaseException:
+        stop.set()
+        samples_q.put(_END)
+        raise
+    samples_q.put(_END)
+    executor.join()
+    if exec_state["error"] is not None:
+        raise exec_state["error"]
+    return speed_record(_decode_stats(generated), gen_s, exec_state["programs"],
+                        exec_state["end"] - t_start, time.monotonic() - t_start)
+
+
+def generate_only(run: RunDir, spec: RunSpec, generator, quiet: bool = False, shard: Shard = Shard()) -> dict | None:
+    """Fill the run's samples.jsonl (resumably) without executing anything; the speed record on rank 0.
+    Under torchrun every rank generates its share and rank 0 merges (see _generate_sharded)."""
+    if shard.world > 1:
+        gathered = _generate_sharded(run, spec, generator, quiet, shard)
+        if shard.rank != 0:
+            return None
+        elapsed = max(g for g, _ in gathered)
+        return speed_record([row for _, rows in gathered for row in rows], elapsed, 0, 0.0, elapsed)
+    work = plan_generation(spec.task, spec.decoding.passes, {row_key(r) for r in run.samples()})
+    generated: list[Sample] = []
+    t0 = time.monotonic()
+    _generate_to(run.samples_path, spec, generator, work, quiet, on_sample=generated.append)
+    elapsed = time.monotonic() - t0
+    return speed_record(_decode_stats(generated), elapsed, 0, 0.0, elapsed)
+
+
+def execute_samples(run: RunDir, spec: RunSpec, samples: Sequence[Sample], pool, quiet: bool = False) -> dict:
+    """Record the samples of the run's problems (new keys only) and execute those without a result;
+    return the speed record of this invocation."""
+    wanted = {p.task_id for p in spec.task.problems}
+    samples = [s for s in samples if s.task_id in wanted]  # --limit, strict mode's served problems
+    stored = {row_key(row) for row in run.samples()}
+    with JsonlAppender(run.samples_path) as log:
+        log.extend(s.to_row() for s in samples if s.key not in stored)
+    done = {row_key(row) for row in run.results()}
+    todo = [s for s in samples if s.key not in done]
+    t0 = time.monotonic()
+    programs = _execute_to(run, spec, todo, pool, len(todo), quiet)
+    elapsed = time.monotonic() - t0
+    return {"execute_s": round(elapsed, 3), "programs": programs,
+            "programs_per_s": round(programs / elapsed, 2) if programs and elapsed > 0 else None}
+
+
+def _execute_to(run: RunDir, spec: RunSpec, samples: Iterable[Sample], pool, total: int, quiet: bool) -> int:
+    """Append a result row for every sample; return how many were executed."""
+    count = 0
+    with JsonlAppender(run.results_path) as log, Progress(total, "execute", quiet=quiet) as progress:
+        for result in execute(spec.scoring, samples, pool, spec.limits):
+            log.append(result.to_row())
+            count += 1
+            progress.update()
+    return count
+
+
+def _generate_to(path: Path, spec: RunSpec, generator, work: Sequence[GenerationWork], quiet: bool,
+                 on_sample=None) -> None:
+    total = sum(len(w.sample_idxs) for w in work)
+    if not total:
+        return
+    with JsonlAppender(path) as log, Progress(total, "generate", quiet=quiet) as progress:
+        for sample in generate(spec.task, generator, work, spec.decoding, spec.seed):
+            log.append(sample.to_row())
+            progress.update()
+            if on_sample is not None:
+                on_sample(sample)
+
+
+def _evaluate_distributed(run: RunDir, spec: RunSpec, generator, pool, quiet: bool, shard: Shard) -> dict | None:
+    t_start = time.monotonic()
+    gathered = _generate_sharded(run, spec, generator, quiet, shard)
+    if shard.rank != 0:
+        return None
+    nothing_to_generate = replace(spec, decoding=replace(spec.decoding, passes=()))
+    speed = evaluate(run, nothing_to_generate, generator, pool, quiet)
+    decode_stats = [row for _, rows in gathered for row in rows]
+    gen_wall = max(g for g, _ in gathered)
+    return speed_record(decode_stats, gen_wall, speed["programs"], speed["execute_s"], time.monotonic() - t_start)
+
+
+def _generate_sharded(run: RunDir, spec: RunSpec, generator, quiet: bool,
+                      shard: Shard) -> list[tuple[float, list[dict]]]:
+    """This rank's share of the missing samples into its own shard file; then rank 0 merges every
+    shard into samples.jsonl (one writer). Returns each rank's (generation seconds, decode stats)."""
+    import torch.distributed as dist
+
+    shard_paths = [run.path / f"samples.rank{r}.jsonl" for r in range(shard.world)]
+    stored = run.samples() + [row for p in shard_paths for row in read_jsonl(p)]
+    work = plan_generation(spec.task, spec.decoding.passes, {row_key(r) for r in stored})
+    mine = work[shard.rank::shard.world]
+    generated: list[Sample] = []
+    t_gen = time.monotonic()
+    _generate_to(shard_paths[shard.rank], spec, generator, mine, quiet or shard.rank > 0, on_sample=generated.append)
+    gen_s = time.monotonic() - t_gen
+    gathered: list = [None] * shard.world
+    dist.all_gather_object(gathered, (gen_s, _decode_stats(generated)))
+    dist.barrier()
+    if shard.rank == 0:
+        merge_shards(run, shard_paths)
+    return gathered
+
+
+def merge_shards(run: RunDir, shard_paths: Sequence[Path]) -> None:
+    """Fold rank shard files into samples.jsonl (keys already there win), then remove them."""
+    have = {row_key(r) for r in run.samples()}
+    with JsonlAppender(run.samples_path) as log:
+        for path in shard_paths:
+            for row in read_jsonl(path):
+                if row_key(row) not in have:
+                    have.add(row_key(row))
+                    log.append(row)
+    for path in shard_paths:
+        path.unlink(missing_ok=True)
+
+
+def _unique(rows: list[dict]) -> list[dict]:
+    return list({row_key(r): r for r in rows}.values())
+
+
+def _decode_stats(samples: Sequence[Sample]) -> list[dict]:
+    """Per-sample token count and decoding stats: {"tokens": int, "forwards": int, ...}."""
+    return [{"tokens": s.extra.get("tokens", 0), **(s.extra.get("stats") or {})} for s in samples]
+
+
+def speed_record(stats: Sequence[dict], generate_s: float, programs: int, execute_s: float,
+                 total_s: float) -> dict:
+    """The report's `speed` object for what this invocation did."""
+    speed = reports.decoding_totals(list(stats))
+    tokens = speed["tokens_generated"]
+    return {
+        **speed,
+        "tokens_per_s": round(tokens / generate_s, 2) if generate_s > 0 and tokens else None,
+        "programs": programs,
+        "programs_per_s": round(programs / execute_s, 2) if programs and execute_s > 0 else None,
+        "generate_s": round(generate_s, 3),
+        "execute_s": round(execute_s, 3),
+        "total_s": round(total_s, 3),
+    }

@@ -1,14 +1,13 @@
 """The rows a run stores: one Sample per completion, one Result per executed sample."""
 from __future__ import annotations
 
-import gzip
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from evalharness.sandboxes import Verdict
 from evalharness.tasks import Task
+from evalharness.tasks.data import json_lines, read_bytes
 
 from .errors import UsageError
 
@@ -44,7 +43,9 @@ class Sample:
 
 @dataclass(frozen=True)
 class Result:
-    """The verdict on one sample; `suites` holds cumulative per-suite verdicts for multi-suite tasks."""
+    """The verdict on one sample; `suites` holds cumulative per-suite verdicts for multi-suite tasks.
+    `decision`: one line, when the verdict rests on a harness decision and not on the checks alone
+    (e.g. a `suspicious` sample re-judged in strict mode); the report lists those rows."""
 
     task_id: str
     sample_idx: int
@@ -55,10 +56,11 @@ class Result:
     detail: str
     temperature: float | None = None
     suites: dict | None = None
+    decision: str | None = None
 
     def to_row(self) -> dict:
         row = asdict(self)
-        for optional in ("temperature", "suites"):
+        for optional in ("temperature", "suites", "decision"):
             if row[optional] is None:
                 del row[optional]
         return row
@@ -91,40 +93,29 @@ def read_samples_file(path: str | os.PathLike, task: Task) -> list[Sample]:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"samples file not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
     counts: dict[tuple, int] = {}
     samples = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{lineno}"
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise UsageError(f"{where}: invalid JSON ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise UsageError(f"{where}: a sample must be a JSON object")
-                task_id = row.get("task_id")
-                if not isinstance(task_id, str):
-                    raise UsageError(f"{where}: sample has no 'task_id' string")
-                if not isinstance(row.get("completion"), str):
-                    raise UsageError(f"{where}: sample has no 'completion' string")
-                try:
-                    task.problem(task_id)
-                except ValueError:
-                    raise UsageError(f"{where}: unknown task_id {task_id!r} for task {task.name!r}") from None
-                temperature = row.get("temperature")  # set in files from a sampling sweep
-                if not isinstance(temperature, (int, float)) or isinstance(temperature, bool):
-                    temperature = None
-                idx = counts.get((task_id, temperature), 0)
-                counts[(task_id, temperature)] = idx + 1
-                core = ("task_id", "completion", "sample_idx", "temperature")
-                extra = {k: v for k, v in row.items() if k not in core}
-                samples.append(Sample(task_id, idx, row["completion"], temperature, extra))
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read samples file {path}: {e}") from None
+    for lineno, row in json_lines(read_bytes(path, UsageError), path, UsageError):
+        where = f"{path}:{lineno}"
+        if not isinstance(row, dict):
+            raise UsageError(f"{where}: a sample must be a JSON object")
+        task_id = row.get("task_id")
+        if not isinstance(task_id, str):
+            raise UsageError(f"{where}: sample has no 'task_id' string")
+        if not isinstance(row.get("completion"), str):
+            raise UsageError(f"{where}: sample has no 'completion' string")
+        try:
+            task.problem(task_id)
+        except ValueError:
+            raise UsageError(f"{where}: unknown task_id {task_id!r} for task {task.name!r}") from None
+        temperature = row.get("temperature")  # set in files from a sampling sweep
+        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool):
+            temperature = None
+        idx = counts.get((task_id, temperature), 0)
+        counts[(task_id, temperature)] = idx + 1
+        core = ("task_id", "completion", "sample_idx", "temperature")
+        extra = {k: v for k, v in row.items() if k not in core}
+        samples.append(Sample(task_id, idx, row["completion"], temperature, extra))
     if not samples:
         raise UsageError(f"samples file {path} holds no samples")
     return samples

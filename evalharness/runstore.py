@@ -3,7 +3,8 @@
 Rows are appended and flushed in batches, so a crash loses at most the batch
 in flight; a truncated last line (the crash's signature) is ignored on read
 and cut off before the next append. A manifest that does not match the
-command is an error, never a silent mix of two runs.
+command is an error, never a silent mix of two runs. Rows are keyed by `row_key`
+(task_id, sample_idx, temperature), defined once with the reports that dedupe by it.
 """
 from __future__ import annotations
 
@@ -13,11 +14,17 @@ import time
 from pathlib import Path
 from typing import Iterable
 
+from evalharness.reports import row_key
+from evalharness.tasks.data import json_lines, read_bytes
+
 from .errors import UsageError
 
 MANIFEST = "manifest.json"
 SAMPLES = "samples.jsonl"
 RESULTS = "results.jsonl"
+PROMPTS = "prompts.json"  # the drill-down's prompts: a report is re-rendered without loading the task
+
+__all__ = ["MANIFEST", "RESULTS", "SAMPLES", "JsonlAppender", "RunDir", "read_jsonl", "row_key"]
 
 
 def read_jsonl(path: str | os.PathLike, *, strict: bool = False) -> list[dict]:
@@ -25,26 +32,7 @@ def read_jsonl(path: str | os.PathLike, *, strict: bool = False) -> list[dict]:
     path = Path(path)
     if not path.exists():
         return []
-    with open(path, "rb") as f:
-        data = f.read()
-    lines = data.split(b"\n")
-    rows = []
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            is_torn_tail = lineno == len(lines) and not strict
-            if not is_torn_tail:
-                raise UsageError(f"{path}:{lineno}: invalid JSON line") from None
-    return rows
-
-
-def key_of(row: dict) -> tuple:
-    """A row's identity in a run: (task_id, sample_idx, temperature); temperature is None for
-    executed sample files and set for generated samples (a paper-protocol run has two passes)."""
-    return (row["task_id"], row["sample_idx"], row.get("temperature"))
+    return [row for _, row in json_lines(read_bytes(path, UsageError), path, UsageError, torn_tail_ok=not strict)]
 
 
 class JsonlAppender:
@@ -138,7 +126,12 @@ class RunDir:
             self.path.mkdir(parents=True, exist_ok=True)
             self.write_json(MANIFEST, {**manifest, "identity": identity})
             return
-        theirs = existing.get("identity", {})
+        theirs = existing.get("identity") or {}
+        if "schema" in identity and theirs.get("schema") != identity["schema"]:
+            made_by = existing.get("harness_version", "an older version")
+            raise UsageError(f"{self.path} was made by evalharness {made_by}, whose runs this version does not "
+                             "resume (its identity covers less); report, compare, gate and load_run still read "
+                             "it; use another --out")
         if theirs != identity:
             raise UsageError(f"{self.path} holds a different run ({_first_difference(theirs, identity)}); "
                              "use another --out")
@@ -158,6 +151,14 @@ class RunDir:
 
     def results(self) -> list[dict]:
         return read_jsonl(self.results_path)
+
+    def prompts(self) -> dict[str, str]:
+        """Each problem's prompt as the run recorded it ({} for runs made before 0.2)."""
+        try:
+            prompts = json.loads((self.path / PROMPTS).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return prompts if isinstance(prompts, dict) else {}
 
 
 def _first_difference(theirs: dict, ours: dict) -> str:

@@ -14,13 +14,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .header import SCHEMA_VERSION
 from .passk import estimate_pass_at_k, pass_at_k_entry
-from .stats import DEFAULT_RESAMPLES, bootstrap_means, check_confidence, percentile_interval
+from .stats import DEFAULT_RESAMPLES, bca_interval, bootstrap_means, check_confidence, wilson_interval
 
+INTERVAL_METHOD = ("BCa bootstrap over problems; Wilson score interval over problems where every "
+                   "problem's value is 0 or 1, as in greedy runs or when nothing or everything is solved")
 N_SLOWEST = 10
 N_EXAMPLES = 5
 # Every top-level key build_report can write; anything else in a stored report came in through `extra`.
-REPORT_KEYS = ("task", "task_fingerprint", "n_problems", "n_problems_total", "missing_problems", "n_samples",
+REPORT_KEYS = ("schema_version", "header", "truncated", "decisions", "decoding_stats", "task", "task_fingerprint", "n_problems", "n_problems_total", "missing_problems", "n_samples",
                "confidence", "ks", "bootstrap", "status_counts", "pass_at_k", "pass_at_k_by_suite",
                "temperatures", "by_temperature", "best_temperature", "failure_taxonomy", "slowest_problems",
                "per_problem", "speed", "unknown_task_ids", "headline_rule", "integrity")
@@ -50,8 +53,11 @@ class ProblemCounts:
         return cls(ids, as_array(n), as_array(c), {s: as_array(c_suite[s]) for s in suites})
 
 
-def status_label(row: dict) -> str:
-    """`error:<Type>` for errors, the status otherwise (as sandboxes.Verdict.label)."""
+def status_label(row) -> str:
+    """`error:<Type>` for errors, the status otherwise: of a result row, or of anything with `status`
+    and `error_type` attributes (a sandbox Verdict). The one definition of a verdict's label."""
+    if not isinstance(row, dict):
+        row = vars(row)
     status = row.get("status") or ("passed" if row.get("passed") else "failed")
     return f"error:{row['error_type']}" if status == "error" and row.get("error_type") else status
 
@@ -67,22 +73,40 @@ def per_problem_pass_at_k(n, c, k: int) -> np.ndarray:
 
 def pass_at_k_table(n, c, ks, confidence: float = 0.9, seed: int = 0,
                     n_resamples: int = DEFAULT_RESAMPLES) -> dict:
-    """{"pass@k": entry} with estimate and bootstrap percentile CI for every computable k."""
+    """{"pass@k": entry} with estimate and CI for every computable k (method: INTERVAL_METHOD).
+
+    Each entry names its interval: "wilson" when every problem's value is 0 or 1 (greedy
+    runs, or nothing / everything solved: the problems are then Bernoulli trials and a
+    bootstrap would collapse to a point at 0% and 100%), "bca" otherwise.
+    """
     entries = {f"pass@{k}": pass_at_k_entry(n, c, k) for k in ks}
     computable = [k for k in ks if entries[f"pass@{k}"]["computable"]]
     if computable:
         values = np.stack([estimate_pass_at_k(n, c, k) for k in computable], axis=1)
-        low, high = percentile_interval(bootstrap_means(values, n_resamples, seed), confidence)
+        binary = np.all((values == 0) | (values == 1), axis=0)
+        low, high = np.zeros(len(computable)), np.zeros(len(computable))
+        if binary.any():
+            low[binary], high[binary] = wilson_interval(values[:, binary].sum(axis=0), len(values), confidence)
+        if not binary.all():
+            spread = values[:, ~binary]
+            low[~binary], high[~binary] = bca_interval(spread, bootstrap_means(spread, n_resamples, seed),
+                                                       confidence)
         for j, k in enumerate(computable):
-            entries[f"pass@{k}"].update(ci_low=float(low[j]), ci_high=float(high[j]))
+            entries[f"pass@{k}"].update(ci_low=float(low[j]), ci_high=float(high[j]),
+                                        interval="wilson" if binary[j] else "bca")
     return entries
 
 
 def build_report(results_rows: list[dict], *, task: str, task_fingerprint: str, problem_ids: list[str],
                  ks=(1, 10, 100), confidence: float = 0.9, seed: int = 0, speed: dict | None = None,
                  extra: dict | None = None, n_resamples: int = DEFAULT_RESAMPLES,
-                 temperature_for_k: dict[int, float] | None = None, integrity: dict | None = None) -> dict:
-    """The report.json dict (see RUNFORMAT.md) for one run's result rows.
+                 temperature_for_k: dict[int, float] | None = None, integrity: dict | None = None,
+                 header: dict | None = None, samples: list[dict] | None = None) -> dict:
+    """The report.json dict (schema: report.schema.json) for one run's result rows.
+
+    `header` (see header.report_header) says what was evaluated; `samples` (the
+    run's samples.jsonl rows, when there are any) give the count of completions
+    cut at the token budget.
 
     In a temperature sweep the headline pass@k takes each k at its best
     temperature, unless `temperature_for_k` fixes the temperature per k
@@ -92,7 +116,7 @@ def build_report(results_rows: list[dict], *, task: str, task_fingerprint: str, 
     """
     check_confidence(confidence)
     ks = tuple(sorted({int(k) for k in ks}))
-    rows = list({_key(r): r for r in results_rows}.values())  # a re-executed key: the last row wins
+    rows = list({row_key(r): r for r in results_rows}.values())  # a re-executed key: the last row wins
     known = set(problem_ids)
     unknown = sorted({r["task_id"] for r in rows} - known)
     rows = [r for r in rows if r["task_id"] in known]
@@ -114,7 +138,8 @@ def build_report(results_rows: list[dict], *, task: str, task_fingerprint: str, 
             blocks[t]["pass_at_k_by_suite"] = {s: pass_at_k(counts[t].n, counts[t].c_by_suite[s]) for s in suites}
 
     evaluated = {r["task_id"] for r in rows}
-    report = {
+    report = {"schema_version": SCHEMA_VERSION, "header": header} if header is not None else {}
+    report.update({
         "task": task,
         "task_fingerprint": task_fingerprint,
         "n_problems": len(evaluated),
@@ -123,9 +148,19 @@ def build_report(results_rows: list[dict], *, task: str, task_fingerprint: str, 
         "n_samples": len(rows),
         "confidence": confidence,
         "ks": list(ks),
-        "bootstrap": {"method": "percentile, resampling problems", "resamples": n_resamples, "seed": seed},
+        "bootstrap": {"method": INTERVAL_METHOD, "resamples": n_resamples, "seed": seed},
         "status_counts": dict(Counter(status_label(r) for r in rows).most_common()),
-    }
+    })
+    if samples:
+        report["truncated"] = truncation(samples, rows)
+        groups = decoding_groups(samples)
+        if groups:
+            report["decoding_stats"] = groups
+    decided = [r for r in rows if r.get("decision")]
+    if decided:
+        report["decisions"] = [{"task_id": r["task_id"], "sample_idx": r.get("sample_idx"),
+                                "temperature": r.get("temperature"), "status": status_label(r),
+                                "decision": r["decision"]} for r in decided]
     if not sweep:
         t = temperatures[0]
         tag = (lambda table: table) if t is None else (
@@ -200,6 +235,14 @@ def _at_headline_temperatures(blocks: dict, headline: dict, suite: str) -> dict:
             for name, e in headline.items()}
 
 
+def truncation(samples: list[dict], rows: list[dict]) -> dict:
+    """Completions cut at the token budget (finish_reason "length") and how they were judged."""
+    status = {row_key(r): status_label(r) for r in rows}
+    cut = [row_key(s) for s in samples if s.get("finish_reason") == "length"]
+    judged = Counter(status[k] for k in cut if k in status)
+    return {"samples": len(cut), "of": len(samples), "by_status": dict(judged.most_common())}
+
+
 def failure_taxonomy(rows: list[dict]) -> list[dict]:
     """Non-passing samples grouped by status label, most frequent first, with example problems."""
     by_label = defaultdict(list)
@@ -257,7 +300,10 @@ def _suite_names(rows: list[dict]) -> list[str]:
     return list(names) if len(names) > 1 else []
 
 
-def _key(row: dict) -> tuple:
+def row_key(row: dict) -> tuple:
+    """A sample's or result's identity in a run: (task_id, sample_idx, temperature). Temperature is None
+    for executed sample files and set for generated samples (a paper-protocol run has two passes).
+    The run store keys its rows by this too (the one definition: the spine imports the leaf)."""
     return (row["task_id"], row.get("sample_idx"), row.get("temperature"))
 
 
@@ -294,6 +340,25 @@ def decoding_totals(stats: list[dict]) -> dict:
         "tokens_per_forward": round(tokens / forwards, 3) if forwards else None,
         "acceptance_per_head": [a / d if d else None for a, d in zip(accepted, drafted)] if speculative else None,
     }
+
+
+def decoding_groups(sample_rows: list[dict]) -> list[dict]:
+    """Decoding totals per (temperature, plain or speculative) over the samples that carry stats:
+    tokens per forward and the acceptance of draft heads 2..k (head 1 is always accepted)."""
+    groups: dict = defaultdict(list)
+    for r in sample_rows:
+        if isinstance(r.get("stats"), dict) and r["stats"].get("forwards"):
+            mode = "speculative" if len(r["stats"].get("drafted_per_head") or ()) > 1 else "plain"
+            groups[(r.get("temperature"), mode)].append({"tokens": r.get("tokens") or 0, **r["stats"]})
+    out = []
+    for (temperature, mode), stats in sorted(groups.items(), key=lambda kv: (_temperature_sort_key(kv[0][0]),
+                                                                           kv[0][1])):
+        totals = decoding_totals(stats)
+        out.append({"temperature": temperature, "mode": mode, "samples": totals["samples_generated"],
+                    "tokens": totals["tokens_generated"], "forwards": totals["forwards"],
+                    "tokens_per_forward": totals["tokens_per_forward"],
+                    "acceptance_per_draft_head": (totals["acceptance_per_head"] or [None])[1:]})
+    return out
 
 
 def _sum_columns(lists) -> list:

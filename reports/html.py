@@ -7,14 +7,13 @@ the pass@k curve at every k up to the smallest n.
 from __future__ import annotations
 
 import base64
-import html
 import io
 
 import numpy as np
 
 from .build import per_problem_pass_at_k
-from .markdown import _value, integrity_note, pct
 from .stats import bootstrap_means, percentile_interval
+from .view import report_view, templates
 
 CURVE_POINTS = 24
 CURVE_RESAMPLES = 2_000
@@ -28,117 +27,100 @@ th,td{border:1px solid #d0d7de;padding:.25rem .6rem;text-align:left;white-space:
 td.wrap{white-space:normal;max-width:28rem}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 .muted{color:#656d76}.warn{color:#9a6700}
+dl.header{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;margin:.8rem 0;font-size:.92rem}
+dl.header dt{color:#656d76}dl.header dd{margin:0}
 .plots{display:flex;flex-wrap:wrap;gap:1rem}.plots figure{margin:0}
 .plots img{max-width:520px;border:1px solid #d0d7de}figcaption{font-size:.85rem;color:#656d76}
+.controls{display:flex;gap:.8rem;align-items:center;margin:.5rem 0}.controls input[type=search]{width:20rem}
+#problems th{cursor:pointer;user-select:none}#problems th[data-dir=asc]::after{content:" \\25B2"}
+#problems th[data-dir=desc]::after{content:" \\25BC"}
+#problems tr.row{cursor:pointer}#problems tr.row:hover{background:#f6f8fa}
+#problems td[colspan]{white-space:normal;background:#fbfcfd}
+.sample{border-left:4px solid #cf222e;margin:.6rem 0;padding:.2rem .6rem}.sample.pass{border-color:#2da44e}
+.sample .meta{font-size:.85rem;color:#656d76}.error{color:#cf222e;font-family:ui-monospace,monospace;font-size:.85rem}
+.decision{color:#9a6700;font-size:.85rem}
+pre{background:#f6f8fa;padding:.5rem;overflow-x:auto;font-size:.82rem;margin:.3rem 0;max-height:30rem}
+body.focus>:not(h1):not(dl):not(.per-problem){display:none}.only-focus{display:none}body.focus .only-focus{display:block}
+"""
+
+# Sorting, filtering and the drill-down toggle of the per-problem table; #p-<task_id> opens one problem.
+SCRIPT = """
+(function () {
+  var table = document.getElementById('problems');
+  if (!table) return;
+  var bodies = Array.prototype.slice.call(table.tBodies);
+  var filter = document.getElementById('filter'), status = document.getElementById('status');
+  var unsolved = document.getElementById('unsolved'), count = document.getElementById('count');
+  function apply() {
+    var q = filter.value.toLowerCase(), st = status.value, shown = 0;
+    bodies.forEach(function (b) {
+      var ok = (!q || b.dataset.text.indexOf(q) >= 0) && (!st || b.dataset.status.split(' ').indexOf(st) >= 0)
+        && (!unsolved.checked || b.dataset.solved === '0');
+      b.hidden = !ok; shown += ok ? 1 : 0;
+    });
+    count.textContent = shown + ' of ' + bodies.length + ' shown';
+  }
+  [filter, status, unsolved].forEach(function (el) { el.addEventListener('input', apply); });
+  var heads = table.tHead.rows[0].cells;
+  Array.prototype.forEach.call(heads, function (th, i) {
+    th.addEventListener('click', function () {
+      var dir = th.dataset.dir === 'asc' ? 'desc' : 'asc';
+      Array.prototype.forEach.call(heads, function (h) { delete h.dataset.dir; });
+      th.dataset.dir = dir;
+      var key = function (b) { var t = b.rows[0].cells[i].textContent.trim(), n = parseFloat(t.replace(/,/g, ''));
+        return /^[-+]?[0-9.]/.test(t) && !isNaN(n) ? n : t; };
+      bodies.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        var r = typeof x === 'number' && typeof y === 'number' ? x - y
+          : String(x).localeCompare(String(y), undefined, {numeric: true});
+        return dir === 'asc' ? r : -r;
+      });
+      bodies.forEach(function (b) { table.appendChild(b); });
+    });
+  });
+  table.addEventListener('click', function (e) {
+    var row = e.target.closest('tr.row');
+    if (row) row.nextElementSibling.hidden = !row.nextElementSibling.hidden;
+  });
+  // #p-<id> shows that problem alone, opened, under the report's header (a link to share); # shows all
+  function openHash() {
+    var id = decodeURIComponent(location.hash.slice(1)), b = id && document.getElementById(id);
+    var focus = !!(b && b.classList.contains('problem'));
+    document.body.classList.toggle('focus', focus);
+    if (!focus) { apply(); return; }
+    bodies.forEach(function (x) { x.hidden = x !== b; });
+    b.rows[1].hidden = false;
+    count.textContent = '1 of ' + bodies.length + ' shown';
+  }
+  window.addEventListener('hashchange', openHash);
+  openHash();
+})();
 """
 
 
-def render_html(report: dict) -> str:
-    """The whole page as one string."""
-    esc = html.escape
-    conf = f"{round(100 * report['confidence'])}% CI"
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-             f"<title>{esc(str(report['task']))} report</title><style>{CSS}</style></head><body>",
-             f"<h1>{esc(str(report['task']))}: evaluation report</h1>",
-             f"<p class='muted'>{report['n_problems']} problems evaluated"
-             + (f" of {report['n_problems_total']}" if report.get("n_problems_total", report["n_problems"])
-                != report["n_problems"] else "")
-             + f", {report['n_samples']} samples, task fingerprint <code>{esc(str(report['task_fingerprint']))}"
-               f"</code></p>"]
-    if report.get("missing_problems"):
-        parts.append(f"<p class='warn'>Missing results for {len(report['missing_problems'])} problem(s); pass@k "
-                     "is over the evaluated problems only.</p>")
-    integrity = report.get("integrity")
-    if integrity:
-        parts.append("<h2>Integrity</h2><p>" + esc(integrity_note(integrity).replace("**", "")) + "</p>")
-        if integrity.get("not_served"):
-            parts.append(f"<p>Not served ({len(integrity['not_served'])}): their checks cannot run on literal "
-                         "inputs alone.</p>")
-            parts.append(_table(["problem", "reason"], [[r["task_id"], r["reason"]] for r in integrity["not_served"]]))
-
-    parts.append("<h2>pass@k</h2>")
-    parts.append(_pass_table(report["pass_at_k"], conf))
-    for suite, table in (report.get("pass_at_k_by_suite") or {}).items():
-        parts.append(f"<h3>Suite {esc(suite)}</h3>" + _pass_table(table, conf))
-    if report.get("best_temperature"):
-        parts.append("<h3>Best temperature per k</h3>")
-        parts.append(_table(["metric", "temperature", "estimate (%)", conf],
-                            [[n, f"{b['temperature']:g}", pct(b["estimate"]),
-                              f"[{pct(b['ci_low'])}, {pct(b['ci_high'])}]"]
-                             for n, b in report["best_temperature"].items()]))
-
-    plots = [("pass@k vs k, with the bootstrap CI band", pass_at_k_curve_png(report)),
-             ("per-problem solve rate c/n, sorted", solve_rate_png(report)),
-             ("samples by status", status_png(report))]
-    mtp = mtp_png(report.get("speed") or {})
-    if mtp:
-        plots.append(("multi-token prediction: tokens per forward and draft acceptance per head", mtp))
-    parts.append("<h2>Plots</h2><div class='plots'>")
-    for caption, png in plots:
-        if png:
-            parts.append(f"<figure><img alt='{esc(caption)}' src='data:image/png;base64,{png}'>"
-                         f"<figcaption>{esc(caption)}</figcaption></figure>")
-    parts.append("</div>")
-
-    total = max(1, report["n_samples"])
-    parts.append("<h2>Status counts</h2>")
-    parts.append(_table(["status", "samples", "share (%)"],
-                        [[k, v, pct(v / total)] for k, v in report["status_counts"].items()]))
-    if report.get("failure_taxonomy"):
-        parts.append("<h2>Failure taxonomy</h2>")
-        parts.append(_table(["failure", "samples", "share of failures (%)", "problems", "examples", "example detail"],
-                            [[f["label"], f["count"], pct(f["share"]), f["n_problems"], ", ".join(f["examples"]),
-                              f["example_detail"]] for f in report["failure_taxonomy"]]))
-    if report.get("slowest_problems"):
-        parts.append("<h2>Slowest problems</h2>")
-        parts.append(_table(["problem", "mean s", "max s", "samples", "timeouts"],
-                            [[s["task_id"], f"{s['mean_duration_s']:.3f}", f"{s['max_duration_s']:.3f}", s["n"],
-                              s["timeouts"]] for s in report["slowest_problems"]]))
-    if report.get("speed"):
-        parts.append("<h2>Speed</h2>")
-        parts.append(_table(["measure", "value"], [[k, _value(v)] for k, v in report["speed"].items()]))
-    names = [n for n in report["pass_at_k"]]
-    parts.append("<h2>Per problem</h2><details><summary>"
-                 f"{len(report['per_problem'])} rows</summary>")
-    has_t = any("temperature" in r for r in report["per_problem"])
-    parts.append(_table(["problem"] + (["T"] if has_t else []) + ["n", "c"] + names,
-                        [[r["task_id"]] + ([r.get("temperature")] if has_t else []) + [r["n"], r["c"]]
-                         + [pct(r.get(n)) for n in names] for r in report["per_problem"]]))
-    parts.append("</details></body></html>")
-    return "\n".join(parts)
+def render_html(report: dict, details: dict | None = None) -> str:
+    """The whole page as one string, from the report model the Markdown renders too, plus plots."""
+    return templates().get_template("report.html.j2").render(
+        v=report_view(report, details), plots=plots(report), css=CSS, script=SCRIPT)
 
 
-def _pass_table(table: dict, conf: str) -> str:
-    rows = []
-    for name, e in table.items():
-        if e["computable"]:
-            note = f"T={e['temperature']:g}" if e.get("temperature") is not None else ""
-            rows.append([name, pct(e["estimate"]), f"[{pct(e['ci_low'])}, {pct(e['ci_high'])}]", note])
-        else:
-            rows.append([name, "n/a", "", f"not computable: {e['reason']}"])
-    return _table(["metric", "estimate (%)", conf, "note"], rows)
+def plots(report: dict) -> list[tuple[str, str]]:
+    """(caption, base64 PNG) pairs; a plot with nothing to show (a one-point curve) is left out."""
+    out = [("pass@k vs k, with a bootstrap CI band", pass_at_k_curve_png(report)),
+           ("per-problem solve rate c/n, sorted", solve_rate_png(report)),
+           ("samples by status", status_png(report)),
+           ("multi-token prediction: draft acceptance per head and tokens per forward",
+            mtp_png(report.get("decoding_stats") or _legacy_groups(report.get("speed") or {})))]
+    return [(caption, png) for caption, png in out if png]
 
 
-def _table(header: list[str], rows: list[list]) -> str:
-    def cell(v):
-        cls = ""
-        if isinstance(v, (int, float)) or (isinstance(v, str) and _numeric(v)):
-            cls = " class='num'"
-        elif len(str(v)) > 40:
-            cls = " class='wrap'"
-        return f"<td{cls}>{html.escape(str(v))}</td>"
-
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _numeric(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
+def _legacy_groups(speed: dict) -> list[dict]:
+    """A 0.1.x report's overall speed as one group (acceptance_per_head included head 1)."""
+    heads = speed.get("acceptance_per_head")
+    if not heads or speed.get("tokens_per_forward") is None:
+        return []
+    return [{"temperature": None, "mode": "speculative", "tokens_per_forward": speed["tokens_per_forward"],
+             "acceptance_per_draft_head": heads[1:]}]
 
 
 # ---- plots -------------------------------------------------------------------------------------
@@ -169,8 +151,8 @@ def _groups(report: dict) -> dict:
 
 def pass_at_k_curve_png(report: dict) -> str | None:
     groups = _groups(report)
-    if not groups:
-        return None
+    if not groups or max(int(n.min()) for n, _ in groups.values()) < 2:
+        return None  # one sample per problem: a curve of one point says nothing
     fig = _figure()
     ax = fig.add_subplot()
     seed = (report.get("bootstrap") or {}).get("seed", 0)
@@ -227,32 +209,23 @@ def status_png(report: dict) -> str | None:
     return _png(fig)
 
 
-def mtp_png(speed: dict) -> str | None:
-    """Acceptance rate per draft head, and tokens per forward (a histogram when given per sample)."""
-    heads = speed.get("acceptance_per_head")
-    tpf = speed.get("tokens_per_forward")
-    if heads is None and tpf is None:
+def mtp_png(groups: list[dict]) -> str | None:
+    """Acceptance of draft heads 2..k per decoding group (temperature, mode), tokens per forward in the legend."""
+    groups = [g for g in groups if any(a is not None for a in g.get("acceptance_per_draft_head") or [])]
+    if not groups:
         return None
-    panels = (heads is not None) + isinstance(tpf, list)
-    fig = _figure(width=5.2 if panels <= 1 else 8.0)
-    i = 1
-    if heads is not None:
-        ax = fig.add_subplot(1, max(panels, 1), i)
-        i += 1
-        rates = [float("nan") if a is None else a for a in heads]  # None: that head drafted nothing
-        ax.bar([str(h + 1) for h in range(len(heads))], rates, color="#0969da")
-        ax.set_xlabel("draft head")
-        ax.set_ylabel("acceptance")
-        title = "draft acceptance per head"
-        if isinstance(tpf, (int, float)):
-            title += f"\n{tpf:.2f} tokens per forward"
-        ax.set_title(title, fontsize=9)
-    if isinstance(tpf, list):
-        ax = fig.add_subplot(1, max(panels, 1), i)
-        ax.hist(tpf, bins=20, color="#8250df")
-        ax.set_xlabel("tokens per forward")
-        ax.set_ylabel("samples")
-    elif heads is None:
-        ax = fig.add_subplot()
-        ax.bar(["tokens per forward"], [tpf], color="#8250df")
+    fig = _figure()
+    ax = fig.add_subplot()
+    width = 0.8 / len(groups)
+    for i, g in enumerate(groups):
+        rates = [np.nan if a is None else a for a in g["acceptance_per_draft_head"]]
+        t = g.get("temperature")
+        label = ("greedy" if t == 0 else f"T={t:g}" if t is not None else g.get("mode", "")) + \
+            f": {g['tokens_per_forward']:.2f} tokens/forward"
+        ax.bar(np.arange(2, len(rates) + 2) + (i - (len(groups) - 1) / 2) * width, rates, width, label=label)
+    ax.set_xticks(range(2, max(len(g["acceptance_per_draft_head"]) for g in groups) + 2))
+    ax.set_xlabel("draft head")
+    ax.set_ylabel("acceptance")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, loc="upper right")
     return _png(fig)

@@ -134,10 +134,12 @@ def landlock_abi() -> int:
                                 ctypes.c_uint32(_LANDLOCK_CREATE_RULESET_VERSION)), "landlock_create_ruleset")
 
 
-def landlock_ruleset(abi: int, read_paths: list[str], write_paths: list[str], rw_files: list[str]) -> int:
+def landlock_ruleset(abi: int, read_paths: list[str], write_paths: list[str], rw_files: list[str],
+                     list_paths: list[str] = ()) -> int:
     """A Landlock ruleset fd: read (and map) under `read_paths`, anything under `write_paths`,
-    read/write the single files `rw_files`; no TCP bind/connect (ABI>=4); no signals or
-    abstract sockets outside the domain (ABI>=6). Build once, enforce per process."""
+    read/write the single files `rw_files`, list (names only, no file reads) under `list_paths`;
+    no TCP bind/connect (ABI>=4); no signals or abstract sockets outside the domain (ABI>=6).
+    Build once, enforce per process."""
     fs = _FS_BITS_BY_ABI.get(abi, (1 << 16) - 1)
     attr = _RulesetAttr(fs, NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0,
                         SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0)
@@ -149,6 +151,7 @@ def landlock_ruleset(abi: int, read_paths: list[str], write_paths: list[str], rw
         rules = [(p, FS_EXECUTE | FS_READ_FILE | FS_READ_DIR) for p in read_paths]
         rules += [(p, fs) for p in write_paths]
         rules += [(p, (FS_READ_FILE | FS_WRITE_FILE | (FS_TRUNCATE if abi >= 3 else 0))) for p in rw_files]
+        rules += [(p, FS_READ_DIR) for p in list_paths]
         for path, access in rules:
             try:
                 fd = os.open(path, os.O_PATH | os.O_CLOEXEC)

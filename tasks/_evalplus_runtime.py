@@ -1,4 +1,4 @@
-"""EvalPlus differential checks: appended verbatim to every humaneval-plus / mbpp-plus program.
+"""EvalPlus differential checks: the checks of every humaneval-plus / mbpp-plus program (its prelude).
 
 Standard library only, every name prefixed `_ep_` (modules imported under
 aliases) so the checks can neither collide with a solution's names nor hide
@@ -15,15 +15,17 @@ an import the solution forgot. The comparison follows EvalPlus
   (`np.allclose(out, exp, rtol=1e-07, atol=atol)` without numpy);
 - expected outputs too large to embed are a `_EpDigest` of a canonical form
   that respects `==` (1 == 1.0 == True; set and dict order ignored);
-- one rule stricter than EvalPlus: an output whose class the program itself
-  defines never passes (always-equal objects; expected values are built-in types).
+- time: each input may take max(1 s, 4 x the reference's time on it), as in EvalPlus;
+  the sandbox enforces it in CPU time around each call of the solution
+  (TestProgram.call_limits), outside these checks.
 
-Standard output and error are swallowed while the solution runs, as EvalPlus
-does. A mismatch raises AssertionError; when every input passes the program
-simply ends.
+The sandbox runs these checks in a namespace of their own, before the solution: the
+solution cannot rebind `bool` or any `_ep_` name for them, and every value it returns is
+inspected for always-equal behaviour there (sandboxes/judge.py); standard output is
+swallowed there too, as EvalPlus does. A mismatch raises AssertionError; when every
+input passes the program simply ends.
 """
 import collections as _ep_collections
-import contextlib as _ep_contextlib
 import hashlib as _ep_hashlib
 import json as _ep_json
 import marshal as _ep_marshal
@@ -138,8 +140,6 @@ def _ep_digit_distance(a, b):
 
 def _ep_same(out, exp, args, atol, oracle):
     """EvalPlus's verdict on one output; returns (passed, atol for the following inputs)."""
-    if type(out).__module__ == __name__:
-        return False, atol  # a class the program defines: an always-equal object, never a real answer
     exact = _ep_digest(out) == exp if type(exp) is _EpDigest else out == exp
     if oracle == "are_equivalent":  # Mbpp/164: the task is ambiguous; any output passes
         exact = True
@@ -163,14 +163,6 @@ def _ep_same(out, exp, args, atol, oracle):
     return passed, atol
 
 
-class _EpSink:
-    def write(self, text):
-        return len(text)
-
-    def flush(self):
-        pass
-
-
 def _ep_show(value):
     if type(value) is _EpDigest:
         return f"<large value, sha256 {value[:12]}...>"
@@ -181,21 +173,18 @@ def _ep_show(value):
 
 
 def _ep_check(candidate, payload, atol, oracle):
-    """Call `candidate` on every input of the payload, a list of `[inputs, expected]` groups (base, then
-    plus), each starting from the problem's `atol` as EvalPlus checks them; AssertionError on a mismatch."""
-    for group, (inputs, expected) in enumerate(_ep_decode(payload)):
-        tolerance = atol
-        for i, (args, exp) in enumerate(zip(inputs, expected)):
-            sink = _EpSink()
-            with _ep_contextlib.redirect_stdout(sink), _ep_contextlib.redirect_stderr(sink):
-                out = candidate(*args)
-            try:
-                if oracle == "find_zero":
-                    passed = abs(_ep_poly(*args, out)) <= tolerance
-                else:
-                    passed, tolerance = _ep_same(out, exp, args, tolerance, oracle)
-            except Exception:  # noqa: BLE001 - EvalPlus counts a failing comparison as a mismatch
-                passed = False
-            if not passed:
-                raise AssertionError(f"{('base', 'plus')[group]} input {i + 1} of {len(inputs)}: "
-                                     f"expected {_ep_show(exp)}, got {_ep_show(out)}")
+    """Call `candidate` on every input of the payload, `[inputs, expected]` of one suite, from the
+    problem's `atol` as EvalPlus checks a suite; AssertionError on the first mismatch."""
+    inputs, expected = _ep_decode(payload)
+    tolerance = atol
+    for i, (args, exp) in enumerate(zip(inputs, expected)):
+        out = candidate(*args)
+        try:
+            if oracle == "find_zero":
+                passed = abs(_ep_poly(*args, out)) <= tolerance
+            else:
+                passed, tolerance = _ep_same(out, exp, args, tolerance, oracle)
+        except Exception:  # noqa: BLE001 - EvalPlus counts a failing comparison as a mismatch
+            passed = False
+        if not passed:
+            raise AssertionError(f"input {i + 1} of {len(inputs)}: expected {_ep_show(exp)}, got {_ep_show(out)}")

@@ -7,10 +7,18 @@ sandboxes or reports.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from typing import ClassVar, Mapping, Sequence
+
+
+# Every task's version: 2 since verdicts follow the reference executors (main blocks do not run,
+# output is swallowed, the checks judge from their own namespace, EvalPlus's time rule), which
+# changes some results: a run made by version 1 does not resume under version 2.
+TASK_VERSION = "2"
 
 
 class TaskError(ValueError):
@@ -41,6 +49,29 @@ class LiteralChecks:
 
 
 @dataclass(frozen=True)
+class TestProgram:
+    """One suite's test program, split so the checks judge with names the completion cannot rebind.
+
+    `text` is the single program the reference executors run (`evalharness prompt --program`
+    prints it). The sandbox runs `solution` in a namespace of its own and the checks in
+    another: `prelude` (trusted dataset code: HumanEval's prompt and test, the EvalPlus
+    checks) runs there before the solution, `names` are then taken from the solution's
+    namespace, and `checks` runs last. `modules` are the modules the checks can reach (their
+    own imports and the prompt's and reference solution's), watched for patches. `call_limits`
+    are executor settings, like a timeout, so they stay out of `text` (and the fingerprint):
+    they come from this machine's reference times.
+    """
+
+    text: str
+    solution: str
+    checks: str
+    prelude: str = ""
+    names: tuple[str, ...] = ()
+    modules: tuple[str, ...] = ()
+    call_limits: tuple[float, ...] = ()  # CPU seconds per call of the solution (EvalPlus), not in `text`
+
+
+@dataclass(frozen=True)
 class Problem:
     """One benchmark problem, exactly as the model and the tests will see it."""
 
@@ -55,8 +86,8 @@ class Problem:
 class Task:
     """A named, versioned benchmark variant.
 
-    Subclasses implement `clean` and `programs`. `suites` names the test
-    programs `programs` returns, in order; they are cumulative: a sample
+    Subclasses implement `test_programs` (and may override `clean`). `suites` names the
+    test programs it returns, in order; they are cumulative: a sample
     passes suite i only when suites 1..i all pass (e.g. EvalPlus
     ("base", "plus")). The harness's headline verdict is the last suite.
     """
@@ -89,7 +120,11 @@ class Task:
         return truncate_at_stop(raw_completion, self.stop)
 
     def programs(self, problem: Problem, completion: str) -> dict[str, str]:
-        """The test program of each suite for `completion`, keyed by suite name."""
+        """The test program of each suite for `completion`, keyed by suite name, as one text."""
+        return {suite: program.text for suite, program in self.test_programs(problem, completion).items()}
+
+    def test_programs(self, problem: Problem, completion: str) -> dict[str, TestProgram]:
+        """The test program of each suite for `completion`, split into solution and checks."""
         raise NotImplementedError
 
     def literal_checks(self, problem: Problem) -> LiteralChecks:
@@ -143,3 +178,30 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
         if i != -1 and i < cut:
             cut = i
     return text[:cut]
+
+
+def imported_modules(*sources: str, skip: frozenset = frozenset({"typing", "sys", "__future__"})) -> tuple[str, ...]:
+    """Every module any of `sources` imports (at any depth), sorted. Left out: `typing` (prompts
+    import it for annotations only; watching it would cost every call of the solution), `sys`
+    (the sandbox sets its streams; nothing in it judges) and `__future__`."""
+    found = set()
+    for source in sources:
+        tree = parse_quietly(source)
+        if tree is None:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module)
+    return tuple(sorted(found - skip))
+
+
+def parse_quietly(source: str) -> ast.Module | None:
+    """The AST of dataset code, or None; datasets hold invalid escapes like "\\w" in plain strings."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None

@@ -31,31 +31,63 @@ def read_records(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise TaskError(f"data file not found: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise TaskError(f"cannot read {path}: {e}") from None
-    if text.lstrip().startswith("["):
+    data = read_bytes(path)
+    if data.lstrip().startswith(b"["):
         try:
-            records = json.loads(text)
+            records = json.loads(data)
         except json.JSONDecodeError as e:
             raise TaskError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
+        except (ValueError, RecursionError) as e:
+            raise TaskError(f"{path}: invalid JSON ({_reason(e)})") from None
     else:
-        records = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise TaskError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+        records = [row for _, row in json_lines(data, path)]
     if not records:
         raise TaskError(f"{path}: no records")
     if not all(isinstance(r, dict) for r in records):
         raise TaskError(f"{path}: expected JSON objects, one per problem")
     return records
+
+
+def read_bytes(path: str | os.PathLike, error: type[Exception] = TaskError) -> bytes:
+    """A file's bytes, gunzipped when it ends in .gz; an unreadable file is one `error` line."""
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        return path.read_bytes()
+    except (OSError, EOFError) as e:
+        raise error(f"cannot read {path}: {e}") from None
+
+
+def json_lines(data: bytes, where: str | os.PathLike, error: type[Exception] = TaskError,
+               torn_tail_ok: bool = False) -> list[tuple[int, object]]:
+    """(line number, value) of every non-blank line of JSON-lines `data`: the one JSONL parser of the
+    harness (task data here; the spine's run files and samples files too).
+
+    A line that is not JSON (or not UTF-8, or a number past Python's digit limit, or nested too
+    deep) is one `error` line naming `where:lineno`. With `torn_tail_ok` a bad last line that
+    no newline ends (a crash's partial write) is dropped instead.
+    """
+    lines = data.split(b"\n")
+    rows = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((lineno, json.loads(line)))
+        except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            if not (torn_tail_ok and lineno == len(lines)):
+                raise error(f"{where}:{lineno}: invalid JSON ({_reason(e)})") from None
+    return rows
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, json.JSONDecodeError):
+        return e.msg
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return (str(e).splitlines() or [type(e).__name__])[0][:120]
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -87,8 +119,12 @@ def local_file(data_file: str | os.PathLike | None, relative: str) -> Path | Non
 
 
 def cache_dir() -> Path:
-    """$EVALHARNESS_CACHE_DIR, by default ~/.cache/evalharness (downloads, EvalPlus expected outputs)."""
-    return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "evalharness").expanduser()
+    """$EVALHARNESS_CACHE_DIR, by default $XDG_CACHE_HOME/evalharness or ~/.cache/evalharness: downloads,
+    EvalPlus expected outputs, and the spine's built `tiny` checkpoints (the one definition)."""
+    explicit = os.environ.get(CACHE_DIR_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "evalharness"
 
 
 def download(url: str, dest: Path, hint: str) -> Path:

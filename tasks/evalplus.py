@@ -11,9 +11,9 @@ and CACHE_FORMAT. Each test program is `prompt + completion`, then the checks
 of tasks/_evalplus_runtime.py, then one call comparing the entry point's
 outputs with the embedded expected ones (comparison rules: see that module).
 
-Suites: "base" runs the original inputs, "plus" runs the base and then the plus
-inputs (each group from the problem's atol, as EvalPlus checks them), so the
-plus verdict alone is EvalPlus's "base + extra tests" verdict.
+Suites: "base" runs the original inputs, "plus" the extra inputs (each from the
+problem's atol, as EvalPlus checks them); suites are cumulative, so a sample
+passes "plus" only when both pass: EvalPlus's "base + extra tests" verdict.
 
 Prompts: humaneval-plus is HumanEval's prompt with the Codex stop sequences
 (the harness's HumanEval protocol, so the two scores are comparable);
@@ -22,8 +22,16 @@ with bigcode's stop sequences. The `contract` field only guides EvalPlus's
 input generation and plays no part here. MBPP+ inputs are turned into the
 tuples/sets/complex numbers the reference expects, as EvalPlus does.
 
-Time limits: per problem and suite, max(task timeout, 4 x the reference's CPU
-time + 1 s) (EvalPlus scales its limits by 4 x the reference's time too).
+Time limits, EvalPlus's rule (evalplus 0.3.1, evalplus/eval/__init__.py
+`untrusted_check`, config.py DEFAULT_MIN_TIME_LIMIT = 1.0,
+DEFAULT_GT_TIME_LIMIT_FACTOR = 4.0): each input may take max(1 s, 4 x the
+reference's time on it), and the suite's process gets min(60 s, the sum of
+those) + 1 s (+ 1 s more before it is killed). Here: the same per-input limits
+in CPU time (ITIMER_PROF around each call: TestProgram.call_limits), and the suite's program
+min(60, sum) + 2 s of CPU plus 4 x the checks' own cost of comparing big
+outputs by digest, which EvalPlus does not pay. The reference times are this
+machine's CPU times, not wall times (EvalPlus measures wall time), so load
+changes neither.
 """
 from __future__ import annotations
 
@@ -37,7 +45,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .base import Problem, Task, TaskError
+from .base import TASK_VERSION, Problem, Task, TaskError, TestProgram, imported_modules
 from .data import cache_dir as harness_cache_dir, download, file_sha256, local_file, one_file, read_records
 from .humaneval import HUMANEVAL_STOP
 from .mbpp import BIGCODE_STOP, MBPP_TIMEOUT_S
@@ -47,10 +55,14 @@ MBPP_PLUS_FILE = "evalplus/MbppPlus-v0.2.0.jsonl.gz"
 _RELEASES = "https://github.com/evalplus/{}_release/releases/download/"
 HUMANEVAL_PLUS_URL = _RELEASES.format("humanevalplus") + "v0.1.10/HumanEvalPlus-v0.1.10.jsonl.gz"
 MBPP_PLUS_URL = _RELEASES.format("mbppplus") + "v0.2.0/MbppPlus-v0.2.0.jsonl.gz"
-CACHE_FORMAT = 3  # bump when the stored expected outputs change meaning
-TIME_FACTOR = 4.0
+CACHE_FORMAT = 4  # bump when the stored expected outputs change meaning
+TIME_FACTOR = 4.0  # EvalPlus's DEFAULT_GT_TIME_LIMIT_FACTOR
+MIN_TIME_LIMIT_S = 1.0  # EvalPlus's DEFAULT_MIN_TIME_LIMIT
+SUITE_CAP_S = 60.0  # EvalPlus's EVALPLUS_TIMEOUT_PER_TASK default
+SUITE_GRACE_S = 2.0  # EvalPlus: + 1 s on the suite's timeout, + 1 s more in its join
 INLINE_LIMIT = 1 << 16  # expected outputs bigger than this (about, in JSON chars) are checked by digest
 RUNTIME_SOURCE = (Path(__file__).parent / "_evalplus_runtime.py").read_text(encoding="utf-8")
+RUNTIME_MODULES = imported_modules(RUNTIME_SOURCE)
 
 _FIELDS = {"task_id": str, "prompt": str, "entry_point": str, "canonical_solution": str,
            "base_input": list, "plus_input": list, "atol": (int, float)}
@@ -72,17 +84,29 @@ class EvalPlusTask(Task):
     suites: tuple[str, ...] = ("base", "plus")
     _memo: dict = field(default_factory=dict, compare=False, repr=False)
 
-    def programs(self, problem: Problem, completion: str) -> dict[str, str]:
-        head = problem.prompt + completion + "\n\n\n" + RUNTIME_SOURCE + "\n"
-        atol, oracle = problem.data["atol"], self.oracle(problem)
-        return {suite: head + f"_ep_check({problem.entry_point}, {payload}, atol={atol!r}, oracle={oracle!r})\n"
-                for suite, payload in self._payloads(problem).items()}
+    def test_programs(self, problem: Problem, completion: str) -> dict[str, TestProgram]:
+        """`prompt + completion`, then the checks of _evalplus_runtime.py called on the suite's inputs."""
+        solution = problem.prompt + completion
+        atol, oracle, entry = problem.data["atol"], self.oracle(problem), problem.entry_point
+        programs = {}
+        for suite, payload in self._payloads(problem).items():
+            checks = f"_ep_check({entry}, {payload}, atol={atol!r}, oracle={oracle!r})\n"
+            programs[suite] = TestProgram(text=solution + "\n\n\n" + RUNTIME_SOURCE + "\n" + checks, solution=solution,
+                                          prelude=RUNTIME_SOURCE, checks=checks, names=(entry,),
+                                          modules=RUNTIME_MODULES, call_limits=tuple(self.input_limits(problem, suite)))
+        return programs
+
+    def input_limits(self, problem: Problem, suite: str) -> list[float]:
+        """EvalPlus's per-input limit, max(1 s, 4 x the reference's time), here in CPU seconds."""
+        times = self.expected()[problem.task_id]["time_s"][suite]
+        return [round(max(MIN_TIME_LIMIT_S, TIME_FACTOR * t), 3) for t in times]
 
     def timeout_for(self, problem: Problem, suite: str, base_s: float) -> float:
-        """max(the run's timeout, 4 x the reference's CPU seconds on the suite's inputs + 1 s)."""
-        cpu = self.expected()[problem.task_id]["cpu_s"]
-        seconds = cpu["base"] + (cpu["plus"] if suite == "plus" else 0.0)
-        return max(base_s, round(TIME_FACTOR * seconds + 1.0, 1))
+        """The suite's CPU seconds: min(60, sum of the per-input limits) + 2 s, plus 4 x the cost
+        of the digests the checks compute (never less than the run's timeout)."""
+        overhead = TIME_FACTOR * self.expected()[problem.task_id]["check_s"][suite]
+        seconds = min(SUITE_CAP_S, sum(self.input_limits(problem, suite))) + SUITE_GRACE_S + overhead
+        return max(base_s, round(seconds, 1))
 
     def oracle(self, problem: Problem) -> str:
         """EvalPlus's special comparison for this problem, "" for plain equality."""
@@ -104,20 +128,20 @@ class EvalPlusTask(Task):
         return {"base": rec["base_input"], "plus": rec["plus_input"]}
 
     def expected(self) -> dict[str, dict]:
-        """task_id -> {"base": [encoded outputs], "plus": [...], "cpu_s": {...}}, computed once and cached."""
+        """task_id -> {"base": [encoded outputs], "plus": [...], "time_s": {suite: [CPU s per input]},
+        "check_s": {suite: CPU s the checks spend on digests}}, computed once and cached."""
         known = self._memo.setdefault("expected", {})  # shared with copies made by dataclasses.replace
         if any(p.task_id not in known for p in self.problems):
             known.update(_load_or_compute_expected(self))
         return known
 
     def _payloads(self, problem: Problem) -> dict[str, str]:
-        """Each suite's `[[inputs, expected], ...]` JSON as a Python string literal (built once per problem)."""
+        """Each suite's `[inputs, expected]` JSON as a Python string literal (built once per problem)."""
         cached = self._memo.get(("payload", problem.task_id))
         if cached is None:
             inputs, expected = self.inputs(problem), self.expected()[problem.task_id]
-            base = [[encode(a) for a in inputs["base"]], expected["base"]]
-            plus = [[encode(a) for a in inputs["plus"]], expected["plus"]]
-            cached = {"base": repr(json.dumps([base])), "plus": repr(json.dumps([base, plus]))}
+            cached = {suite: repr(json.dumps([[encode(a) for a in inputs[suite]], expected[suite]]))
+                      for suite in self.suites}
             self._memo[("payload", problem.task_id)] = cached
         return cached
 
@@ -153,7 +177,7 @@ def _load(name, dataset, relative, url, problems_file, data_file, cache_dir, *, 
     ids = [p.task_id for p in problems]
     if len(set(ids)) != len(ids):
         raise TaskError(f"{path}: duplicate task_ids")
-    return EvalPlusTask(name=name, version="1", problems=tuple(problems), stop=stop, timeout_s=timeout_s,
+    return EvalPlusTask(name=name, version=TASK_VERSION, problems=tuple(problems), stop=stop, timeout_s=timeout_s,
                         default_k=(1, 10, 100), source=str(path), dataset=dataset, data_sha256=file_sha256(path),
                         cache_dir=None if cache_dir is None else str(cache_dir))
 
@@ -285,7 +309,9 @@ def _run_references(task: EvalPlusTask) -> dict:
 
 def _reference_worker() -> None:
     """Subprocess entry point: reference outputs (encoded) and CPU times for the problems in argv[1]."""
+    import contextlib
     import copy
+    import io
     import time
 
     from . import _evalplus_runtime as rt
@@ -301,20 +327,20 @@ def _reference_worker() -> None:
         except Exception as e:  # noqa: BLE001
             sys.exit(f"{job['task_id']}: the reference solution does not load: {type(e).__name__}: {e}")
         oracle = job["oracle"]
-        entry = {"cpu_s": {}}
+        entry = {"time_s": {}, "check_s": {}}
         for suite in ("base", "plus"):
-            encoded, seconds, atol = [], 0.0, job["atol"]
+            encoded, times, checking, atol = [], [], 0.0, job["atol"]
             for i, args in enumerate(job["inputs"][suite]):
                 args = copy.deepcopy(args)
-                sink = rt._EpSink()
-                start = time.process_time()
+                sink = io.StringIO()
                 try:
-                    with rt._ep_contextlib.redirect_stdout(sink), rt._ep_contextlib.redirect_stderr(sink):
+                    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                        start = time.process_time()
                         out = fn(*args)
+                        times.append(round(time.process_time() - start, 6))
                 except Exception as e:  # noqa: BLE001
                     sys.exit(f"{job['task_id']}: the reference fails on {suite} input {i + 1}: "
                              f"{type(e).__name__}: {e}")
-                seconds += time.process_time() - start
                 if oracle == "not_none":
                     out = out is not None
                 elif oracle == "set_eq" and isinstance(out, (list, tuple)):  # order is irrelevant: canonical
@@ -323,10 +349,11 @@ def _reference_worker() -> None:
                     atol = 1e-6  # mirrors the checks' carried-over tolerance
                 start = time.process_time()  # the checks digest or decode a value as big: count that too
                 encoded.append(_store(out, digestible=(oracle == "" and atol == 0), task_id=job["task_id"]))
-                seconds += time.process_time() - start
+                checking += time.process_time() - start
                 del out
             entry[suite] = encoded
-            entry["cpu_s"][suite] = round(seconds, 4)
+            entry["time_s"][suite] = times
+            entry["check_s"][suite] = round(checking, 4)
         results[job["task_id"]] = entry
     Path(sys.argv[2]).write_text(json.dumps(results), encoding="utf-8")
 

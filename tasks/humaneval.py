@@ -1,11 +1,14 @@
 """HumanEval (Chen et al. 2021): zero-shot, prompt as is, Codex stop sequences."""
 from __future__ import annotations
 
+import ast
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import LiteralChecks, NotLiteral, Problem, Task, TaskError
+from .base import (TASK_VERSION, LiteralChecks, NotLiteral, Problem, Task, TaskError, TestProgram, imported_modules,
+                   parse_quietly)
 from .data import one_file, read_records
 from .literal import literal_calls
 
@@ -19,11 +22,15 @@ class HumanEvalTask(Task):
 
     literal_checks_supported = True
 
-    def programs(self, problem: Problem, completion: str) -> dict[str, str]:
-        test = problem.data["test"]
-        return {
-            "test": problem.prompt + completion + "\n" + test + "\n" + f"check({problem.entry_point})"
-        }
+    def test_programs(self, problem: Problem, completion: str) -> dict[str, TestProgram]:
+        """The checks get the prompt's own helpers (HumanEval/32's `poly`, /38's `encode_cyclic`), not
+        the solution's versions of them, the test's `check`, and the solution's entry point."""
+        test, entry = problem.data["test"], problem.entry_point
+        call = f"check({entry})"
+        return {"test": TestProgram(
+            text=problem.prompt + completion + "\n" + test + "\n" + call, solution=problem.prompt + completion,
+            prelude=prompt_helpers(problem.prompt, problem.reference, entry) + "\n" + test, checks=call,
+            names=(entry,), modules=imported_modules(problem.prompt, test, problem.prompt + problem.reference))}
 
     def literal_checks(self, problem: Problem) -> LiteralChecks:
         """`test` runs in the parent and `check` gets the replay stub; the sandbox runs prompt + completion."""
@@ -36,10 +43,20 @@ class HumanEvalTask(Task):
                              target=target, prefix=problem.prompt)
 
 
+@functools.lru_cache(maxsize=1024)
+def prompt_helpers(prompt: str, reference: str, entry_point: str) -> str:
+    """What the prompt defines besides the entry point (imports, helpers such as HumanEval/32's `poly`):
+    the prompt completed by the reference solution, without the entry point's definition."""
+    tree = parse_quietly(prompt + reference) or parse_quietly(prompt + "\n    pass\n")
+    if tree is None:
+        return ""
+    kept = [node for node in tree.body
+            if not (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == entry_point)]
+    return ast.unparse(ast.Module(body=kept, type_ignores=[]))
+
+
 def _check_parameter(task_id: str, test: str) -> str:
     """The name `check(candidate)` calls the solution by (its first parameter)."""
-    import ast
-
     try:
         tree = ast.parse(test)
     except (SyntaxError, ValueError) as e:
@@ -82,7 +99,7 @@ def load_humaneval(problems_file: str | os.PathLike | None = None,
         raise TaskError(f"{path}: duplicate task_ids")
     return HumanEvalTask(
         name="humaneval",
-        version="1",
+        version=TASK_VERSION,
         problems=tuple(problems),
         stop=HUMANEVAL_STOP,
         timeout_s=3.0,

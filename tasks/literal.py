@@ -21,7 +21,7 @@ import collections
 import math
 import warnings
 
-from .base import NotLiteral
+from .base import NotLiteral, parse_quietly
 
 BUILTIN_NAMES = frozenset(dir(builtins))
 # A call in any of these can run more than once (or never be reached in a knowable order).
@@ -87,6 +87,19 @@ def solution_name(setup: str, checks: str, *, task_id: str, reference: str = "",
         what = ", ".join(sorted(free)) if free else "none"
         raise NotLiteral(f"{task_id}: the checks need exactly one name from the solution, they use {what}")
     return free.pop()
+
+
+def solution_names(checks: str, reference: str = "") -> tuple[str, ...]:
+    """Every name `checks` loads that the solution may provide: not a builtin, unless the
+    reference solution defines it at top level (Mbpp/126 tests its own `sum`). Names the
+    checks bind themselves are included too: they rebind them after."""
+    tree, ref = parse_quietly(checks), parse_quietly(reference)
+    if tree is None:
+        return ()
+    loads = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    defined = {n.name for n in (ref.body if ref else ())
+               if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    return tuple(sorted(n for n in loads if n not in BUILTIN_NAMES or n in defined))
 
 
 def free_names(*trees: ast.AST) -> set[str]:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import LiteralChecks, Problem, Task, TaskError
+from .base import TASK_VERSION, LiteralChecks, Problem, Task, TaskError, TestProgram, imported_modules
 from .data import load_from_hub, local_file, one_file, read_records
-from .literal import literal_calls, solution_name
+from .literal import literal_calls, solution_name, solution_names
 
 HUB_REPO = "google-research-datasets/mbpp"
 SHOT_IDS = (2, 3, 4)
@@ -73,8 +73,9 @@ class MbppTask(Task):
     def tests(self, problem: Problem) -> str:
         return "\n".join(t for name in self.test_fields for t in problem.data[name])
 
-    def programs(self, problem: Problem, completion: str) -> dict[str, str]:
-        return {"test": completion + "\n" + problem.data["test_setup_code"] + "\n" + self.tests(problem)}
+    def test_programs(self, problem: Problem, completion: str) -> dict[str, TestProgram]:
+        return {"test": mbpp_program(problem, self.program_prefix(problem), completion,
+                                     problem.data["test_setup_code"] + "\n" + self.tests(problem))}
 
     def literal_checks(self, problem: Problem) -> LiteralChecks:
         """test_setup_code and the asserts run in the parent; the solution is the one name they do not define."""
@@ -90,10 +91,6 @@ class MbppTask(Task):
 class MbppBigcodeTask(MbppTask):
     """The completion continues the docstring prompt, so the program starts with the prompt."""
 
-    def programs(self, problem: Problem, completion: str) -> dict[str, str]:
-        return {"test": problem.prompt + completion + "\n" + problem.data["test_setup_code"] + "\n"
-                + self.tests(problem)}
-
     def program_prefix(self, problem: Problem) -> str:
         return problem.prompt
 
@@ -104,14 +101,24 @@ class MbppSanitizedTask(Task):
 
     literal_checks_supported = True
 
-    def programs(self, problem: Problem, completion: str) -> dict[str, str]:
+    def test_programs(self, problem: Problem, completion: str) -> dict[str, TestProgram]:
         rec = problem.data
-        return {"test": "\n".join(rec["test_imports"]) + "\n" + completion + "\n" + "\n".join(rec["test_list"])}
+        return {"test": mbpp_program(problem, "\n".join(rec["test_imports"]) + "\n", completion,
+                                     "\n".join(rec["test_list"]))}
 
     def literal_checks(self, problem: Problem) -> LiteralChecks:
         """The imports run on both sides (the solution may rely on them); the asserts only in the parent."""
         imports = "\n".join(problem.data["test_imports"])
         return _mbpp_literal_checks(problem, imports, "\n".join(problem.data["test_list"]), imports + "\n")
+
+
+def mbpp_program(problem: Problem, prefix: str, completion: str, checks: str) -> TestProgram:
+    """`prefix + completion + "\\n" + checks`, split: the checks take from the solution every
+    name they use that is not a builtin, or that the reference solution itself defines
+    (Mbpp/126's `sum`); the setup may use the solution's classes (Mbpp/367's `Node`)."""
+    return TestProgram(text=prefix + completion + "\n" + checks, solution=prefix + completion, checks=checks,
+                       names=solution_names(checks, problem.reference),
+                       modules=imported_modules(prefix, checks, problem.reference))
 
 
 def _mbpp_literal_checks(problem: Problem, setup: str, checks: str, prefix: str) -> LiteralChecks:
@@ -130,14 +137,14 @@ def load_mbpp(problems_file=None, data_file=None, *, split: str = "test") -> Mbp
     problems = tuple(
         _problem(r, few_shot_prompt(shots, r["text"], r["test_list"])) for r in _split(records, split, source)
     )
-    return MbppTask(name="mbpp", version="1", problems=problems, stop=MBPP_STOP, timeout_s=MBPP_TIMEOUT_S,
+    return MbppTask(name="mbpp", version=TASK_VERSION, problems=problems, stop=MBPP_STOP, timeout_s=MBPP_TIMEOUT_S,
                     default_k=DEFAULT_K, source=_source(source, split))
 
 
 def load_mbpp_challenge(problems_file=None, data_file=None, *, split: str = "test") -> MbppTask:
     """`mbpp-challenge`: `mbpp` with `challenge_test_list` run after `test_list`."""
     task = load_mbpp(problems_file, data_file, split=split)
-    return MbppTask(name="mbpp-challenge", version="1", problems=task.problems, stop=MBPP_STOP,
+    return MbppTask(name="mbpp-challenge", version=TASK_VERSION, problems=task.problems, stop=MBPP_STOP,
                     timeout_s=MBPP_TIMEOUT_S, default_k=DEFAULT_K, source=task.source,
                     test_fields=("test_list", "challenge_test_list"))
 
@@ -146,7 +153,7 @@ def load_mbpp_bigcode(problems_file=None, data_file=None, *, split: str = "test"
     """`mbpp-bigcode`: bigcode-evaluation-harness's zero-shot docstring prompt."""
     records, source = _full_records(problems_file, data_file)
     problems = tuple(_problem(r, bigcode_prompt(r["text"], r["test_list"])) for r in _split(records, split, source))
-    return MbppBigcodeTask(name="mbpp-bigcode", version="1", problems=problems, stop=BIGCODE_STOP,
+    return MbppBigcodeTask(name="mbpp-bigcode", version=TASK_VERSION, problems=problems, stop=BIGCODE_STOP,
                            timeout_s=MBPP_TIMEOUT_S, default_k=DEFAULT_K, source=_source(source, split))
 
 
@@ -159,7 +166,7 @@ def load_mbpp_sanitized(problems_file=None, data_file=None, *, split: str = "tes
     problems = tuple(
         _problem(r, few_shot_prompt(shots, r["prompt"], r["test_list"])) for r in _split(records, split, source)
     )
-    return MbppSanitizedTask(name="mbpp-sanitized", version="1", problems=problems, stop=MBPP_STOP,
+    return MbppSanitizedTask(name="mbpp-sanitized", version=TASK_VERSION, problems=problems, stop=MBPP_STOP,
                              timeout_s=MBPP_TIMEOUT_S, default_k=DEFAULT_K, source=_source(source, split))
 
 

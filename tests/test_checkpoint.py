@@ -147,10 +147,14 @@ def test_cli_make_tiny_inspect_convert(tmp_path, capsys):
 
 
 def test_resolve_model(tmp_path, monkeypatch, ckpt):
+    monkeypatch.delenv("EVALHARNESS_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     spec = resolve_model("tiny", device="cpu")
     assert (spec.kind, spec.dtype) == ("mtp", torch.float32)
     assert spec.path == tmp_path / "cache" / "evalharness" / "tiny-0"
+    monkeypatch.setenv("EVALHARNESS_CACHE_DIR", str(tmp_path / "one"))  # the variable task data uses wins
+    assert resolve_model("tiny:2", device="cpu").path == tmp_path / "one" / "tiny-2"
+    monkeypatch.setenv("EVALHARNESS_CACHE_DIR", str(tmp_path / "cache" / "evalharness"))
     first = (spec.path / "consolidated.pth").read_bytes()
     assert resolve_model("tiny:0", device="cpu").path == spec.path and resolve_model("tiny:1", "cpu").path.name == "tiny-1"
     assert load_mtp_checkpoint(spec.path)[0].n_future_tokens == 4

@@ -1,7 +1,7 @@
 """Plain decoding: greedy and sampling, batching, prefill sharing, stops, reproducibility."""
 import pytest
 import torch
-from test_decoding_doubles import CharTokenizer, TableModel, one_torch_thread, tiny_transformer  # noqa: F401
+from doubles import CharTokenizer, TableModel, one_torch_thread, tiny_transformer  # noqa: F401
 
 from evalharness.decoding import Generator, Request, SamplingSettings
 from evalharness.decoding import sampling

@@ -1,7 +1,7 @@
 """The transformers backend: same Generator, same results as our transformer on the same weights."""
 import pytest
 import torch
-from test_decoding_doubles import one_torch_thread  # noqa: F401
+from doubles import one_torch_thread  # noqa: F401
 
 from evalharness.decoding import Generator, Request, SamplingSettings
 from evalharness.decoding.finish import RowWatch
@@ -32,7 +32,7 @@ def test_hf_backend_matches_our_transformer_on_the_same_weights(checkpoints):
                                         tokenizer_path=mtp_dir / "tokenizer.model")
     ours = Generator(model, tok, "cpu")
     hf, record = load_hf_generator(hf_dir, "cpu", torch.float32, tokenizer=mtp_dir / "tokenizer.model")
-    assert record["kind"] == "hf" and record["model_type"] == "llama"
+    assert record.kind == "hf" and record.details["model_type"] == "llama" and record.fingerprint
     requests = [Request(p, 2, (5 + i, 9 + i), ("\n\n",)) for i, p in enumerate(PROMPTS)]
     for settings in (SamplingSettings(max_new_tokens=24), SamplingSettings(temperature=0.8, top_p=0.9, max_new_tokens=24)):
         reference = texts(ours, requests, settings, 8)

@@ -3,7 +3,7 @@ import itertools
 
 import pytest
 import torch
-from test_decoding_doubles import (CharTokenizer, ForcedDrafts, TableModel, one_torch_thread,  # noqa: F401
+from doubles import (CharTokenizer, ForcedDrafts, TableModel, one_torch_thread,  # noqa: F401
                                    tiny_transformer)
 
 from evalharness.decoding import Generator, Request, SamplingSettings

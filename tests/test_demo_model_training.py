@@ -1,6 +1,6 @@
-"""scripts/train_demo.py: the paper's loss alignment (head j predicts token t+j) and the corpus filter."""
+"""The demo model's training (evalharness.models.demo_training, scripts/): the paper's loss alignment
+(head j predicts token t+j) and the corpus filter."""
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,11 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def train_demo():
-    spec = importlib.util.spec_from_file_location("train_demo", ROOT / "scripts" / "train_demo.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("train_demo", module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    from evalharness.models import demo_training
+
+    return demo_training
 
 
 class Oracle(torch.nn.Module):
@@ -60,7 +58,7 @@ def test_corpus_filter_skips_benchmarks_and_editable_installs(train_demo, tmp_pa
 
 
 @pytest.fixture(scope="module")
-def distill(train_demo):
+def distill():
     spec = importlib.util.spec_from_file_location("distill_demo_heads", ROOT / "scripts" / "distill_demo_heads.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -3,7 +3,6 @@ sizing, the compiled step, and `evalharness generate` across batch sizes and tor
 import importlib
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -11,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_decoding_doubles import (CharTokenizer, ForcedDrafts, TableModel, one_torch_thread,  # noqa: F401
-                                   tiny_transformer)
+from doubles import CharTokenizer, ForcedDrafts, TableModel, one_torch_thread, tiny_transformer  # noqa: F401
 from test_run_cli import by_key, cli, rows
 
 from evalharness.decoding import Generator, Request, SamplingSettings
@@ -226,13 +224,14 @@ def test_generate_gives_the_same_samples_at_any_batch_size(tiny, single, tmp_pat
     assert manifest["decoding"]["compile"] is False and "batch_size" not in manifest["identity"]["decoding"]
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
 def test_generate_under_torchrun_equals_one_process(tiny, single, tmp_path):
     out = tmp_path / "dist"
     with socket.socket() as probe:  # a free port, not a fixed one another test run may hold
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])
-    r = subprocess.run(["torchrun", "--nproc-per-node", "2", "--master-port", port, "-m", "evalharness", "--",
+    # torchrun as this interpreter's module: a `torchrun` on PATH may belong to another install
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                        "--master-port", port, "-m", "evalharness", "--",
                         "generate", "--model", str(tiny), *GEN_ARGS, "--batch-size", "5", "--speculative", "2",
                         "--out", str(out)],
                        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -96,3 +96,155 @@ def test_compare_command_prints_the_paired_table(capsys, runs):
     assert m["difference"] == pytest.approx(-15 / 164) and len(result["lost"]) == 15
     assert main(["compare", str(runs["baseline"]), str(runs["other_task"])]) == 2
     assert "different tasks" in capsys.readouterr().err
+
+
+# ---- a gate CI can trust ---------------------------------------------------------------------------
+
+def cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "evalharness", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def stored_report(capsys, run, path):
+    assert main(["report", str(run), "--format", "json", "--out", str(path)]) == 0
+    capsys.readouterr()
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("case, edit, message", [
+    ("per_problem an int", lambda r: r.update(per_problem=3), "per_problem: 3 is not of type 'array'"),
+    ("missing n", lambda r: r["per_problem"][0].pop("n"), "per_problem/0: 'n' is a required property"),
+    ("n a string", lambda r: r["per_problem"][0].update(n="x"), "per_problem/0/n: 'x' is not of type 'integer'"),
+    ("c above n", lambda r: r["per_problem"][0].update(c=5), "per_problem/0: c=5 > n=1"),
+    ("estimate a string", lambda r: r["pass_at_k"]["pass@1"].update(estimate="high"), "pass_at_k/pass@1/estimate"),
+    ("an empty object", lambda r: r.clear(), "top level: 'task' is a required property"),
+])
+def test_malformed_baseline_exits_2_with_one_line(capsys, runs, tmp_path, case, edit, message):
+    report = stored_report(capsys, runs["baseline"], tmp_path / "base.json")
+    edit(report)
+    (tmp_path / "bad.json").write_text(json.dumps(report))
+    r = cli("gate", runs["same"], "--baseline", tmp_path / "bad.json")
+    assert r.returncode == 2, (case, r.stderr)
+    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert "is not a valid report.json" in r.stderr
+
+
+def test_report_json_written_by_report_validates_and_carries_the_header(capsys, runs, tmp_path):
+    report = stored_report(capsys, runs["baseline"], tmp_path / "base.json")
+    from evalharness.reports import validate_report
+
+    assert validate_report(report) is report and report["schema_version"] == 2
+    assert report["header"]["model"]["name"] == "tiny-mtp" and report["header"]["harness_version"] == "0.1.0"
+    del report["header"]  # a schema-2 report must carry its header
+    with pytest.raises(ValueError, match="'header' is a required property"):
+        validate_report(report)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "x"])
+def test_max_drop_must_be_finite_and_not_negative(runs, value):
+    r = cli("gate", runs["flip15"], "--baseline", runs["baseline"], f"--max-drop={value}")
+    assert r.returncode == 2 and "--max-drop" in r.stderr and "Traceback" not in r.stderr
+    from evalharness import reports
+
+    with pytest.raises(reports.ComparisonError, match="finite number >= 0"):
+        reports.gate([], [], max_drop=float(value) if value != "x" else float("nan"))
+
+
+def test_unwritable_out_is_exit_2_even_when_the_gate_passed(capsys, runs, tmp_path):
+    for out, message in ((tmp_path, "is a directory"), (tmp_path / "missing" / "gate.md", "does not exist")):
+        code, _, err = gate(capsys, runs["same"], runs["baseline"], "--out", str(out))
+        assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_exit_2_still_writes_a_short_out_file_saying_why(capsys, runs, tmp_path):
+    out = tmp_path / "gate.md"
+    code, _, err = gate(capsys, runs["other_task"], runs["baseline"], "--out", str(out))
+    assert code == 2
+    text = out.read_text()
+    assert "not evaluated" in text and "different tasks" in text and "Exit code 2" in text
+    code, _, _ = gate(capsys, runs["same"], tmp_path / "nope.json", "--out", str(out), "--format", "json")
+    assert code == 2 and "no run directory or report file" in json.loads(out.read_text())["error"]
+
+
+def test_limited_run_against_a_full_baseline_with_allow_partial(capsys, runs, tmp_path):
+    """A --limit'ed run has its own task fingerprint (of the problems it covers): refused without
+    --allow-partial, gated on the common problems with it."""
+    limited = write_run(tmp_path / "limited", dict(list(greedy_outcomes(164).items())[:40]),
+                        fingerprint="fp-first-40")
+    code, _, err = gate(capsys, limited, runs["baseline"])
+    assert code == 2 and "--allow-partial" in err
+    code, out, err = gate(capsys, limited, runs["baseline"], "--allow-partial")
+    assert code == 0 and "Not evaluated in the run (124)" in out
+    assert "task fingerprints differ" in err and "task fingerprints differ" in out
+
+
+def test_gate_names_both_runs_and_warns_when_decoding_differs(capsys, runs, tmp_path):
+    other = write_run(tmp_path / "other", greedy_outcomes(164), model="big-mtp")
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["decoding"] = {"passes": [{"temperature": 0.0, "n": 1}], "max_new_tokens": 256, "speculative": 4}
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    base = json.loads((runs["baseline"] / "manifest.json").read_text())
+    base["decoding"] = {"passes": [{"temperature": 0.0, "n": 1}], "max_new_tokens": 512, "speculative": 0}
+    (tmp_path / "base").mkdir()
+    for name in ("samples.jsonl", "results.jsonl"):
+        (tmp_path / "base" / name).write_bytes((runs["baseline"] / name).read_bytes())
+    (tmp_path / "base" / "manifest.json").write_text(json.dumps(base))
+    code, out, err = gate(capsys, other, tmp_path / "base")
+    assert code == 0
+    assert "- **baseline**: tiny-mtp (greedy, 512 new tokens)" in out
+    assert "- **run**: big-mtp (greedy, speculative 4, 256 new tokens)" in out
+    assert "warning: decoding settings differ: max_new_tokens: 512 vs 256" in err
+    assert "speculative: 0 vs 4" in err and "decoding settings differ" in out
+    assert main(["compare", str(tmp_path / "base"), str(other)]) == 0
+    shown = capsys.readouterr()
+    assert "- **A**: tiny-mtp (greedy, 512 new tokens)" in shown.out and "decoding settings differ" in shown.err
+
+
+def test_gate_on_speed_figures_with_a_tolerance(capsys, runs, tmp_path):
+    base = stored_report(capsys, runs["baseline"], tmp_path / "base.json")
+    base["speed"] = {"tokens_per_forward": 2.90, "tokens_per_s": 1000.0}
+    (tmp_path / "base.json").write_text(json.dumps(base))
+    for tpf, tps, metric, max_drop, expected in [(2.85, 990.0, "tokens_per_forward", "5", 0),
+                                                 (2.00, 990.0, "tokens_per_forward", "5", 1),
+                                                 (2.85, 800.0, "tokens_per_s", "10", 1),
+                                                 (2.85, 950.0, "tokens/s", "10", 0)]:
+        run = {**base, "speed": {"tokens_per_forward": tpf, "tokens_per_s": tps}}
+        (tmp_path / "run.json").write_text(json.dumps(run))
+        code, out, _ = gate(capsys, tmp_path / "run.json", tmp_path / "base.json", "--metric", metric,
+                            "--max-drop", max_drop)
+        assert code == expected, (metric, tpf, tps, out)
+        assert "tolerance" in out
+    (tmp_path / "run.json").write_text(json.dumps({**base, "speed": None}))
+    code, _, err = gate(capsys, tmp_path / "run.json", tmp_path / "base.json", "--metric", "tokens_per_s")
+    assert code == 2 and "no tokens per second figure" in err
+
+
+def test_a_real_limited_run_gates_against_the_full_run_with_allow_partial(capsys, tmp_path):
+    """Real task fingerprints: `--limit 10` fingerprints the first 10 problems, not the task."""
+    full, limited = tmp_path / "full", tmp_path / "limited"
+    assert main(["execute", "--task", "humaneval", "--reference", "--out", str(full), "--quiet"]) == 0
+    assert main(["execute", "--task", "humaneval", "--reference", "--limit", "10", "--out", str(limited),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    fingerprints = {json.loads((d / "report.json").read_text())["task_fingerprint"] for d in (full, limited)}
+    assert len(fingerprints) == 2
+    code, _, err = gate(capsys, limited, full / "report.json")
+    assert code == 2 and "--allow-partial" in err
+    code, out, _ = gate(capsys, limited, full / "report.json", "--allow-partial")
+    assert code == 0 and "Not evaluated in the run (154)" in out and "did not drop" in out
+
+
+def test_a_report_of_0_1_without_header_is_still_a_baseline(capsys, runs, tmp_path):
+    old = stored_report(capsys, runs["baseline"], tmp_path / "base.json")
+    for key in ("schema_version", "header", "truncated", "decoding_stats"):
+        old.pop(key, None)
+    for entry in old["pass_at_k"].values():
+        entry.pop("interval", None)
+    old["bootstrap"]["method"] = "percentile, resampling problems"
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    code, out, _ = gate(capsys, runs["flip15"], tmp_path / "old.json")
+    assert code == 1 and "- **baseline**: baseline (a report without a header: made by 0.1.x)" in out
+    assert "- **run**: tiny-mtp" in out

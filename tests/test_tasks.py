@@ -1,4 +1,5 @@
 """Task adapters without execution: golden prompts, program assembly, data loading and bad input."""
+import ast
 import dataclasses
 import gzip
 import io
@@ -164,30 +165,71 @@ def test_mbpp_programs_assemble_as_specified(loaded):
     assert sanitized.programs(p82, "CODE")["test"] == "import math\nCODE\n" + "\n".join(p82.data["test_list"])
 
 
+def test_test_programs_split_solution_from_checks(loaded):
+    """Every test program is its reference text split in two; the checks take from the solution only
+    what they must, and get the prompt's helpers from the prompt."""
+    humaneval = loaded["humaneval"]
+    p32 = humaneval.problem("HumanEval/32")
+    (program,) = humaneval.test_programs(p32, "    return 0.0\n").values()
+    assert program.text == humaneval.programs(p32, "    return 0.0\n")["test"]
+    assert program.solution == p32.prompt + "    return 0.0\n" and program.checks == "check(find_zero)"
+    assert program.names == ("find_zero",) and program.modules == ("copy", "math", "random")
+    assert "def poly(" in program.prelude and "def find_zero" not in program.prelude  # the solution's own
+    assert program.prelude.endswith(p32.data["test"])
+    p0 = humaneval.problem("HumanEval/0")  # typing is not watched: annotations only
+    assert humaneval.test_programs(p0, "x")["test"].modules == ()
+    mbpp = loaded["mbpp"]
+    p367 = mbpp.problem("Mbpp/367")
+    (program,) = mbpp.test_programs(p367, "CODE").values()
+    assert program.solution == "CODE" and program.prelude == ""
+    assert program.checks == p367.data["test_setup_code"] + "\n" + "\n".join(p367.data["test_list"])
+    assert {"Node", "is_tree_balanced"} <= set(program.names) and "False" not in program.names
+    assert "sum" in mbpp.test_programs(mbpp.problem("Mbpp/126"), "CODE")["test"].names  # its reference's own
+    sanitized = loaded["mbpp-sanitized"]
+    program = sanitized.test_programs(sanitized.problem("Mbpp/139"), "CODE")["test"]
+    assert program.solution == "import math\nCODE" and "math" in program.names and "math" in program.modules
+
+
+def test_prompt_helpers_leave_out_the_entry_point_and_survive_prompts_without_a_body():
+    from evalharness.tasks.humaneval import prompt_helpers
+
+    assert prompt_helpers("import math\n\ndef h(x):\n    return x\n\ndef f(a):\n", "    return h(a)\n", "f") == (
+        "import math\n\ndef h(x):\n    return x")
+    assert prompt_helpers("def return1():\n", "", "return1") == ""  # no reference: the prompt alone + pass
+    assert prompt_helpers("def broken(:\n", "", "broken") == ""
+
+
 def test_evalplus_programs_end_with_the_checks(loaded):
     problem = loaded["humaneval-plus"].problem("HumanEval/0")
-    # made-up expected outputs keep this test from running the references: only the shape is checked
-    made_up = {"HumanEval/0": {"base": [True] * len(problem.data["base_input"]),
-                               "plus": [False] * len(problem.data["plus_input"]), "cpu_s": {"base": 0.0, "plus": 5.0}}}
+    n_base, n_plus = len(problem.data["base_input"]), len(problem.data["plus_input"])
+    # made-up expected outputs and times keep this test from running the references: only the shape counts
+    made_up = {"HumanEval/0": {"base": [True] * n_base, "plus": [False] * n_plus,
+                               "time_s": {"base": [0.0] * n_base, "plus": [0.5] + [0.001] * (n_plus - 1)},
+                               "check_s": {"base": 0.0, "plus": 0.25}}}
     task = dataclasses.replace(loaded["humaneval-plus"], problems=(problem,), _memo={"expected": made_up})
-    programs = task.programs(problem, "COMPLETION")
+    programs = task.test_programs(problem, "COMPLETION")
     assert list(programs) == ["base", "plus"]
-    for suite, source in programs.items():
-        assert source.startswith(problem.prompt + "COMPLETION\n")
-        last = source.rstrip("\n").splitlines()[-1]
-        assert last.startswith("_ep_check(has_close_elements, ") and last.endswith(", atol=0, oracle='')")
-        groups = _ep_decode(eval(last[len("_ep_check(has_close_elements, "):].split(", atol=")[0]))
-        assert [len(inputs) for inputs, _ in groups] == [len(expected) for _, expected in groups] == (
-            [len(problem.data["base_input"])] + ([len(problem.data["plus_input"])] if suite == "plus" else []))
-        assert groups[0][1][0] is True and groups[-1][1][-1] is (suite == "base")
-    base = task.timeout_s
-    assert task.timeout_for(problem, "base", base) == 3.0 and task.timeout_for(problem, "plus", base) == 21.0
-    assert task.timeout_for(problem, "base", 30.0) == 30.0  # a longer --timeout is never cut
+    for suite, program in programs.items():
+        assert program.solution == problem.prompt + "COMPLETION" and program.names == ("has_close_elements",)
+        assert program.prelude == RUNTIME_SOURCE and program.text.startswith(program.solution + "\n")
+        assert program.text.endswith(program.checks) and {"json", "math", "hashlib"} <= set(program.modules)
+        call = ast.parse(program.checks).body[0].value
+        assert ast.unparse(call.func) == "_ep_check" and ast.unparse(call.args[0]) == "has_close_elements"
+        inputs, expected = _ep_decode(ast.literal_eval(call.args[1]))
+        keywords = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+        assert len(inputs) == len(expected) == len(program.call_limits) == (n_base if suite == "base" else n_plus)
+        assert expected[0] is (suite == "base") and keywords == {"atol": 0, "oracle": ""}
+        assert "limits=" not in program.text  # machine-made limits stay out of the fingerprint
+    # EvalPlus's rule: each input max(1 s, 4 x its reference time); the suite min(60, sum) + 2 s
+    assert task.input_limits(problem, "plus")[:2] == [2.0, 1.0] and set(task.input_limits(problem, "base")) == {1.0}
+    assert task.timeout_for(problem, "base", 3.0) == round(min(60.0, n_base) + 2, 1)
+    assert task.timeout_for(problem, "plus", 3.0) == 60 + 2 + 1.0  # capped at 60 s; + 4 x the digests' 0.25 s
+    assert task.timeout_for(problem, "base", 300.0) == 300.0  # a longer --timeout is never cut
 
 
 def test_describe_records_version_and_fingerprint(loaded):
     described = loaded["mbpp"].describe()
-    assert described["version"] == "1" and len(described["fingerprint"]) == 16
+    assert described["version"] == "2" and len(described["fingerprint"]) == 16
     assert described["n_problems"] == 500 and described["stop"] == ["[DONE]"]
     assert loaded["mbpp"].fingerprint() != loaded["mbpp-challenge"].fingerprint()
 
@@ -214,13 +256,6 @@ def test_describe_records_version_and_fingerprint(loaded):
 ])
 def test_evalplus_comparison(out, exp, atol, oracle, passed):
     assert _ep_same(out, exp, (), atol, oracle)[0] is passed
-
-
-def test_outputs_of_classes_the_program_defines_never_pass():
-    program = {"__name__": "__main__"}
-    exec(RUNTIME_SOURCE + "\nclass AlwaysEqual:\n    def __eq__(self, other):\n        return True\n", program)
-    assert program["_ep_same"](program["AlwaysEqual"](), 5, (), 0, "") == (False, 0)
-    assert program["_ep_same"](5, 5, (), 0, "") == (True, 0)
 
 
 def test_evalplus_float_tolerance_carries_over_like_evalplus():
@@ -390,5 +425,5 @@ def test_tasks_command_lists_every_task(shared_data, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:3] == ["TASK", "VERSION", "PROBLEMS"]
     rows = {line.split()[0]: line.split()[1:3] for line in lines[1:]}
-    assert rows["mbpp"] == ["1", "500"] and rows["mbpp-sanitized"] == ["1", "257"] and rows["mbpp-plus"] == ["1", "378"]
+    assert rows["mbpp"] == ["2", "500"] and rows["mbpp-sanitized"] == ["2", "257"] and rows["mbpp-plus"] == ["2", "378"]
     assert set(TASKS) <= set(rows)

@@ -11,7 +11,9 @@ import pytest
 
 import evalharness.tasks.evalplus
 from evalharness import tasks
-from evalharness.sandboxes import Job, Limits
+from evalharness.pipeline import job_for
+from evalharness.reports import status_label
+from evalharness.sandboxes import Limits
 from evalharness.tasks import TASKS, load_task
 
 PLAIN_TASKS = ("humaneval", "mbpp", "mbpp-challenge", "mbpp-sanitized", "mbpp-bigcode")
@@ -25,15 +27,15 @@ SPECIAL_MBPP_IDS = ("Mbpp/11", "Mbpp/16", "Mbpp/264", "Mbpp/367")
 
 def run(pool, items):
     """items: (task, problem, completion) -> {(task name, task_id, suite): verdict}."""
-    jobs = [Job(key=(task.name, problem.task_id, suite), source=source,
-                limits=Limits(cpu_s=task.timeout_for(problem, suite, task.timeout_s)))
+    jobs = [job_for((task.name, problem.task_id, suite), program,
+                    Limits(cpu_s=task.timeout_for(problem, suite, task.timeout_s)))
             for task, problem, completion in items
-            for suite, source in task.programs(problem, completion).items()]
+            for suite, program in task.test_programs(problem, completion).items()]
     return dict(pool.run(jobs))
 
 
 def failures(verdicts):
-    return sorted((key, v.label, v.detail[-160:]) for key, v in verdicts.items() if not v.passed)
+    return sorted((key, status_label(v), v.detail[-160:]) for key, v in verdicts.items() if not v.passed)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +116,7 @@ def test_forgotten_import_fails_on_every_task(pool, every_task):
     verdicts = run(pool, items)
     assert set(TASKS) <= {key[0] for key in verdicts}
     for key, verdict in verdicts.items():
-        assert verdict.label == "error:NameError", (key, verdict)
+        assert status_label(verdict) == "error:NameError", (key, verdict)
 
 
 WRONG = {  # off-by-one solutions, each plausible for its problem

@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..evaluate import generate_only
-from .options import add_decoding_options, add_model_options, add_task_options
-from .run import _barrier, prepare, sharded
+from ..pipeline import generate_only
+from ..runstore import RunDir
+from .options import add_decoding_options, add_model_options, add_task_options, scoring_from_args
+from .run import _barrier, decoding_from_args, prepare, sharded
 
 
 def add_parser(sub) -> None:
@@ -25,15 +26,16 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    scoring, decoding = scoring_from_args(args), decoding_from_args(args)
     with sharded() as shard:
-        task, generator, plan, _, run_dir, manifest, identity, _ = prepare(args, "generate")
-        if shard.rank == 0:
-            run_dir.open(manifest, identity)
+        spec, generator = prepare(args, "generate", scoring, decoding)
+        run_dir = spec.open() if shard.rank == 0 else RunDir(spec.out)
         _barrier(shard)
-        speed = generate_only(run_dir, task, generator, plan, quiet=args.quiet, shard=shard)
+        speed = generate_only(run_dir, spec, generator, quiet=args.quiet, shard=shard)
     if speed is None:  # a rank other than 0: rank 0 reports
         return 0
+    run_dir.write_json("generation.json", speed)  # `execute` of these samples reports this speed
     print(f"{speed['samples_generated']} samples generated ({speed['tokens_generated']} tokens, "
           f"{speed['tokens_per_s']} tokens/s) -> {run_dir.samples_path}", file=sys.stdout)
-    print(f"score them with: evalharness execute {run_dir.samples_path} --task {task.name}", file=sys.stdout)
+    print(f"score them with: evalharness execute {run_dir.samples_path} --task {spec.task.name}", file=sys.stdout)
     return 0

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import argparse
 
+from evalharness.sandboxes import TIER_NAMES
 from evalharness.tasks import Task, load_task
 
 from ..errors import UsageError
-from ..integrity import MODES
+from ..scoring import SCORINGS, Scoring, scoring_class
 
 
 def positive_int(text: str) -> int:
@@ -55,12 +56,12 @@ def add_sandbox_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=positive_int, help="sandbox worker processes (default: one per core)")
     p.add_argument("--timeout", type=positive_float, metavar="S",
                    help="CPU seconds per program (default: the task's)")
-    p.add_argument("--sandbox", default="auto", choices=("auto", "process", "hardened", "bwrap"),
+    p.add_argument("--sandbox", default="auto", choices=TIER_NAMES,
                    help="isolation tier (default: the strongest this machine allows)")
 
 
 def add_integrity_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--integrity", default="standard", choices=MODES,
+    p.add_argument("--integrity", default="standard", choices=tuple(SCORINGS),
                    help="strict: the checks run in this process and only the solution in the sandbox, fed "
                         "literal inputs; problems whose checks need more are not served (listed in the report)")
 
@@ -73,13 +74,17 @@ def add_report_options(p: argparse.ArgumentParser) -> None:
 
 def load_task_from_args(args: argparse.Namespace) -> Task:
     """The task the flags name, whole: `limit_task` applies --limit."""
-    if getattr(args, "integrity", "standard") == "strict":
-        from ..integrity import check_strict_task
-
-        check_strict_task(args.task)  # before loading: EvalPlus may first run its references for minutes
+    # before loading: EvalPlus may first run its references for minutes, only to be refused strict mode
+    scoring_class(getattr(args, "integrity", "standard")).check_task(args.task)
     if not 0 < getattr(args, "confidence", 0.9) < 1:
         raise UsageError("--confidence must be between 0 and 1")
     return load_task(args.task, problems_file=args.problems, data_file=args.data_file)
+
+
+def scoring_from_args(args: argparse.Namespace) -> Scoring:
+    """The run's scoring over the task the flags name, --limit applied (strict: the served problems)."""
+    task = limit_task(load_task_from_args(args), args.limit)
+    return scoring_class(getattr(args, "integrity", "standard")).for_run(task)
 
 
 def limit_task(task: Task, limit: int | None) -> Task:

@@ -6,7 +6,7 @@ import sys
 
 from evalharness.tasks import Task, TaskError, load_task
 
-from ..integrity import MODES
+from ..scoring import SCORINGS, scoring_class
 
 PLACEHOLDER = "<<COMPLETION>>"
 
@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
     p.add_argument("--program", action="store_true",
                    help=f"print the test program(s) instead, with {PLACEHOLDER} where the completion goes")
     p.add_argument("--reference", action="store_true", help="with --program: use the reference solution")
-    p.add_argument("--integrity", choices=MODES, default="standard",
+    p.add_argument("--integrity", choices=tuple(SCORINGS), default="standard",
                    help="with --program: the program of this integrity mode (strict: what the sandbox runs, "
                         "without the checks)")
     p.add_argument("--data-file", metavar="FILE", help="local dataset file for MBPP / EvalPlus tasks")
@@ -28,25 +28,20 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import integrity
-
-    if args.integrity == "strict":
-        integrity.check_strict_task(args.task)  # before loading: EvalPlus is refused, not run
+    scoring = scoring_class(args.integrity)
+    scoring.check_task(args.task)  # before loading: EvalPlus is refused, not run
     task = load_task(args.task, problems_file=args.problems, data_file=args.data_file)
     problem = task.problem(resolve_task_id(task, args.task_id))
     if not args.program:
         sys.stdout.write(problem.prompt)  # byte for byte: no newline added
         return 0
     completion = problem.reference if args.reference else PLACEHOLDER
-    if args.integrity == "strict":
-        checks = integrity.StrictChecks.of(task.literal_checks(problem))  # NotLiteral: one line, exit 2
-        programs = {"strict": integrity.program(checks, completion)}
-    else:
-        programs = task.programs(problem, completion)
-    for suite, source in programs.items():
+    programs = scoring(task).programs(problem, completion)  # strict, unservable: NotLiteral, one line, exit 2
+    for suite, program in programs.items():
         if len(programs) > 1:
             sys.stdout.write(f"# ===== suite {suite!r} =====\n")
-        sys.stdout.write(source if source.endswith("\n") else source + "\n")
+        text = program.source if isinstance(program.source, str) else program.source.text  # as the references run it
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
 
 

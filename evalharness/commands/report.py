@@ -13,11 +13,9 @@ from pathlib import Path
 
 from evalharness import reports
 
-from ..errors import UsageError
-from ..runstore import MANIFEST, RunDir, read_jsonl
+from ..reporting import rebuild_report, run_details
+from ..runstore import RunDir
 from .options import k_list
-
-DEFAULT_KS = (1, 10, 100)
 
 
 def add_parser(sub) -> None:
@@ -33,7 +31,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     report = rebuild_report(args.run_path, ks=args.k, confidence=args.confidence)
-    text = render(report, args.format)
+    text = render(report, args.format, run_details(args.run_path))
     if args.out == "-":
         sys.stdout.write(text)
         return 0
@@ -51,96 +49,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def render(report: dict, fmt: str) -> str:
+def render(report: dict, fmt: str, details: dict | None = None) -> str:
+    """report.json / .md / .html text; `details` (reporting.run_details) add the per-problem drill-down."""
     if fmt == "json":
         return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     if fmt == "html":
-        return reports.render_html(report)
-    return reports.render_markdown(report) + "\n"
-
-
-def rebuild_report(path, ks=None, confidence: float | None = None) -> dict:
-    """report.json rebuilt from a run directory's results, keeping what results cannot tell (speed, extras)."""
-    run_dir = RunDir(path)
-    if not run_dir.path.is_dir():
-        raise UsageError(f"run directory not found: {run_dir.path}")
-    manifest = run_dir.manifest()
-    if manifest is None:
-        raise UsageError(f"{run_dir.path} has no {MANIFEST}; not a run directory")
-    task = manifest.get("task") or {}
-    previous = _previous_report(run_dir.path)
-    results = run_dir.results()
-    if not results:
-        raise UsageError(f"{run_dir.path} has no results yet (results.jsonl is empty or missing)")
-    ks = tuple(ks or previous.get("ks") or DEFAULT_KS)
-    confidence = confidence if confidence is not None else previous.get("confidence", 0.9)
-    if not 0 < confidence < 1:
-        raise UsageError("--confidence must be between 0 and 1")
-    speed = previous.get("speed") or reports.speed_from_samples(run_dir.samples())
-    extra = {k: v for k, v in previous.items() if k not in reports.REPORT_KEYS}
-    return reports.build_report(
-        results, task=task.get("name"), task_fingerprint=task.get("fingerprint"),
-        problem_ids=_problem_ids(task, previous, results, run_dir, manifest.get("integrity")),
-        ks=ks, confidence=confidence, seed=(previous.get("bootstrap") or {}).get("seed", 0),
-        speed=speed, extra=extra, temperature_for_k=_headline_rule(manifest),
-        integrity=manifest.get("integrity") or previous.get("integrity"))
-
-
-def _headline_rule(manifest: dict) -> dict[int, float] | None:
-    """The fixed temperature per k of a protocol run (mtp-paper), as `run` reported it."""
-    rule = (manifest.get("decoding") or {}).get("headline")
-    return {int(name.removeprefix("pass@")): t for name, t in rule.items()} if rule else None
-
-
-def load_report(path, ks=None, confidence: float | None = None) -> dict:
-    """A report from a run directory (rebuilt) or a report.json file (as stored)."""
-    p = Path(path)
-    if p.is_dir():
-        return rebuild_report(p, ks=ks, confidence=confidence)
-    if not p.is_file():
-        raise UsageError(f"no run directory or report file at {p}")
-    try:
-        report = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UsageError(f"{p} is not a JSON report") from None
-    if not isinstance(report, dict) or "per_problem" not in report:
-        raise UsageError(f"{p} is not a report.json (no per_problem rows)")
-    return report
-
-
-def _previous_report(path: Path) -> dict:
-    p = path / "report.json"
-    try:
-        report = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-    return report if isinstance(report, dict) else {}
-
-
-def _problem_ids(task: dict, previous: dict, results: list[dict], run_dir: RunDir,
-                 integrity: dict | None = None) -> list[str]:
-    """All problems of the run's task: from the task itself when it loads with the same fingerprint
-    (in strict integrity mode: less the problems not served), else from the previous report
-    (evaluated + missing) and the run's rows."""
-    try:
-        from dataclasses import replace
-
-        from evalharness.tasks import load_task
-
-        source = task.get("source")
-        # The recorded source first; the task's default data only when none was recorded.
-        for options in ([{"problems_file": source}, {"data_file": source}] if source else [{}]):
-            try:
-                loaded = load_task(task.get("name"), **options)
-            except Exception:  # noqa: BLE001 - any failure just means: fall back to the run's own ids
-                continue
-            if integrity:
-                left_out = {r["task_id"] for r in integrity.get("not_served", [])}
-                loaded = replace(loaded, problems=tuple(p for p in loaded.problems if p.task_id not in left_out))
-            if loaded.fingerprint() == task.get("fingerprint"):
-                return [p.task_id for p in loaded.problems]
-    except ImportError:
-        pass
-    ids = [r["task_id"] for r in previous.get("per_problem", [])] + list(previous.get("missing_problems", []))
-    ids += [r["task_id"] for r in read_jsonl(run_dir.samples_path)] + [r["task_id"] for r in results]
-    return list(dict.fromkeys(ids))
+        return reports.render_html(report, details)
+    return reports.render_markdown(report, details)

@@ -7,24 +7,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import json
 import sys
-from pathlib import Path
 from typing import Iterator
 
 from evalharness.sandboxes import Limits, SandboxPool
 
-from .. import integrity
 from ..errors import UsageError
-from ..evaluate import GenerationPlan, Shard, evaluate
-from ..manifest import base_manifest
-from ..pipeline import SamplingPass, write_report
+from ..pipeline import Shard, evaluate
+from ..reporting import rebuild_report, write_report
+from ..runspec import DecodingSpec, RunSpec, SamplingPass, prepare_generation
 from ..runstore import RunDir
+from ..scoring import Scoring
 from ..summary import print_summary
 from .options import (add_decoding_options, add_integrity_option, add_model_options, add_report_options,
-                      add_sandbox_options, add_task_options, limit_task,
-                      load_task_from_args)
+                      add_sandbox_options, add_task_options, scoring_from_args)
 
 PAPER_TEMPERATURES, PAPER_N = (0.1, 0.8), 200
 PAPER_HEADLINE = {1: 0.1, 10: 0.8, 100: 0.8}  # which pass each pass@k comes from (Gloeckle et al.)
@@ -42,64 +38,38 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def sampling_passes(args: argparse.Namespace) -> tuple[tuple[SamplingPass, ...], dict | None, float]:
-    """(passes, pass@k -> temperature headline rule or None, top_p) from the decoding flags."""
+def decoding_from_args(args: argparse.Namespace) -> DecodingSpec:
+    """The sampling passes and settings the decoding flags ask for (checked before any model loads)."""
+    from ..decoding import SamplingSettings
+
+    headline, top_p = None, args.top_p
     if args.protocol == "mtp-paper":
         if args.temperatures:
             raise UsageError("--protocol mtp-paper fixes the temperatures; drop --temperatures")
         # an explicit --n (e.g. a cheaper first look) keeps the protocol's temperatures and top-p
-        return tuple(SamplingPass(t, args.n or PAPER_N) for t in PAPER_TEMPERATURES), PAPER_HEADLINE, 0.95
-    n = args.n or 1
-    if args.temperatures:
-        return tuple(SamplingPass(t, n) for t in args.temperatures), None, args.top_p
-    if args.temperature == 0 and n > 1:
-        print("evalharness: note: --n > 1 with greedy decoding repeats the same sample; "
-              "set --temperature for pass@k > 1", file=sys.stderr)
-    return (SamplingPass(args.temperature, n),), None, args.top_p
-
-
-def prepare(args: argparse.Namespace, command: str):
-    """Everything `run` and `generate` share: task, model, plan, run directory identity, and in
-    strict integrity mode the served problems (the task is narrowed to them: nothing else is generated)."""
-    from ..backends import load_generator, resolve_device
-    from ..decoding import SamplingSettings
-
-    task = limit_task(load_task_from_args(args), args.limit)
-    served = integrity.serve_or_none(task, getattr(args, "integrity", "standard"))
-    if served is not None:
-        task = served.task
-    passes, headline, top_p = sampling_passes(args)
+        passes = tuple(SamplingPass(t, args.n or PAPER_N) for t in PAPER_TEMPERATURES)
+        headline, top_p = PAPER_HEADLINE, 0.95
+    elif args.temperatures:
+        passes = tuple(SamplingPass(t, args.n or 1) for t in args.temperatures)
+    else:
+        if args.temperature == 0 and (args.n or 1) > 1:
+            print("evalharness: note: --n > 1 with greedy decoding repeats the same sample; "
+                  "set --temperature for pass@k > 1", file=sys.stderr)
+        passes = (SamplingPass(args.temperature, args.n or 1),)
     if not 0 < top_p <= 1:
         raise UsageError("--top-p must be in (0, 1]")
     if args.speculative < 0:
         raise UsageError("--speculative must be >= 0")
-    device = resolve_device(args.device)
-    if device.type == "cuda" and device.index is None:  # under torchrun: this rank's GPU (LOCAL_RANK)
-        import torch
-
-        device = torch.device("cuda", torch.cuda.current_device())
-    generator, model_info = load_generator(args.model, device=device, dtype=args.dtype, tokenizer=args.tokenizer,
-                                           compile=args.compile)
-    n_heads = model_info.get("n_future_tokens", 1)
-    if args.speculative > n_heads:
-        raise UsageError(f"--speculative {args.speculative} needs that many heads; the model has {n_heads}")
     settings = SamplingSettings(temperature=0.0, top_p=top_p, top_k=args.top_k,
                                 max_new_tokens=args.max_new_tokens, speculative=args.speculative)
-    plan = GenerationPlan(passes, settings, args.seed, args.batch_size)
-    decoding = {"passes": [{"temperature": p.temperature, "n": p.n} for p in passes], "top_p": top_p,
-                "top_k": args.top_k, "max_new_tokens": args.max_new_tokens, "speculative": args.speculative,
-                "protocol": args.protocol, "headline": headline and {f"pass@{k}": t for k, t in headline.items()}}
-    identity = {"task": task.name, "task_fingerprint": task.fingerprint(),
-                "model_fingerprint": model_info.get("fingerprint"), "dtype": model_info.get("dtype"),
-                "decoding": decoding, "seed": args.seed}
-    manifest = base_manifest(command, task)
-    # how the engine ran (not identity: samples do not depend on it)
-    engine = {"batch_size": args.batch_size or "auto", "compile": generator.compile}
-    manifest.update(model=model_info, decoding={**decoding, **engine}, seed=args.seed)
-    integrity.stamp(served, identity, manifest)
-    manifest["environment"]["device"] = model_info.get("device_name", str(device))
-    out = Path(args.out) if args.out else _default_out(task.name, args.model, identity)
-    return task, generator, plan, headline, RunDir(out), manifest, identity, served
+    return DecodingSpec(passes, settings, args.batch_size, args.protocol, headline, args.compile)
+
+
+def prepare(args: argparse.Namespace, command: str, scoring: Scoring, decoding: DecodingSpec,
+            limits: Limits | None = None) -> tuple[RunSpec, object]:
+    """(RunSpec, generator) of `run` and `generate`: loads the model the flags name."""
+    return prepare_generation(command, scoring, decoding, model=args.model, device=args.device, dtype=args.dtype,
+                              tokenizer=args.tokenizer, seed=args.seed, out=args.out, limits=limits)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,21 +78,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, shard: Shard) -> int:
-    task, generator, plan, headline, run_dir, manifest, identity, served = prepare(args, "run")
+    scoring = scoring_from_args(args)
+    decoding = decoding_from_args(args)
+    limits = Limits(cpu_s=args.timeout or scoring.task.timeout_s)
     if shard.rank == 0:
         _leave_cores_to_the_sandbox(args.workers)
-    limits = Limits(cpu_s=args.timeout or task.timeout_s)
-    identity["limits"] = {"cpu_s": limits.cpu_s, "memory_mb": limits.memory_mb}
+    # the sandbox first: a tier this machine lacks is refused before minutes of model loading
     with SandboxPool(workers=args.workers, tier=args.sandbox) if shard.rank == 0 else _NoPool() as pool:
-        manifest["sandbox"] = pool.describe()
-        if shard.rank == 0:
-            run_dir.open(manifest, identity)
+        spec, generator = prepare(args, "run", scoring, decoding, limits)
+        run_dir = spec.open(pool.describe()) if shard.rank == 0 else RunDir(spec.out)
         _barrier(shard)
-        speed = evaluate(run_dir, task, generator, plan, pool, limits, quiet=args.quiet, shard=shard, served=served)
+        speed = evaluate(run_dir, spec, generator, pool, quiet=args.quiet, shard=shard)
     if shard.rank != 0:
         return 0
-    ks = args.k or task.default_k
-    report = write_report(run_dir, task, ks, args.confidence, speed=speed, headline=headline, served=served)
+    report = rebuild_report(run_dir.path, ks=args.k or spec.task.default_k, confidence=args.confidence, speed=speed)
+    write_report(run_dir, report)
     print_summary(report, run_dir.path)
     return 0
 
@@ -139,11 +109,6 @@ def _leave_cores_to_the_sandbox(workers: int | None) -> None:
 
     cores = os.cpu_count() or 1
     torch.set_num_threads(max(1, min(torch.get_num_threads(), cores - (workers or cores))))
-
-
-def _default_out(task_name: str, model: str, identity: dict) -> Path:
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
-    return Path("runs") / f"{task_name}-{Path(model).name or 'model'}-{digest}"
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     rows = [("TASK", "VERSION", "PROBLEMS", "FINGERPRINT" if args.fingerprint else None, "DESCRIPTION")]
     notes = []
-    for name, (_, description) in TASKS.items():
+    for name, (_, description, _) in TASKS.items():
         try:
             task = load_task(name)
             version, size = task.version, str(len(task.problems))

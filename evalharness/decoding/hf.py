@@ -12,11 +12,13 @@ position, so they fit).
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..backends import ModelRecord, device_name
 from ..errors import UsageError
 from .generator import Generator
 
@@ -119,8 +121,8 @@ def _select(logits: torch.Tensor, logits_at: torch.Tensor | None) -> torch.Tenso
 
 
 def load_hf_generator(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                      tokenizer: str | Path | None = None, **generator_options) -> tuple[Generator, dict]:
-    """(Generator, model record) for a transformers causal-LM directory; its own tokenizer unless one is named."""
+                      tokenizer: str | Path | None = None, **generator_options) -> tuple[Generator, ModelRecord]:
+    """(Generator, ModelRecord) for a transformers causal-LM directory; its own tokenizer unless one is named."""
     import transformers
     from transformers import AutoModelForCausalLM
 
@@ -136,8 +138,40 @@ def load_hf_generator(path: str | Path, device: str | torch.device = "cpu", dtyp
         raise UsageError(f"cannot load a transformers causal LM from {path}: {str(e).splitlines()[0]}") from None
     model = model.to(device).eval()
     tok = load_tokenizer(tokenizer or path)
-    record = {"kind": "hf", "path": str(path), "model_type": model.config.model_type,
-              "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
-              "parameters": sum(p.numel() for p in model.parameters()), "n_future_tokens": 1,
-              "transformers": transformers.__version__}
+    record = ModelRecord(
+        kind="hf", spec=str(path), fingerprint=files_fingerprint([path] + ([Path(tokenizer)] if tokenizer else [])),
+        dtype=str(next(model.parameters()).dtype).removeprefix("torch."), device_name=device_name(device),
+        details={"path": str(path), "model_type": model.config.model_type,
+                 "parameters": sum(p.numel() for p in model.parameters()), "transformers": transformers.__version__})
     return Generator(HFCausalLM(model), tok, device, **generator_options), record
+
+
+_WHOLE_FILE_BYTES = 64 << 20
+_BLOCK, _BLOCKS = 64 << 10, 64
+
+
+def files_fingerprint(paths: list[Path]) -> str:
+    """A hash of a model directory's files (config, weights, tokenizer; not hidden files or *.md) by name,
+    size and content: whole files up to 64 MiB; beyond that the first MiB (a safetensors header) and 64
+    evenly spaced 64 KiB blocks, so a multi-GB checkpoint takes milliseconds. A file given instead of a
+    directory (a separate tokenizer) counts the same way; a name that is no file ("bytes") by its name."""
+    h = hashlib.sha256()
+    for root in paths:
+        if not root.exists():
+            h.update(f"{root}\0".encode())
+            continue
+        files = sorted(f for f in root.iterdir() if f.is_file()) if root.is_dir() else [root]
+        for f in files:
+            if f.name.startswith(".") or f.suffix.lower() == ".md":
+                continue
+            size = f.stat().st_size
+            h.update(f"{f.name}\0{size}\0".encode())
+            with open(f, "rb") as stream:
+                if size <= _WHOLE_FILE_BYTES:
+                    h.update(stream.read())
+                    continue
+                h.update(stream.read(1 << 20))
+                for i in range(_BLOCKS):
+                    stream.seek((size - _BLOCK) * i // (_BLOCKS - 1))
+                    h.update(stream.read(_BLOCK))
+    return h.hexdigest()[:16]
