@@ -17,6 +17,7 @@ from evalharness.decoding import Generator, Request, SamplingSettings
 from evalharness.decoding import generator as engine
 from evalharness.errors import UsageError
 from evalharness.models import make_tiny_checkpoint
+from evalharness.tasks import first_stop, truncate_at_stop
 
 ALPHABET = "^$abcdefghij"  # id 0 = BOS, id 1 = EOS
 PROMPTS = ["abc", "hgfedcba", "j", "cafe"]
@@ -56,6 +57,26 @@ def test_every_sample_of_an_n20_run_equals_it_generated_alone(transformer, setti
              for c in completions(Generator(transformer, tok, "cpu"), [Request(r.prompt, 1, (seed,), r.stop)],
                                   settings, 1)]
     assert described(together) == described(alone)
+
+
+@pytest.mark.parametrize("speculative", [0, 3], ids=["plain", "speculative"])
+def test_the_decoder_halts_where_the_task_cuts(transformer, speculative):
+    """One definition of a stop (tasks.first_stop) for the engine's host check and the final text:
+    a sample halted by a stop ends with the character that completes its first stop, and
+    truncate_at_stop (Task.clean) cuts right before that stop; other samples are not cut. An empty
+    stop string matches nowhere, in both."""
+    tok = CharTokenizer(ALPHABET, eos_id=None)
+    stops = ("", "fg", "ca")
+    settings = SamplingSettings(temperature=0.9, max_new_tokens=30, speculative=speculative)
+    got = completions(Generator(transformer, tok, "cpu"), requests_for(PROMPTS, 10, stop=stops), settings, 8)
+    assert {c.finish_reason for c in got} == {"stop", "length"}
+    for c in got:
+        cut = truncate_at_stop(c.raw_text, stops)
+        if c.finish_reason == "stop":
+            assert first_stop(c.raw_text[:-1], stops) is None  # halted at the first stop's last character
+            assert c.raw_text[len(cut):] in stops
+        else:
+            assert cut == c.raw_text and len(c.raw_text) == 30
 
 
 def test_refill_keeps_the_slots_busy_and_changes_no_sample():
