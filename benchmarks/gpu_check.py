@@ -23,12 +23,14 @@ Needs torch and transformers besides the project itself (pip install --no-deps -
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Iterator
 
 import torch
 
@@ -71,18 +73,25 @@ class IdTokenizer:
         return " ".join(map(str, ids))
 
 
+@contextlib.contextmanager
+def built_on(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
+    """Modules constructed inside get their parameters on `device` in `dtype` directly."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            yield
+    finally:
+        torch.set_default_dtype(default)
+
+
 def build_model(shape: Shape, device: torch.device, dtype: torch.dtype) -> MTPTransformer:
     """Random weights, allocated on the device in the dtype directly (no CPU copy, no fp32 detour)."""
     args = ModelArgs(dim=shape.dim, n_layers=shape.n_layers, n_heads=shape.n_heads, vocab_size=shape.vocab,
                      multiple_of=shape.multiple_of, n_future_tokens=4, max_seq_len=2048)
     torch.manual_seed(0)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = MTPTransformer(args)
-    finally:
-        torch.set_default_dtype(default)
+    with built_on(device, dtype):
+        model = MTPTransformer(args)
     return model.eval().requires_grad_(False)
 
 
@@ -96,13 +105,8 @@ def build_hf(model: MTPTransformer, device: torch.device, dtype: torch.dtype):
                          num_key_value_heads=a.kv_heads, head_dim=a.head_dim, vocab_size=a.vocab_size,
                          max_position_embeddings=4096, rms_norm_eps=a.norm_eps, rope_theta=a.rope_theta,
                          tie_word_embeddings=False)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            hf = LlamaForCausalLM(config)
-    finally:
-        torch.set_default_dtype(default)
+    with built_on(device, dtype):
+        hf = LlamaForCausalLM(config)
     state = hf_state_dict(SimpleNamespace(args=a, state=model.state_dict()))  # it reads only .args and .state
     hf.load_state_dict(state, strict=True, assign=True)
     return hf.eval().requires_grad_(False)

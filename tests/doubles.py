@@ -74,6 +74,12 @@ def tiny_transformer(vocab: int = 40, n_future_tokens: int = 4, seed: int = 0, d
     return model
 
 
+def completions(generator, requests, settings, batch_size) -> list:
+    """Every completion of a generate() pass, in request order (requests finish in any order)."""
+    got = dict(generator.generate(requests, settings, batch_size))
+    return [c for i in range(len(requests)) for c in got[i]]
+
+
 class ForcedDrafts(nn.Module):
     """Wraps a model and replaces heads 2..n with one-hot drafts of a known continuation.
 

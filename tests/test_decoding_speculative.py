@@ -3,8 +3,8 @@ import itertools
 
 import pytest
 import torch
-from doubles import (CharTokenizer, ForcedDrafts, TableModel, one_torch_thread,  # noqa: F401
-                                   tiny_transformer)
+from doubles import (CharTokenizer, ForcedDrafts, TableModel, completions, one_torch_thread,  # noqa: F401
+                     tiny_transformer)
 
 from evalharness.decoding import Generator, Request, SamplingSettings
 from evalharness.decoding import sampling
@@ -16,11 +16,6 @@ PROMPTS = ["abc", "hgfedcba", "j", "cafe", "ddd"]
 @pytest.fixture(scope="module")
 def transformer():
     return tiny_transformer(vocab=len(ALPHABET), n_future_tokens=4)
-
-
-def completions(generator, requests, settings, batch_size):
-    got = dict(generator.generate(requests, settings, batch_size))
-    return [c for i in range(len(requests)) for c in got[i]]
 
 
 def greedy_requests(stop=()):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from doubles import CharTokenizer, ForcedDrafts, TableModel, one_torch_thread, tiny_transformer  # noqa: F401
+from doubles import (CharTokenizer, ForcedDrafts, TableModel, completions, one_torch_thread,  # noqa: F401
+                     tiny_transformer)
 from test_run_cli import by_key, cli, rows
 
 from evalharness.decoding import Generator, Request, SamplingSettings
@@ -26,11 +27,6 @@ PROMPTS = ["abc", "hgfedcba", "j", "cafe"]
 @pytest.fixture(scope="module")
 def transformer():
     return tiny_transformer(vocab=len(ALPHABET), n_future_tokens=4)
-
-
-def completions(generator, requests, settings, batch_size):
-    got = dict(generator.generate(requests, settings, batch_size))
-    return [c for i in range(len(requests)) for c in got[i]]
 
 
 def described(cs):
