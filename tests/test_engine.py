@@ -164,6 +164,24 @@ def test_batch_size_auto_and_memory_errors(transformer, monkeypatch):
     assert not calls
 
 
+def test_a_second_pass_gets_the_auto_slots_of_the_first(transformer, monkeypatch):
+    """On CUDA the slots come from free memory; the first pass's cache (still held when the second pass
+    of a run, e.g. the paper protocol's T=0.8 after T=0.1, is sized) counts as free. Device memory is
+    faked: a pool of 50 rows' cache, less what the model's cache buffers hold."""
+    tok = CharTokenizer(ALPHABET)
+    settings = SamplingSettings(max_new_tokens=8)
+    many = requests_for(PROMPTS, 20)
+    width = Generator(transformer, tok, "cpu").plan(many, settings)[2]  # cache slots per row
+    gen = Generator(transformer, tok, torch.device("cuda"), compile=False)
+    pool = 50 * transformer.cache_bytes(1, width, 1)
+    held = lambda: sum(b.numel() * b.element_size() for b in transformer.buffers() if b.dim() >= 4)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (pool - held(), pool))
+    first = gen.plan(many, settings, None)
+    assert first[0] == int(50 * engine.CUDA_MEMORY_MARGIN) - len(PROMPTS)
+    transformer.setup_cache(first[0] + first[1], first[2], 1)  # what the first pass holds
+    assert gen.plan(many, settings, None) == first
+
+
 @pytest.mark.parametrize("settings", [
     SamplingSettings(temperature=0.9, top_p=0.9, top_k=6, max_new_tokens=20),
     SamplingSettings(max_new_tokens=20, speculative=4),

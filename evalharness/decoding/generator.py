@@ -299,9 +299,13 @@ class Generator:
         return slots, staging, width  # never more slots than samples: they would only idle
 
     def rows_that_fit(self, seq_len: int, heads: int) -> int | None:
-        """Cache rows of seq_len tokens that free device memory holds (CUDA; None elsewhere)."""
+        """Cache rows of seq_len tokens that device memory holds for a new pass (CUDA; None elsewhere).
+        The last pass's cache is dropped first (the new pass's setup_cache replaces it anyway), and the
+        allocator's cached blocks handed back, so a run's second pass gets the slots its first had."""
         if self.device.type != "cuda" or not hasattr(self.model, "cache_bytes"):
             return None
+        self.model.setup_cache(0, 0, heads)
+        torch.cuda.empty_cache()
         free, _ = torch.cuda.mem_get_info(self.device)
         return int(free * CUDA_MEMORY_MARGIN) // self.model.cache_bytes(1, seq_len, heads)
 
