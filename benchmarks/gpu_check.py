@@ -12,7 +12,7 @@ vocab 32000) with random weights is built directly on the GPU in bf16. Measured 
 - the memory-bandwidth bound: weight bytes + KV-cache bytes read per forward (every row reading
   its own length), divided by the card's bandwidth.
 
-Samples have no EOS and run the whole budget. One table is printed at the end, then the estimated
+Samples have no EOS and run the whole token budget. One table is printed at the end, then the estimated
 wall time of HumanEval's paper protocol (n = 200 at two temperatures) at the best plain throughput.
 
     python benchmarks/gpu_check.py           # on the GPU machine
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
 import time
 import traceback
@@ -43,6 +44,7 @@ from oracle import OracleDrafts  # noqa: E402
 
 BANDWIDTH = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.0e12}  # bytes/s (SXM parts)
 HUMANEVAL_PAPER_SAMPLES = 164 * 200 * 2  # problems x n x temperatures (0.1 and 0.8)
+OVERRUN_S = 30  # a measurement may run this long past --budget-s before it is stopped
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,14 @@ def sync(device: torch.device) -> None:
 
 def peak_gib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+class Overrun(Exception):
+    """A measurement ran past the time budget."""
+
+
+def _overrun(signum, frame):
+    raise Overrun(f"stopped {OVERRUN_S} s after the time budget")
 
 
 class Check:
@@ -227,17 +237,23 @@ class Check:
         del hf
 
     def attempt(self, what: str, fn, *args, need_s: float = 20) -> None:
-        """Run one measurement; a failure or a spent time budget becomes a row, not the end of the run."""
+        """Run one measurement; a failure or a spent time budget becomes a row, not the end of the run.
+        A measurement still running OVERRUN_S after the budget (a compile that takes too long) is
+        stopped (SIGALRM), so the table is printed within the call's time limit."""
         if self.left_s() < need_s:
             self.rows.append({"what": what, "note": "skipped: time budget spent"})
             return
         print(f"[{time.monotonic() - self.t0:6.0f} s] {what}", file=sys.stderr, flush=True)
+        previous = signal.signal(signal.SIGALRM, _overrun)
+        signal.setitimer(signal.ITIMER_REAL, max(1.0, self.left_s() + OVERRUN_S))
         try:
             fn(*args)
         except Exception as e:  # noqa: BLE001 - report it and go on with the next configuration
             traceback.print_exc()
             self.rows.append({"what": what, "note": f"FAILED: {type(e).__name__}: {str(e).splitlines()[0][:80]}"})
         finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
             self.release()
 
     def run(self, batches: list) -> None:
@@ -311,7 +327,8 @@ def main(argv=None) -> int:
     ap.add_argument("--new-tokens", type=int, default=None, help="tokens per sample (default 256; smoke 16)")
     ap.add_argument("--prompt-len", type=int, default=None, help="prompt tokens (default 160; smoke 12)")
     ap.add_argument("--no-compile", dest="compile", action="store_false", help="skip the compiled configurations")
-    ap.add_argument("--budget-s", type=float, default=420, help="stop starting new measurements after this long")
+    ap.add_argument("--budget-s", type=float, default=400,
+                    help=f"stop starting new measurements after this long (one running {OVERRUN_S} s past it is stopped)")
     ap.add_argument("--bandwidth-gbs", type=float, help="memory bandwidth for the bound (default: by card name)")
     args = ap.parse_args(argv)
     args.new_tokens = args.new_tokens or (16 if args.smoke else 256)
