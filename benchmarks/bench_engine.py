@@ -11,7 +11,9 @@ stop sequences, with the demo model (or --model DIR, a Meta-format checkpoint) o
   compiled    the engine with the decode step under torch.compile (timed after a warm-up pass
               that pays for the compiles)
   old         optional (--old-python PY): the generator of an older checkout, run by that checkout's
-              python in a subprocess on the same workload (e.g. a worktree of 2b451af with its venv)
+              python in a subprocess on the same workload; e.g. the generator before the engine:
+              `git archive 2b451af | tar -x -C /tmp/old` and a PY script that runs this venv's
+              python with PYTHONPATH=/tmp/old
 
 Every configuration must produce the same samples (asserted: samples depend on seeds alone). Printed:
 tokens/s per configuration and the ratios; the last line reads
