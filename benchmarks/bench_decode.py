@@ -13,6 +13,7 @@ tokens/forward is reported as measured.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +23,9 @@ import torch
 from evalharness.decoding import Generator, Request, SamplingSettings
 from evalharness.decoding.hf import load_hf_generator
 from evalharness.models import convert_to_hf, load_mtp_checkpoint, make_tiny_checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from oracle import OracleDrafts  # noqa: E402
 
 PROMPT = 'def fizzbuzz(n: int) -> list[str]:\n    """Return the FizzBuzz sequence from 1 to n."""\n'
 
@@ -34,28 +38,6 @@ class NoEOS:
 
     def __getattr__(self, name):
         return getattr(self.tok, name)
-
-
-class OracleDrafts(torch.nn.Module):
-    """The model with heads 2..n replaced by the true greedy continuation `reference` (one prompt):
-    the upper bound of self-speculative decoding, k tokens per forward, at the model's real cost."""
-
-    def __init__(self, inner, reference: list[int]):
-        super().__init__()
-        self.inner, self.n_future_tokens = inner, inner.n_future_tokens
-        self.reference = torch.tensor(reference + [0] * 8)
-        self.setup_cache, self.reorder_cache = inner.setup_cache, inner.reorder_cache
-        self.stack_heads = inner.stack_heads
-
-    def forward(self, tokens, start_pos=None, n_heads=None, logits_at=None, kv_len=None):
-        logits = self.inner(tokens, start_pos, n_heads, kv_len=kv_len)
-        B, T, H, V = logits.shape
-        positions = start_pos[:, None] + torch.arange(T)
-        for j in range(1, H):
-            target = self.reference[(positions + 1 + j).clamp(max=len(self.reference) - 1)]
-            logits[:, :, j] = -1e4
-            logits[:, :, j].scatter_(-1, target[..., None], 1e4)
-        return logits if logits_at is None else logits[torch.arange(B)[:, None], logits_at.view(B, -1)]
 
 
 def race(fns: dict, repeat: int) -> tuple[dict, dict]:

@@ -106,7 +106,7 @@ def main(argv=None) -> int:
           f"perfectly): whitespace {sum(ch.isspace() for ch in text) / max(1, len(text)):.0%} of characters, "
           f"{len(set(text.splitlines()))} distinct lines of {len(text.splitlines())}, zlib ratio "
           f"{len(data) / max(1, len(zlib.compress(data, 9))):.1f}")
-    sample = plain[0].text.splitlines()[:6]
+    sample = task.clean(problems[0], plain[0].raw_text).splitlines()[:6]
     print("\nfirst completion (head of it):\n" + "\n".join("  | " + line for line in sample))
     return 0 if identical else 1
 

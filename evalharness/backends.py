@@ -1,8 +1,10 @@
 """Model backends: from a `--model` string to a ready Generator and the ModelRecord every backend returns.
 
-A backend is a loader `(path, device, dtype, tokenizer, quiet) -> (Generator, ModelRecord)`; `load_generator`
-picks one by what models.resolve found on disk ("mtp": Meta's MTP format, here; "hf": a transformers
-directory, decoding/hf.py). A new backend is a loader plus its kind in `_BACKENDS` (and in resolve_model).
+A backend is a loader `(path, device, dtype, tokenizer, quiet, **generator_options) -> (Generator,
+ModelRecord)` (quiet: no loading progress bars; generator_options: the Generator's, e.g. compile);
+`load_generator` picks one by what models.resolve found on disk ("mtp": Meta's MTP format, here; "hf": a
+transformers directory, decoding/hf.py). A new backend is a loader plus its kind in `_BACKENDS` (and in
+resolve_model).
 """
 from __future__ import annotations
 
@@ -36,20 +38,20 @@ class ModelRecord:
 
 
 def load_generator(spec: str, device="auto", dtype: str | None = None, tokenizer: str | None = None,
-                   quiet: bool = False):
+                   quiet: bool = False, **generator_options):
     """(Generator, ModelRecord) for a Meta MTP directory, a transformers directory or a built-in name.
-    `quiet`: no loading progress bars."""
+    `quiet`: no loading progress bars; generator_options go to the Generator (e.g. compile)."""
     from .models import resolve_model
 
     model_spec = resolve_model(spec, device, dtype)
     generator, record = _BACKENDS[model_spec.kind](model_spec.path, model_spec.device, model_spec.dtype, tokenizer,
-                                                   quiet)
+                                                   quiet, **generator_options)
     if not isinstance(record, ModelRecord):
         raise TypeError(f"model backend {model_spec.kind!r} must return a ModelRecord, not {type(record).__name__}")
     return generator, replace(record, spec=spec)
 
 
-def _load_mtp(path, device, dtype, tokenizer, quiet):  # quiet: loading MTP weights prints nothing
+def _load_mtp(path, device, dtype, tokenizer, quiet, **generator_options):  # loading MTP weights prints nothing
     from .decoding import Generator
     from .models import load_mtp_checkpoint
 
@@ -57,13 +59,14 @@ def _load_mtp(path, device, dtype, tokenizer, quiet):  # quiet: loading MTP weig
     details = {k: v for k, v in info.to_dict().items() if k not in ("kind", "n_future_tokens", "dtype", "fingerprint")}
     record = ModelRecord("mtp", str(path), info.fingerprint, info.dtype, device_name(device), info.n_future_tokens,
                          details)
-    return Generator(model, tok, device), record
+    return Generator(model, tok, device, **generator_options), record
 
 
-def _load_hf(path, device, dtype, tokenizer, quiet):
+def _load_hf(path, device, dtype, tokenizer, quiet, **generator_options):
     from .decoding.hf import load_hf_generator
 
-    return load_hf_generator(path, device=device, dtype=dtype, tokenizer=tokenizer, quiet=quiet)
+    return load_hf_generator(path, device=device, dtype=dtype, tokenizer=tokenizer, quiet=quiet,
+                             **generator_options)
 
 
 _BACKENDS = {"mtp": _load_mtp, "hf": _load_hf}

@@ -213,8 +213,15 @@ def evaluate(run: RunDir, spec: RunSpec, generator, pool, quiet: bool = False, s
                         exec_state["end"] - t_start, time.monotonic() - t_start)
 
 
-def generate_only(run: RunDir, spec: RunSpec, generator, quiet: bool = False) -> dict:
-    """Fill the run's samples.jsonl (resumably) without executing anything."""
+def generate_only(run: RunDir, spec: RunSpec, generator, quiet: bool = False, shard: Shard = Shard()) -> dict | None:
+    """Fill the run's samples.jsonl (resumably) without executing anything; the speed record on rank 0.
+    Under torchrun every rank generates its share and rank 0 merges (see _generate_sharded)."""
+    if shard.world > 1:
+        gathered = _generate_sharded(run, spec, generator, quiet, shard)
+        if shard.rank != 0:
+            return None
+        elapsed = max(g for g, _ in gathered)
+        return speed_record([row for _, rows in gathered for row in rows], elapsed, 0, 0.0, elapsed)
     work = plan_generation(spec.task, spec.decoding.passes, {row_key(r) for r in run.samples()})
     generated: list[Sample] = []
     t0 = time.monotonic()
@@ -265,9 +272,23 @@ def _generate_to(path: Path, spec: RunSpec, generator, work: Sequence[Generation
 
 
 def _evaluate_distributed(run: RunDir, spec: RunSpec, generator, pool, quiet: bool, shard: Shard) -> dict | None:
+    t_start = time.monotonic()
+    gathered = _generate_sharded(run, spec, generator, quiet, shard)
+    if shard.rank != 0:
+        return None
+    nothing_to_generate = replace(spec, decoding=replace(spec.decoding, passes=()))
+    speed = evaluate(run, nothing_to_generate, generator, pool, quiet)
+    decode_stats = [row for _, rows in gathered for row in rows]
+    gen_wall = max(g for g, _ in gathered)
+    return speed_record(decode_stats, gen_wall, speed["programs"], speed["execute_s"], time.monotonic() - t_start)
+
+
+def _generate_sharded(run: RunDir, spec: RunSpec, generator, quiet: bool,
+                      shard: Shard) -> list[tuple[float, list[dict]]]:
+    """This rank's share of the missing samples into its own shard file; then rank 0 merges every
+    shard into samples.jsonl (one writer). Returns each rank's (generation seconds, decode stats)."""
     import torch.distributed as dist
 
-    t_start = time.monotonic()
     shard_paths = [run.path / f"samples.rank{r}.jsonl" for r in range(shard.world)]
     stored = run.samples() + [row for p in shard_paths for row in read_jsonl(p, check=sample_row_problem)]
     work = plan_generation(spec.task, spec.decoding.passes, {row_key(r) for r in stored})
@@ -279,14 +300,9 @@ def _evaluate_distributed(run: RunDir, spec: RunSpec, generator, pool, quiet: bo
     gathered: list = [None] * shard.world
     dist.all_gather_object(gathered, (gen_s, _decode_stats(generated)))
     dist.barrier()
-    if shard.rank != 0:
-        return None
-    merge_shards(run, shard_paths)
-    nothing_to_generate = replace(spec, decoding=replace(spec.decoding, passes=()))
-    speed = evaluate(run, nothing_to_generate, generator, pool, quiet)
-    decode_stats = [row for _, rows in gathered for row in rows]
-    gen_wall = max(g for g, _ in gathered)
-    return speed_record(decode_stats, gen_wall, speed["programs"], speed["execute_s"], time.monotonic() - t_start)
+    if shard.rank == 0:
+        merge_shards(run, shard_paths)
+    return gathered
 
 
 def merge_shards(run: RunDir, shard_paths: Sequence[Path]) -> None:

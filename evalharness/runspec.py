@@ -49,12 +49,13 @@ class DecodingSpec:
 
     passes: tuple[SamplingPass, ...]
     settings: "SamplingSettings"
-    batch_size: int
+    batch_size: int | None  # decoding slots; None: the engine sizes them from memory (--batch-size auto)
     protocol: str | None = None
     headline: dict[int, float] | None = None  # pass@k -> the pass's temperature it is read at (mtp-paper)
+    compile: bool | None = None  # the decode step under torch.compile; None: the engine's default (CUDA only)
 
     def identity(self) -> dict:
-        """What changes the samples (the batch size does not: a sample depends on its seed alone)."""
+        """What changes the samples (the batch size and compiling do not: a sample depends on its seed alone)."""
         s = self.settings
         return {"passes": [{"temperature": p.temperature, "n": p.n} for p in self.passes], "top_p": s.top_p,
                 "top_k": s.top_k, "max_new_tokens": s.max_new_tokens, "speculative": s.speculative,
@@ -62,8 +63,8 @@ class DecodingSpec:
                 "headline": self.headline and {f"pass@{k}": t for k, t in self.headline.items()}}
 
     def record(self) -> dict:
-        """The manifest's `decoding` entry."""
-        return {**self.identity(), "batch_size": self.batch_size}
+        """The manifest's `decoding` entry: the identity and how the engine ran."""
+        return {**self.identity(), "batch_size": self.batch_size or "auto", "compile": self.compile}
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,8 @@ def prepare_generation(command: str, scoring: Scoring, decoding: DecodingSpec, *
     from .models.checkpoint import resolve_device
 
     generator, record = load_generator(model, device=resolve_device(device), dtype=dtype, tokenizer=tokenizer,
-                                       quiet=quiet)
+                                       quiet=quiet, compile=decoding.compile)
+    decoding = replace(decoding, compile=generator.compile)  # what the engine chose, for the manifest
     if decoding.settings.speculative > record.n_future_tokens:
         raise UsageError(f"--speculative {decoding.settings.speculative} needs that many heads; "
                          f"the model has {record.n_future_tokens}")

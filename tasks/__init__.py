@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-from .base import LiteralChecks, NotLiteral, Problem, Task, TaskError, TestProgram, truncate_at_stop
+from .base import LiteralChecks, NotLiteral, Problem, Task, TaskError, TestProgram, first_stop, truncate_at_stop
 from .evalplus import EvalPlusTask, load_humaneval_plus, load_mbpp_plus
 from .humaneval import HumanEvalTask, load_humaneval
 from .mbpp import (MbppBigcodeTask, MbppSanitizedTask, MbppTask, load_mbpp, load_mbpp_bigcode,
@@ -47,7 +47,7 @@ def load_task(name: str, **options) -> Task:
     return task
 
 
-__all__ = ["LiteralChecks", "NotLiteral", "Problem", "Task", "TaskError", "TaskEntry", "TestProgram", "TASKS", "load_task", "truncate_at_stop",
+__all__ = ["LiteralChecks", "NotLiteral", "Problem", "Task", "TaskError", "TaskEntry", "TestProgram", "TASKS", "load_task", "first_stop", "truncate_at_stop",
            "HumanEvalTask", "load_humaneval", "MbppTask", "MbppBigcodeTask", "MbppSanitizedTask",
            "load_mbpp", "load_mbpp_challenge", "load_mbpp_bigcode", "load_mbpp_sanitized",
            "EvalPlusTask", "load_humaneval_plus", "load_mbpp_plus"]

@@ -170,14 +170,18 @@ class Task:
         }
 
 
+def first_stop(text: str, stop: Sequence[str]) -> int | None:
+    """Index of the earliest stop sequence in `text` (empty ones never match), or None. The one
+    definition of where a completion ends: the decoder halts a sample when it holds one, and
+    truncate_at_stop cuts there."""
+    hits = [i for i in (text.find(s) for s in stop if s) if i != -1]
+    return min(hits) if hits else None
+
+
 def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
     """Cut `text` at the earliest occurrence of any stop sequence."""
-    cut = len(text)
-    for s in stop:
-        i = text.find(s)
-        if i != -1 and i < cut:
-            cut = i
-    return text[:cut]
+    cut = first_stop(text, stop)
+    return text if cut is None else text[:cut]
 
 
 def imported_modules(*sources: str, skip: frozenset = frozenset({"typing", "sys", "__future__"})) -> tuple[str, ...]:

@@ -41,20 +41,20 @@ class TableModel(nn.Module):
                                   requires_grad=False)
         self.cache = None
 
-    def setup_cache(self, max_batch_size: int, max_seq_len: int) -> None:
-        self.cache = torch.zeros(max_batch_size, max_seq_len, dtype=torch.long)
+    def setup_cache(self, rows: int, max_seq_len: int, n_heads: int | None = None) -> None:
+        self.cache = torch.zeros(rows, max_seq_len, dtype=torch.long)
 
-    def reorder_cache(self, index) -> None:
-        self.cache = self.cache[index]
+    def copy_cache(self, src, dst, length) -> None:
+        self.cache[dst, :length] = self.cache[src, :length]
 
-    def forward(self, tokens, start_pos=None, n_heads=None, logits_at=None, kv_len=None):
+    def forward(self, tokens, start_pos=None, n_heads=None, logits_at=None, kv_len=None, rows=None):
         n_heads = n_heads or self.n_future_tokens
         B, T = tokens.shape
         if start_pos is None:
             prev = torch.cat([tokens[:, :1], tokens[:, :-1]], 1)
         else:
             pos = start_pos[:, None] + torch.arange(T)
-            rows = torch.arange(B)[:, None]
+            rows = (torch.arange(B) if rows is None else rows)[:, None]
             self.cache[rows, pos] = tokens
             prev = self.cache[rows, (pos - 1).clamp(min=0)]
         logits = self.table[:n_heads][:, tokens, prev].permute(1, 2, 0, 3)  # [B, T, h, V]
@@ -74,6 +74,12 @@ def tiny_transformer(vocab: int = 40, n_future_tokens: int = 4, seed: int = 0, d
     return model
 
 
+def completions(generator, requests, settings, batch_size) -> list:
+    """Every completion of a generate() pass, in request order (requests finish in any order)."""
+    got = dict(generator.generate(requests, settings, batch_size))
+    return [c for i in range(len(requests)) for c in got[i]]
+
+
 class ForcedDrafts(nn.Module):
     """Wraps a model and replaces heads 2..n with one-hot drafts of a known continuation.
 
@@ -91,22 +97,26 @@ class ForcedDrafts(nn.Module):
         self.n_future_tokens = inner.n_future_tokens
         self.cache = None
 
-    def setup_cache(self, max_batch_size, max_seq_len):
-        self.inner.setup_cache(max_batch_size, max_seq_len)
-        self.cache = torch.full((max_batch_size, max_seq_len), -1, dtype=torch.long)
+    def setup_cache(self, rows, max_seq_len, n_heads=None):
+        self.inner.setup_cache(rows, max_seq_len, n_heads)
+        self.cache = torch.full((rows, max_seq_len), -1, dtype=torch.long)
 
-    def reorder_cache(self, index):
-        self.inner.reorder_cache(index)
-        self.cache = self.cache[index]
+    def copy_cache(self, src, dst, length):
+        self.inner.copy_cache(src, dst, length)
+        self.cache[dst] = -1
+        self.cache[dst, :length] = self.cache[src, :length]
 
-    def forward(self, tokens, start_pos=None, n_heads=None, logits_at=None, kv_len=None):
-        logits = self.inner(tokens, start_pos, n_heads, kv_len=kv_len).clone()
+    def forward(self, tokens, start_pos=None, n_heads=None, logits_at=None, kv_len=None, rows=None):
+        logits = self.inner(tokens, start_pos, n_heads, kv_len=kv_len, rows=rows).clone()
         B, T = tokens.shape
         pos = start_pos[:, None] + torch.arange(T)
-        self.cache[torch.arange(B)[:, None], pos] = tokens
+        rows = torch.arange(B) if rows is None else rows
+        self.cache[rows[:, None], pos] = tokens
         for b in range(B):
-            row = self.cache[b].tolist()
-            prompt = max((p for p in self.references if row[: len(p)] == list(p)), key=len)
+            row = self.cache[rows[b]].tolist()
+            prompt = max((p for p in self.references if row[: len(p)] == list(p)), key=len, default=None)
+            if prompt is None:  # a parked row (no sample in it): its output is ignored
+                continue
             ref = self.references[prompt]
             wrong = self.wrong[prompt] if isinstance(self.wrong, dict) else self.wrong
             for t in range(T):

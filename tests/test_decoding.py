@@ -107,23 +107,26 @@ def test_results_do_not_depend_on_batch_size_or_sync_cadence(transformer, settin
     assert again[0] == reference[0][1:]
 
 
-def test_samples_of_one_prompt_share_one_prefill(transformer):
+@pytest.mark.parametrize("batch_size,prefills", [(8, [(2, 9)]), (3, [(1, 4), (1, 9)])])
+def test_each_prompt_is_prefilled_once(transformer, batch_size, prefills):
+    """Prompts starting together share one right-padded prefill; a prompt whose samples outnumber
+    the slots is not prefilled again when its later samples take freed slots."""
     widths = []
     real_forward = transformer.forward
 
-    def spy(tokens, start_pos=None, n_heads=None, logits_at=None, kv_len=None):
+    def spy(tokens, start_pos=None, n_heads=None, logits_at=None, kv_len=None, rows=None):
         widths.append(tuple(tokens.shape))
-        return real_forward(tokens, start_pos, n_heads, logits_at, kv_len)
+        return real_forward(tokens, start_pos, n_heads, logits_at, kv_len, rows)
 
     transformer.forward = spy
     try:
         requests = [Request("abc", 6, tuple(range(6))), Request("hgfedcba", 2, (7, 8))]
         run(Generator(transformer, CharTokenizer(ALPHABET), "cpu"), requests,
-            SamplingSettings(temperature=1.0, max_new_tokens=5), 8)
+            SamplingSettings(temperature=1.0, max_new_tokens=5), batch_size)
     finally:
         del transformer.forward
-    assert widths[0] == (2, 9)  # both prompts, right-padded, one prefill
-    assert all(w[1] == 1 for w in widths[1:]) and widths[1][0] == 8
+    assert [w for w in widths if w[1] > 1] == prefills
+    assert {w for w in widths if w[1] == 1} == {(batch_size, 1)}  # every decode step runs all slots
 
 
 def test_samples_differ_by_seed_and_follow_the_temperature():
@@ -143,16 +146,16 @@ def test_stop_sequences_eos_and_budget():
     ids = tok.ids
     assert watch.check(ids("ab")) is None
     fin = watch.check(ids("abcdef"))  # overshoot past the stop is cut back to the stop-completing token
-    assert (fin.tokens, fin.raw_text, fin.text, fin.reason) == (4, "abcd", "ab", "stop")
+    assert (fin.tokens, fin.raw_text, fin.reason) == (4, "abcd", "stop")
     fin = RowWatch(tok, [0], ("cd",), 1, 10).check(ids("ab$cd"))
-    assert (fin.tokens, fin.raw_text, fin.text, fin.reason) == (3, "ab", "ab", "eos")
+    assert (fin.tokens, fin.raw_text, fin.reason) == (3, "ab", "eos")
     fin = RowWatch(tok, [0], ("cd",), 1, 4).check(ids("abcdef"))
-    assert (fin.tokens, fin.text, fin.reason) == (4, "ab", "stop")  # a stop completed by the last budget token
+    assert (fin.tokens, fin.raw_text, fin.reason) == (4, "abcd", "stop")  # a stop completed by the last budget token
     fin = RowWatch(tok, [0], ("cd",), 1, 3).check(ids("abcdef"))
-    assert (fin.tokens, fin.raw_text, fin.text, fin.reason) == (3, "abc", "abc", "length")
+    assert (fin.tokens, fin.raw_text, fin.reason) == (3, "abc", "length")
 
 
-def test_generated_stops_cut_the_text(transformer):
+def test_generation_halts_at_the_token_completing_a_stop(transformer):
     tok = CharTokenizer(ALPHABET)
     gen = Generator(transformer, tok, "cpu")
     free = run(gen, requests_for(PROMPTS), SamplingSettings(max_new_tokens=30), 4)
@@ -161,8 +164,7 @@ def test_generated_stops_cut_the_text(transformer):
     completions = [c for _, cs in gen.generate([Request(PROMPTS[0], 1, (0,), ("zz", stop))],
                                                SamplingSettings(max_new_tokens=30), 1) for c in cs]
     c = completions[0]
-    assert c.finish_reason == "stop" and c.text == text[: text.index(stop)]
-    assert c.raw_text == text[: text.index(stop) + 2] and c.tokens == len(c.raw_text)
+    assert c.finish_reason == "stop" and c.raw_text == text[: text.index(stop) + 2] and c.tokens == len(c.raw_text)
 
 
 def test_bad_settings_are_usage_errors(transformer):

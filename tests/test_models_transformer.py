@@ -83,23 +83,71 @@ def test_cached_forward_matches_uncached(kv):
             pos = pos + 1
 
 
-def test_reorder_cache_fans_out_and_drops_rows():
+@pytest.mark.parametrize("stacked", [False, True])
+def test_a_prefill_in_a_staging_row_copies_into_decoding_rows(stacked):
+    """A prompt prefilled once into a staging row (rows=) is copied into several decoding rows,
+    whose stale slots from an earlier, longer sequence are never read."""
     model = tiny(2, seed=2)
+    if stacked:
+        model.stack_heads()
     prompt = torch.randint(0, VOCAB, (1, 6))
     nexts = torch.tensor([[3], [50], [96]])
-    model.setup_cache(3, 16)
+    model.setup_cache(4, 16)
     with torch.no_grad():
-        model(prompt, torch.tensor([0]))  # prefill one row of a 3-row cache
-        model.reorder_cache(torch.zeros(3, dtype=torch.long))
+        model(torch.randint(0, VOCAB, (3, 12)), torch.zeros(3, dtype=torch.long))  # earlier samples in rows 0..2
+        model(prompt, torch.tensor([0]), rows=torch.tensor([3]))  # the prefill, in staging row 3
+        model.copy_cache(torch.tensor([3, 3, 3]), torch.tensor([0, 1, 2]), 6)
         out = model(nexts, torch.full((3,), 6))
         for r in range(3):
             ref = reference(model, torch.cat([prompt[0], nexts[r]]))
             torch.testing.assert_close(out[r, 0], ref[6], rtol=0, atol=1e-5)
-        model.reorder_cache(torch.tensor([2, 0]))  # row 1 finished; rows 2 and 0 go on
-        out = model(torch.tensor([[7], [8]]), torch.full((2,), 7))
+        # a forward on chosen rows reads and writes those rows only
+        out = model(torch.tensor([[7], [8]]), torch.full((2,), 7), rows=torch.tensor([2, 0]))
         for r, old in enumerate([2, 0]):
             ref = reference(model, torch.cat([prompt[0], nexts[old], torch.tensor([7 + r])]))
             torch.testing.assert_close(out[r, 0], ref[7], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_lanes_read_their_own_cache_length_and_change_nothing(stacked):
+    """kv_len as per-lane lengths: each lane of rows reads only as far as its own rows reach, and
+    every row's output is the one-length forward's, to the bit (only masked slots are left out; with
+    lengths that are multiples of 16, as the engine's multiples of 64 are: CPU attention kernels
+    vectorize the cache length, and a ragged tail sums in another order)."""
+    model = tiny(3, kv_heads=2, seed=7)
+    if stacked:
+        model.stack_heads()
+    model.setup_cache(6, 48)
+    seqs = torch.randint(0, VOCAB, (4, 40))
+    lengths = torch.tensor([37, 30, 9, 5])  # two long rows, then two short ones
+    with torch.no_grad():
+        for r in range(4):  # prefill each row to its own length
+            model(seqs[r:r + 1, :lengths[r]], torch.zeros(1, dtype=torch.long), rows=torch.tensor([r]))
+        block = torch.stack([seqs[r, lengths[r]:lengths[r] + 2] for r in range(4)])
+        one = model(block, lengths, kv_len=48)
+        lanes = model(block, lengths, kv_len=(48, 16))
+    assert torch.equal(one, lanes)
+    for r in range(4):
+        torch.testing.assert_close(lanes[r], reference(model, seqs[r, :lengths[r] + 2])[lengths[r]:], rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="lanes"):
+        model(block[:3], lengths[:3], kv_len=(48, 16))
+
+
+def test_cache_only_for_the_heads_decoding_uses():
+    model = tiny(4, seed=3)
+    full = model.cache_bytes(2, 16)
+    model.setup_cache(2, 16, n_heads=1)
+    allocated = sum(b.numel() * b.element_size() for b in model.buffers() if b.dim() == 4)
+    assert allocated == model.cache_bytes(2, 16, n_heads=1) == full * 3 // 6  # 2 trunk blocks + head 1 of 6 blocks
+    with torch.no_grad():
+        model(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, dtype=torch.long), n_heads=1)
+        with pytest.raises(RuntimeError, match="setup_cache"):
+            model(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, dtype=torch.long), n_heads=2)
+    model.stack_heads()
+    model.setup_cache(2, 16, n_heads=2)
+    assert model.stacked_heads.k.shape[1] == 2  # (rows, heads, ...)
+    with pytest.raises(RuntimeError, match="setup_cache"):
+        model(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, dtype=torch.long), n_heads=3)
 
 
 @pytest.mark.parametrize("stacked", [False, True])
@@ -146,6 +194,21 @@ def test_forward_rejects_bad_head_count():
         model(torch.zeros(1, 2, dtype=torch.long), n_heads=3)
 
 
+def test_real_valued_rope_is_the_complex_product_to_the_bit():
+    """The compiled step rotates in reals, the eager one with complex numbers: same bits, so a
+    compiled and an eager run give the same samples."""
+    from evalharness.models.transformer import apply_rope, rope_frequencies, rope_real
+
+    table = rope_frequencies(32, 4096, 10000.0)
+    gen = torch.Generator().manual_seed(0)
+    for shape in [(1, 1, 4, 32), (5, 3, 4, 32), (2, 9, 6, 32)]:
+        x = torch.randn(shape, generator=gen) * 10
+        freqs = table[torch.randint(0, 4096, shape[:2], generator=gen)]
+        assert torch.equal(rope_real(x, freqs), apply_rope(x, freqs))
+        stacked = torch.stack([x, -x])  # the heads' (n, B, T, H, D) layout broadcasts the same table
+        assert torch.equal(rope_real(stacked, freqs), apply_rope(stacked, freqs))
+
+
 def test_ffn_hidden_dim_follows_llama2_rule():
     assert ModelArgs(dim=4096, multiple_of=256).ffn_hidden_dim == 11008
     assert ModelArgs(dim=8192, multiple_of=4096, ffn_dim_multiplier=1.3).ffn_hidden_dim == 28672  # Llama-2 70B
@@ -173,10 +236,11 @@ def test_stacked_heads_compute_what_the_separate_blocks_do(kv):
         outs = [m(seqs[:, :10], torch.zeros(3, dtype=torch.long), kv_len=10) for m in (model, ref)]
         torch.testing.assert_close(*outs, rtol=0, atol=1e-5)
         for m in (model, ref):
-            m.reorder_cache(torch.tensor([2, 0]))  # drop a row, swap the others
+            m.copy_cache(torch.tensor([2, 0]), torch.tensor([0, 2]), 10)  # swap rows 0 and 2
         pos = torch.tensor([10, 10])
         for n_heads, width in [(4, 4), (1, 1), (2, 3)]:  # a 4-token block with every head, then fewer
-            outs = [m(seqs[:2, pos[0]:pos[0] + width], pos, n_heads=n_heads, kv_len=32) for m in (model, ref)]
+            outs = [m(seqs[:2, pos[0]:pos[0] + width], pos, n_heads=n_heads, kv_len=32, rows=torch.tensor([2, 1]))
+                    for m in (model, ref)]
             assert outs[0].shape == (2, width, n_heads, VOCAB)
             torch.testing.assert_close(*outs, rtol=0, atol=1e-5)
             pos = pos + width

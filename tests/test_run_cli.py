@@ -144,6 +144,22 @@ def test_sigkill_and_rerun_equals_an_uninterrupted_run(tiny, whole, tmp_path, st
     assert_same_run(out, whole)
 
 
+def test_sigkill_of_generate_mid_pass_and_rerun_gives_the_uninterrupted_samples(tiny, whole, tmp_path):
+    """`generate` killed mid-pass (some problems' samples on disk, the engine's slots holding others'),
+    then re-run: the samples of an uninterrupted run, each once."""
+    out = tmp_path / "killed"
+    args = ["generate", *run_args(tiny, "humaneval", out, *BASE)[1:]]
+    if not _kill_when(args, out, lambda d: 0 < _count(d / "samples.jsonl") < TOTAL):
+        pytest.skip("generate finished before the kill could land")
+    assert _count(out / "samples.jsonl") < TOTAL
+
+    resumed = cli(args)
+    assert resumed.returncode == 0, resumed.stderr
+    samples = rows(out / "samples.jsonl")
+    assert len({(s["task_id"], s["sample_idx"]) for s in samples}) == len(samples) == TOTAL
+    assert by_key(samples) == by_key(rows(whole / "samples.jsonl"))
+
+
 def test_torchrun_two_processes_equal_a_single_process_run(tiny, whole, tmp_path):
     # torchrun as this interpreter's module (a `torchrun` on PATH may belong to another install);
     # `--` keeps torchrun from reading our --n as an abbreviation of its own options

@@ -64,6 +64,11 @@ def worker_count(text: str) -> int:
     return int_in(1, MAX_WORKERS_PER_CORE * (os.cpu_count() or 1))(text)
 
 
+def batch_size(text: str) -> int | None:
+    """--batch-size: a positive number of decoding slots, or "auto" (None)."""
+    return None if text == "auto" else positive_int(text)
+
+
 def k_list(text: str) -> tuple[int, ...]:
     try:
         ks = tuple(sorted({int(x) for x in text.split(",") if x.strip()}))
@@ -165,7 +170,11 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--top-k", type=int_in(0), default=0, help="sample among the k likeliest tokens (default 0: off)")
     g.add_argument("--max-new-tokens", type=positive_int, default=512,
                    help="token budget per completion; must fit the model's context (default 512)")
-    g.add_argument("--batch-size", type=positive_int, default=16, help="rows decoded together (default 16)")
+    g.add_argument("--batch-size", type=batch_size, default=None, metavar="N|auto",
+                   help="decoding slots, refilled as samples finish (default auto: as many as free GPU memory "
+                        "holds on CUDA, 32 on CPU)")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the decode step under torch.compile, with CUDA graphs on CUDA (default: on CUDA only)")
     g.add_argument("--seed", type=int, default=0, help="run seed; each sample's seed derives from it (default 0)")
     g.add_argument("--speculative", type=int_in(0), default=0, metavar="K",
                    help="self-speculative decoding with K heads (default 0: plain decoding)")

@@ -6,7 +6,9 @@ generation; rank 0 executes and reports.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from typing import Iterator
 
 from evalharness.sandboxes import Limits, SandboxPool
 
@@ -56,7 +58,7 @@ def decoding_from_args(args: argparse.Namespace) -> DecodingSpec:
         passes = (SamplingPass(args.temperature, args.n or 1),)
     settings = SamplingSettings(temperature=0.0, top_p=top_p, top_k=args.top_k,
                                 max_new_tokens=args.max_new_tokens, speculative=args.speculative)
-    return DecodingSpec(passes, settings, args.batch_size, args.protocol, headline)
+    return DecodingSpec(passes, settings, args.batch_size, args.protocol, headline, args.compile)
 
 
 def prepare(args: argparse.Namespace, command: str, scoring: Scoring, decoding: DecodingSpec,
@@ -68,14 +70,8 @@ def prepare(args: argparse.Namespace, command: str, scoring: Scoring, decoding: 
 
 
 def run(args: argparse.Namespace) -> int:
-    shard = _init_distributed()
-    try:
+    with sharded() as shard:
         return _run(args, shard)
-    finally:
-        if shard.world > 1:  # exiting with a live gloo group aborts the process
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
 
 
 def _run(args: argparse.Namespace, shard: Shard) -> int:
@@ -89,7 +85,7 @@ def _run(args: argparse.Namespace, shard: Shard) -> int:
         spec, generator = prepare(args, "run", scoring, decoding, limits)
         # rank 0's open() takes the run's lock, held until the report is written
         with spec.open(pool.describe()) if shard.rank == 0 else RunDir(spec.out) as run_dir:
-            _barrier(shard)
+            barrier(shard)
             speed = evaluate(run_dir, spec, generator, pool, quiet=args.quiet, shard=shard)
             if shard.rank != 0:
                 return 0
@@ -114,8 +110,21 @@ def _leave_cores_to_the_sandbox(workers: int | None) -> None:
     torch.set_num_threads(max(1, min(torch.get_num_threads(), cores - (workers or cores))))
 
 
+@contextlib.contextmanager
+def sharded() -> Iterator[Shard]:
+    """This process's Shard for the command's lifetime (torchrun: one process group, left at the end)."""
+    shard = _init_distributed()
+    try:
+        yield shard
+    finally:
+        if shard.world > 1:  # exiting with a live gloo group aborts the process
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
 def _init_distributed() -> Shard:
-    """torchrun sets WORLD_SIZE/RANK; gloo on CPU, nccl on GPUs."""
+    """torchrun sets WORLD_SIZE/RANK; gloo on CPU, nccl on GPUs, each rank on GPU LOCAL_RANK."""
     import os
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -134,7 +143,7 @@ def _init_distributed() -> Shard:
     return Shard(dist.get_rank(), dist.get_world_size())
 
 
-def _barrier(shard: Shard) -> None:
+def barrier(shard: Shard) -> None:
     if shard.world > 1:
         import torch.distributed as dist
 

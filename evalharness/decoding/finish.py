@@ -2,25 +2,22 @@
 
 The result is a pure function of the row's tokens, so it does not depend on how often the
 decoder looks: the finishing token is the first one whose prefix text holds a stop sequence.
+A stop is found by tasks.first_stop, the function Task.clean cuts the final text with, so the
+decoder halts exactly where the completion is cut; cutting is the task's alone.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence
 
+from evalharness.tasks import first_stop
+
 
 @dataclass(frozen=True)
 class Finish:
-    tokens: int
-    raw_text: str
-    text: str
+    tokens: int  # generated tokens up to and including the finishing one
+    raw_text: str  # their text (an EOS has none)
     reason: str  # "stop" | "eos" | "length"
-
-
-def first_stop(text: str, stops: Sequence[str]) -> int | None:
-    """Index of the earliest stop sequence in text, or None."""
-    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
-    return min(hits) if hits else None
 
 
 class RowWatch:
@@ -35,7 +32,7 @@ class RowWatch:
 
     def __init__(self, tokenizer, prompt_ids: list[int], stops: Sequence[str], eos_id: int | None,
                  max_new_tokens: int):
-        self.tokenizer, self.prompt_ids, self.stops = tokenizer, list(prompt_ids), tuple(s for s in stops if s)
+        self.tokenizer, self.prompt_ids, self.stops = tokenizer, list(prompt_ids), tuple(stops)
         self.eos_id, self.max_new_tokens = eos_id, max_new_tokens
         self.margin = 4 * max((len(s) for s in self.stops), default=0)  # >= the tokens a stop can span
         self.clean = 0  # a prefix this long is known to hold no EOS and no stop
@@ -47,13 +44,12 @@ class RowWatch:
 
     def _has_stop(self, tokens: Sequence[int], end: int) -> bool:
         start = max(0, self.clean - self.margin)
-        return first_stop(self._new_text(tokens, start, end), self.stops) is not None
+        text = self._new_text(tokens, start, end)
+        return first_stop(text, self.stops) is not None
 
     def _finish(self, tokens: Sequence[int], count: int, reason: str) -> Finish:
         text_tokens = tokens[: count - 1] if reason == "eos" else tokens[:count]  # EOS has no text
-        raw = self.tokenizer.decode_completion(self.prompt_ids, list(text_tokens))
-        cut = first_stop(raw, self.stops) if reason == "stop" else None
-        return Finish(count, raw, raw if cut is None else raw[:cut], reason)
+        return Finish(count, self.tokenizer.decode_completion(self.prompt_ids, list(text_tokens)), reason)
 
     def check(self, tokens: Sequence[int]) -> Finish | None:
         limit = min(len(tokens), self.max_new_tokens)

@@ -1,20 +1,36 @@
-"""Batched decoding over a KV-cached (MTP) transformer: plain, self-speculative greedy, speculative sampling.
+"""The generation engine: continuous batching over a KV-cached (MTP) transformer, for plain decoding,
+self-speculative greedy decoding and speculative sampling alike.
 
-A batch is a chunk of (request, sample) rows. Each distinct prompt of the chunk is prefilled once
-(right-padded, all prompts together) and its cache rows are replicated to its samples with
-reorder_cache. Rows then advance on the device with their own lengths and positions; a row that
-has hit EOS or its token budget is frozen there (it keeps re-feeding its last token at the same
-position, which rewrites the same cache slot). About every `sync_every` tokens (that many plain
-forwards, or sync_every // k speculative ones, which commit up to k tokens each) the host copies
-the tokens once, decodes the still-running rows, checks stop sequences, hands back finished
-samples and compacts the batch (reorder_cache to the surviving rows). Those periodic checks are
-the only host syncs: stop sequences need decoded text, and a row that overshoots its stop by a
-few forwards is cut back exactly (see finish.py), so the cadence never changes a result. It
-bounds the forwards a finished row idles through, in tokens the same for both kinds of decoding.
+A pass (one generate() call) keeps B decoding rows, "slots", for its whole length, plus a few
+staging rows. Each prompt is prefilled once, into a staging row; a sample of it takes a free slot
+by copying the prompt's cache slots in and resetting the slot's position, seed and tokens. The
+slots then advance together, one forward per step, each at its own position and length (attention
+masks every row by its own position). A finished slot is refilled at the next host check by the
+next pending sample, so the batch stays full until the pending samples run out, instead of
+running nearly empty while a chunk's slowest row reaches the token budget.
+
+Host checks ("syncs") come every `sync_every` committed tokens: that many plain forwards, or
+sync_every / (tokens per forward so far) speculative ones, so speculative rows sync no more often
+per token than plain ones and a finished row idles about as many tokens' worth. A sync copies every slot's tokens to the host
+(into pinned memory, without blocking, on CUDA) and the host checks stop sequences on decoded
+text there (finish.py). With `overlap` (the default on CUDA) the next round of forwards is
+queued before the host looks at the previous copy, so the device never waits for the host; a
+finished row then idles one round longer before its slot is refilled. A row that overshoots
+its stop is cut back exactly, so neither cadence nor overlap changes a result.
+
+Every random number is a function of (sample seed, token index, purpose) (sampling.uniform), so a
+sample's tokens do not depend on its slot, its neighbours, B, sharding or resume.
+
+The decode step (decode_step) is a pure function of the slots' tensors with static shapes for a
+fixed B and kv_len (bucketed), so it compiles whole: `compile=True` runs it under torch.compile
+(on CUDA in "reduce-overhead" mode, which captures CUDA graphs).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import sys
+from collections import deque
+from dataclasses import dataclass, fields
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -24,222 +40,570 @@ from . import sampling
 from .finish import Finish, RowWatch
 from .records import Completion, Request, SamplingSettings
 
+CPU_BATCH_SIZE = 32  # slots on CPU with --batch-size auto (see README: throughput flat from 32 on, 2 cores)
+STAGING_ROWS = 16  # prompts prefilled together at most (rows beside the slots that hold prefills)
+KV_BUCKET = 64  # attention reads the cache up to a multiple of this, eager
+COMPILED_KV_BUCKETS = 4  # compiled: at most this many kv_len values per pass (on CUDA, a CUDA graph each)
+CUDA_MEMORY_MARGIN = 0.9  # of free memory, for the cache; the rest is activations and the allocator's slack
+
 
 @dataclass
-class _Rows:
-    """Device state of the rows in flight. Row r has determined out[r, :n[r]]; its last token g[r]
-    (= out[r, n-1]) sits at position pos[r] and is not in the cache yet; drafts[r] guess the next k-1."""
+class Slots:
+    """Device state of the B decoding rows. Slot b has determined out[b, :n[b]]; its last token g[b]
+    (= out[b, n-1]) sits at position pos[b] and is not in the cache yet; drafts[b] guess the next k-1.
+    A done slot (EOS or budget; stop sequences are found on the host) is frozen: it re-runs the
+    same position and changes nothing, until the host refills it. accepted[b, f] = drafts accepted
+    by the slot's f-th decode forward (speculative only); forwards[b] counts those forwards."""
 
     g: torch.Tensor  # [B]
     drafts: torch.Tensor  # [B, k-1]
-    q: torch.Tensor | None  # [B, k-1, V] draft distributions (speculative sampling only)
+    q: torch.Tensor  # [B, k-1, V] draft distributions (speculative sampling), else [B, 0, 0]
     pos: torch.Tensor  # [B]
     n: torch.Tensor  # [B]
-    out: torch.Tensor  # [B, max_new_tokens + 2k]
+    out: torch.Tensor  # [B, W], W = max_new_tokens + 2k
     seeds: torch.Tensor  # [B, 2]
-    done: torch.Tensor  # [B] EOS or budget reached (stop sequences are found on the host)
+    done: torch.Tensor  # [B] bool
+    forwards: torch.Tensor  # [B]
+    accepted: torch.Tensor  # [B, W]
 
-    def select(self, index: torch.Tensor) -> "_Rows":
-        return _Rows(*(None if t is None else t[index] for t in
-                       (self.g, self.drafts, self.q, self.pos, self.n, self.out, self.seeds, self.done)))
+    @classmethod
+    def empty(cls, B: int, settings: SamplingSettings, device) -> "Slots":
+        """B parked slots (done, nothing in them); q is sized at the first prefill, which knows V."""
+        k, W = settings.heads, settings.max_new_tokens + 2 * settings.heads
+        long = dict(dtype=torch.long, device=device)
+        return cls(g=torch.zeros(B, **long), drafts=torch.zeros(B, k - 1, **long),
+                   q=torch.zeros(B, 0, 0, device=device), pos=torch.zeros(B, **long),
+                   n=torch.ones(B, **long), out=torch.zeros(B, W, **long), seeds=torch.zeros(B, 2, **long),
+                   done=torch.ones(B, dtype=torch.bool, device=device), forwards=torch.zeros(B, **long),
+                   accepted=torch.zeros(B, W, **long))
+
+    def tensors(self) -> list[torch.Tensor]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+    def prefix(self, n: int) -> "Slots":
+        """Slots 0..n-1, as views: a step on them updates these slots in place."""
+        return Slots(*(t[:n] for t in self.tensors()))
+
+
+# -- the decode step: device only, static shapes, no host sync -----------------------------------------
+
+
+def decode_step(model, s: Slots, settings: SamplingSettings, eos_id: int, kv_len: int,
+                residual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """Advance every slot by one forward, in place. kv_len bounds the cache slots attention reads
+    (every position of the step is below it)."""
+    if settings.heads == 1:
+        _plain_step(model, s, settings, eos_id, kv_len)
+    elif settings.greedy:
+        _speculative_greedy_step(model, s, settings, eos_id, kv_len)
+    else:
+        _speculative_sampling_step(model, s, settings, eos_id, kv_len, residual)
+
+
+def _plain_step(model, s: Slots, settings: SamplingSettings, eos_id: int, kv_len: int) -> None:
+    logits = model(s.g[:, None], start_pos=s.pos, n_heads=1, kv_len=kv_len)[:, 0, 0]
+    if settings.greedy:
+        token = logits.argmax(-1)
+    else:
+        token = sampling.draw(sampling.probabilities(logits, settings),
+                              sampling.uniform(s.seeds, s.n, sampling.SAMPLE))
+    _commit(s, torch.zeros_like(s.n), token, token == eos_id, settings)
+
+
+def _speculative_greedy_step(model, s: Slots, settings: SamplingSettings, eos_id: int, kv_len: int) -> None:
+    """Verify and draft in one forward (blockwise parallel decoding)."""
+    k = settings.heads
+    block = torch.cat([s.g[:, None], s.drafts], 1)  # [B, k] at positions pos..pos+k-1
+    logits = model(block, start_pos=s.pos, n_heads=k, kv_len=kv_len)  # [B, k, k, V]
+    truth = logits[:, :, 0].argmax(-1)  # truth[:, i] = greedy token after block[:, :i+1]
+    m = (s.drafts == truth[:, :-1]).long().cumprod(1).sum(1)  # accepted drafts
+    at = torch.arange(len(m), device=m.device)
+    _write_block(s, block)
+    token = truth[at, m]
+    _commit(s, m, token, _eos_accepted(s.drafts, m, eos_id) | (token == eos_id), settings,
+            drafts=logits[at, m, 1:].argmax(-1))
+
+
+def _speculative_sampling_step(model, s: Slots, settings: SamplingSettings, eos_id: int, kv_len: int,
+                               residual) -> None:
+    """Leviathan/Chen speculative sampling with the extra heads as drafters."""
+    k = settings.heads
+    block = torch.cat([s.g[:, None], s.drafts], 1)
+    logits = model(block, start_pos=s.pos, n_heads=k, kv_len=kv_len)
+    p = sampling.probabilities(logits[:, :, 0], settings)  # [B, k, V] target at each block index
+    x = s.drafts[..., None]
+    p_x, q_x = p[:, :-1].gather(-1, x)[..., 0], s.q.gather(-1, x)[..., 0]
+    draft_index = s.n[:, None] + torch.arange(k - 1, device=x.device)  # token index of each draft
+    u = sampling.uniform(s.seeds, draft_index, sampling.ACCEPT)
+    m = (u * q_x < p_x).long().cumprod(1).sum(1)
+    at = torch.arange(len(m), device=m.device)
+    _write_block(s, block)
+    p_m = p[at, m]
+    rejected = (m < k - 1)[:, None]
+    target = torch.where(rejected, residual(p_m, s.q[at, m.clamp(max=k - 2)]), p_m)
+    token = sampling.draw(target, sampling.uniform(s.seeds, s.n + m, sampling.SAMPLE))
+    q = sampling.probabilities(logits[at, m, 1:], settings)
+    drafts = _draw_drafts(q, s.seeds, (s.n + m + 1)[:, None] + torch.arange(k - 1, device=m.device))
+    _commit(s, m, token, _eos_accepted(s.drafts, m, eos_id) | (token == eos_id), settings, drafts=drafts, q=q)
+
+
+def _eos_accepted(drafts: torch.Tensor, m: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """[B] whether one of the m accepted drafts is the EOS."""
+    return ((drafts == eos_id) & (torch.arange(drafts.shape[1], device=m.device) < m[:, None])).any(1)
+
+
+def _draw_drafts(q: torch.Tensor, seeds: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    purpose = sampling.DRAFT + torch.arange(1, q.shape[1] + 1, device=q.device)
+    return sampling.draw(q, sampling.uniform(seeds, index, purpose))
+
+
+def _write_block(s: Slots, block: torch.Tensor) -> None:
+    """out[n-1 : n-1+k] = block: g rewritten in place, drafts beyond n are provisional."""
+    index = (s.n - 1)[:, None] + torch.arange(block.shape[1], device=block.device)
+    s.out.scatter_(1, index, block)
+
+
+def _commit(s: Slots, m, token, eos, settings: SamplingSettings, drafts=None, q=None) -> None:
+    """Accept m drafts and the new token for running slots; done (frozen) slots keep their state."""
+    run = ~s.done
+    n = s.n + m
+    s.out.scatter_(1, n[:, None], token[:, None])  # beyond a frozen slot's tokens: harmless
+    if drafts is not None:  # speculative: drafts accepted per forward, for the stats
+        s.accepted.scatter_(1, s.forwards[:, None], m[:, None])  # the same
+    s.g.copy_(torch.where(run, token, s.g))
+    s.pos.copy_(torch.where(run, s.pos + m + 1, s.pos))
+    s.n.copy_(torch.where(run, n + 1, s.n))
+    s.forwards.add_(run.long())
+    s.done.copy_(s.done | eos | (s.n >= settings.max_new_tokens))
+    if drafts is not None:
+        s.drafts.copy_(drafts)
+    if q is not None:
+        s.q.copy_(q)
+
+
+def first_tokens(last: torch.Tensor, seeds: torch.Tensor, settings: SamplingSettings):
+    """(g, drafts, q) of new samples from their prompt's last-position logits [R, k, V]: the first token
+    from head 1, drafts from heads 2..k there (q: their distributions, speculative sampling only)."""
+    R, k = last.shape[:2]
+    if settings.greedy:
+        return last[:, 0].argmax(-1), last[:, 1:].argmax(-1), None
+    zero = torch.zeros(R, dtype=torch.long, device=last.device)
+    g = sampling.draw(sampling.probabilities(last[:, 0], settings), sampling.uniform(seeds, zero, sampling.SAMPLE))
+    if k == 1:
+        return g, last.new_zeros(R, 0, dtype=torch.long), None
+    q = sampling.probabilities(last[:, 1:], settings)
+    return g, _draw_drafts(q, seeds, torch.arange(1, k, device=last.device).expand(R, -1)), q
+
+
+# -- the host side -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Sample:
+    """One sample in flight: which request and seed, and its stop watch."""
+
+    request: int
+    index: int  # among the request's samples
+    watch: RowWatch
+    slot: int
+    finished: bool = False
+
+
+class _Snapshot:
+    """The slots' (n, forwards, tokens, accepted) as of one sync, on its way to the host."""
+
+    def __init__(self, s: Slots, owners: list[_Sample | None], pinned: torch.Tensor | None, speculative: bool):
+        parts = [s.n[:, None], s.forwards[:, None], s.out] + ([s.accepted] if speculative else [])
+        data = torch.cat(parts, 1)
+        self.owners, self.width, self.event = owners, s.out.shape[1], None
+        if pinned is None:
+            self.host = data
+        else:  # CUDA: copy without blocking; wait() blocks only until this copy has landed
+            self.host = pinned[: data.shape[0], : data.shape[1]]
+            self.host.copy_(data, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+
+    def rows(self) -> list[list[int]]:
+        if self.event is not None:
+            self.event.synchronize()
+        return self.host.tolist()
 
 
 class Generator:
-    """Completes Requests with a model implementing the MTPTransformer cache protocol.
+    """Completes Requests with a model implementing the cache protocol of MTPTransformer
+    (setup_cache(rows, seq_len, n_heads), copy_cache(src, dst, length), forward(tokens, start_pos,
+    n_heads, logits_at, kv_len, rows)).
 
-    `residual` is the rejection distribution of speculative sampling; it is a parameter only so a
-    test can inject a wrong one and see the distribution test fail.
+    refill=False fills the slots only when all are free: fixed batches, the pre-engine behaviour,
+    kept to measure what refilling gains (benchmarks/bench_engine.py). overlap: queue the next
+    round before reading the last sync's tokens (default: on CUDA, where the device runs ahead of
+    the host). on_round(forwards, slots, kv_len) hears of every round of forwards queued (what a
+    benchmark needs to model the bytes a schedule reads). `residual` is the rejection distribution
+    of speculative sampling; it is a parameter only so a test can inject a wrong one and see the
+    distribution test fail.
     """
 
     def __init__(self, model, tokenizer, device: str | torch.device | None = None, *, sync_every: int = 8,
+                 refill: bool = True, compile: bool | None = None, overlap: bool | None = None,
+                 on_round: Callable[[int, int, int | tuple[int, ...]], None] | None = None,
                  residual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = sampling.residual):
         self.model, self.tokenizer = model, tokenizer
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.sync_every, self.residual = sync_every, residual
+        self.sync_every, self.refill, self.residual, self.on_round = sync_every, refill, residual, on_round
+        self.overlap = self.device.type == "cuda" if overlap is None else overlap
         self.eos_id = tokenizer.eos_id if tokenizer.eos_id is not None else -1
+        self.compile = self.device.type == "cuda" if compile is None else compile
+        self._compiled = None
+        if self.compile:
+            mode = "reduce-overhead" if self.device.type == "cuda" else None  # CUDA graphs on CUDA
+            # dynamic=None: the first kv_len compiles static, a second one recompiles with kv_len (and
+            # the slot count) symbolic, once; a compile per bucket cost 1.4x that on CPU
+            self._compiled = torch.compile(decode_step, mode=mode, fullgraph=True, dynamic=None)
+        self.syncs = 0  # host syncs so far (a test counts them)
+
+    def _step(self, *args) -> None:
+        """decode_step, compiled if asked; a compiler failure falls back to eager with a warning
+        (it fails before running, so the step then runs once, eagerly: same results, slower)."""
+        if self._compiled is not None:
+            try:
+                return self._compiled(*args)
+            except Exception as e:  # noqa: BLE001 - any compiler error; eager raises what is real
+                first = (str(e).strip().splitlines() or [""])[0][:200]
+                print(f"evalharness: warning: torch.compile of the decode step failed ({type(e).__name__}: "
+                      f"{first}); decoding eagerly", file=sys.stderr)
+                self._compiled = None
+        decode_step(*args)
 
     def generate(self, requests: Sequence[Request], settings: SamplingSettings,
-                 batch_size: int) -> Iterator[tuple[int, list[Completion]]]:
-        """Yield (request index, its n completions) as each request finishes."""
+                 batch_size: int | None = None) -> Iterator[tuple[int, list[Completion]]]:
+        """Yield (request index, its n completions) as each request finishes. batch_size None: auto."""
         heads = getattr(self.model, "n_future_tokens", 1)
         if settings.speculative > heads:
             raise UsageError(f"--speculative {settings.speculative} needs that many heads; the model has {heads}")
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise UsageError(f"batch size must be >= 1, got {batch_size}")
-        if settings.heads > 1 and hasattr(self.model, "stack_heads"):
-            self.model.stack_heads()  # the heads run together from now on: one batched block
-        results = {i: [None] * r.n for i, r in enumerate(requests)}
-        left = {i: r.n for i, r in enumerate(requests)}
         for i in [i for i, r in enumerate(requests) if r.n == 0]:
-            yield i, results.pop(i)
-        by_length = sorted(range(len(requests)), key=lambda i: len(requests[i].prompt))  # less padding per chunk
-        rows = [(i, s) for i in by_length for s in range(requests[i].n)]
-        for start in range(0, len(rows), batch_size):
-            for (i, s), completion in self._decode_chunk(rows[start:start + batch_size], requests, settings):
-                results[i][s] = completion
-                left[i] -= 1
-                if left[i] == 0:
-                    yield i, results.pop(i)
+            yield i, []
+        if sum(r.n for r in requests):
+            yield from _Pass(self, requests, settings, batch_size).run()
 
-    # -- one chunk ---------------------------------------------------------------------------------
+    def plan(self, requests: Sequence[Request], settings: SamplingSettings,
+             batch_size: int | None = None) -> tuple[int, int, int]:
+        """(slots, staging rows, cache slots per row) a pass over `requests` would use."""
+        k = settings.heads
+        longest = max((len(self.tokenizer.encode(r.prompt, bos=True)) for r in requests if r.n), default=0)
+        width = -(-(longest + settings.max_new_tokens + 2 * k) // KV_BUCKET) * KV_BUCKET
+        staging = min(STAGING_ROWS, sum(1 for r in requests if r.n))
+        slots = min(self.batch_size_for(batch_size, width, k, staging), sum(r.n for r in requests))
+        return slots, staging, width  # never more slots than samples: they would only idle
+
+    def rows_that_fit(self, seq_len: int, heads: int) -> int | None:
+        """Cache rows of seq_len tokens that device memory holds for a new pass (CUDA; None elsewhere).
+        The last pass's cache is dropped first (the new pass's setup_cache replaces it anyway), and the
+        allocator's cached blocks handed back, so a run's second pass gets the slots its first had."""
+        if self.device.type != "cuda" or not hasattr(self.model, "cache_bytes"):
+            return None
+        self.model.setup_cache(0, 0, heads)
+        torch.cuda.empty_cache()
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return int(free * CUDA_MEMORY_MARGIN) // self.model.cache_bytes(1, seq_len, heads)
+
+    def batch_size_for(self, requested: int | None, seq_len: int, heads: int, staging: int) -> int:
+        """Slots for a pass: the request, else all that memory holds (CUDA) or CPU_BATCH_SIZE. A
+        request memory cannot hold, or memory for no slot at all, is a UsageError before any work."""
+        fit = self.rows_that_fit(seq_len, heads)
+        if fit is not None and (fit - staging < 1 or (requested or 0) + staging > fit):
+            per_row = self.model.cache_bytes(1, seq_len, heads)
+            raise UsageError(f"{'--batch-size ' + str(requested) if requested else 'one decoding row'} does not fit "
+                             f"in device memory: {per_row / 2**20:.0f} MiB of KV cache per row of {seq_len} tokens, "
+                             f"room for {max(0, fit - staging)} rows beside {staging} prompt rows")
+        if requested is not None:
+            return requested
+        return fit - staging if fit is not None else CPU_BATCH_SIZE
+
+
+class _Pass:
+    """One generate() call: its pending samples, B slots, staged prompts and the sync loop.
+
+    When no pending sample can take a slot before the running ones finish (the end of the pass;
+    every chunk with refill off), the running samples move to the first slots and the steps run
+    on that prefix only: 1, 2, 4, ... slots, each shape static while it lasts, so the pass's tail
+    does not pay for B slots to finish a few samples.
+    """
+
+    def __init__(self, gen: Generator, requests: Sequence[Request], settings: SamplingSettings,
+                 batch_size: int | None):
+        self.gen, self.model, self.requests, self.settings = gen, gen.model, requests, settings
+        self.k, self.budget, self.dev = settings.heads, settings.max_new_tokens, gen.device
+        self.prompt_ids = [gen.tokenizer.encode(r.prompt, bos=True) if r.n else [] for r in requests]
+        if not all(ids for ids, r in zip(self.prompt_ids, requests) if r.n):
+            raise UsageError("a prompt encodes to no tokens (empty prompt and a tokenizer without BOS)")
+        self.pending = deque((i, s) for i, r in enumerate(requests) for s in range(r.n))
+        B, self.P, self.width = gen.plan(requests, settings, batch_size)  # slots, staging rows, row length
+        self.full = self.active = B
+        if self.k > 1 and hasattr(self.model, "stack_heads"):
+            self.model.stack_heads()  # the heads run together from now on: one batched block
+        self.model.setup_cache(B + self.P, self.width, self.k)  # slots, then staging rows
+        self.all_slots = self.slots = Slots.empty(B, settings, self.dev)  # slots: the active prefix
+        self.owner: list[_Sample | None] = [None] * B  # the sample in each slot
+        self.parked = set(range(B))  # free slots already marked done on the device
+        self.n_hi = [0] * B  # host bound on each slot's n after the queued forwards
+        self.staged: dict[int, int] = {}  # request -> staging row holding its prefill
+        self.staged_last: torch.Tensor | None = None  # [P, k, V] logits at each staged prompt's end
+        self.unplaced = {i: r.n for i, r in enumerate(requests) if r.n}  # samples not yet in a slot
+        self.results: dict[int, list] = {i: [None] * r.n for i, r in enumerate(requests) if r.n}
+        self.left = dict(self.unplaced)
+        self.per_forward = float(self.k)  # tokens a decode forward commits, as measured at the last sync
+        compiled = gen._compiled is not None
+        self.kv_bucket = KV_BUCKET if not compiled else \
+            max(KV_BUCKET, -(-self.width // (COMPILED_KV_BUCKETS * KV_BUCKET)) * KV_BUCKET)
+        self.pinned = None
+        if self.dev.type == "cuda":  # two host buffers: one being read while the next copy lands
+            W = 2 + self.slots.out.shape[1] * (2 if self.k > 1 else 1)
+            self.pinned = [torch.empty(B, W, dtype=torch.long, pin_memory=True) for _ in range(2)]
+        self.static = not (compiled and self.dev.type == "cuda")  # whether _fix_addresses has nothing to do
+
+        self.compiled_on_cuda = not self.static
+
+    def _fix_addresses(self) -> None:
+        """The compiled step updates the slots and the cache in place; CUDA graphs need their addresses fixed."""
+        for t in self.slots.tensors() + [b for b in self.model.buffers() if b.dim() >= 4]:
+            torch._dynamo.mark_static_address(t)
+        self.static = True
+
+    def _use_slots(self, n: int) -> None:
+        """Run the steps on slots 0..n-1 from now on."""
+        self.active, self.slots = n, self.all_slots.prefix(n)
+        self.static = not self.compiled_on_cuda
 
     # no_grad wraps a generator only while it runs, never the caller between yields; not
     # inference_mode, so model-side caches built here stay usable outside
     @torch.no_grad()
-    def _decode_chunk(self, chunk, requests, settings: SamplingSettings):
-        dev, k, budget = self.device, settings.heads, settings.max_new_tokens
-        prompt_of = list(dict.fromkeys(i for i, _ in chunk))
-        prompt_ids = {i: self.tokenizer.encode(requests[i].prompt, bos=True) for i in prompt_of}
-        if not all(prompt_ids.values()):
-            raise UsageError("a prompt encodes to no tokens (empty prompt and a tokenizer without BOS)")
-        lengths = torch.tensor([len(prompt_ids[i]) for i in prompt_of], device=dev)
-        batch = torch.zeros(len(prompt_of), int(lengths.max()), dtype=torch.long, device=dev)
-        for p, i in enumerate(prompt_of):
-            batch[p, : len(prompt_ids[i])] = torch.tensor(prompt_ids[i], device=dev)
-        cache_len = batch.shape[1] + budget + 2 * k
-        self.model.setup_cache(max(len(chunk), len(prompt_of)), cache_len)
-        # every head's cache is filled; only each prompt's last position is unembedded: [P, k, V]
-        last = self.model(batch, start_pos=torch.zeros_like(lengths), n_heads=k, logits_at=lengths - 1,
-                          kv_len=batch.shape[1])[:, 0]
-        row_prompt = torch.tensor([prompt_of.index(i) for i, _ in chunk], device=dev)
-        self.model.reorder_cache(row_prompt)
-        seeds = sampling.split_seeds([requests[i].seeds[s] for i, s in chunk], dev)
-        rows = self._start(last[row_prompt], lengths[row_prompt], seeds, settings)
-        del last
+    def run(self) -> Iterator[tuple[int, list[Completion]]]:
+        previous, flip = None, 0
+        while self.left:
+            self._fill()
+            self._shrink()
+            snapshot = None
+            if any(o is not None for o in self.owner):
+                if not self.static:
+                    self._fix_addresses()
+                steps = min(self.gen.sync_every, max(1, math.ceil(self.gen.sync_every / self.per_forward)))
+                kv_len = self._kv_len(steps)
+                if self.gen.on_round is not None:
+                    self.gen.on_round(steps, self.active, kv_len)
+                for _ in range(steps):
+                    self.gen._step(self.model, self.slots, self.settings, self.gen.eos_id, kv_len,
+                                   self.gen.residual)
+                pinned = self.pinned[flip] if self.pinned else None
+                flip ^= 1
+                snapshot = _Snapshot(self.slots, self.owner[: self.active], pinned, self.k > 1)
+                self.gen.syncs += 1
+            if not self.gen.overlap:
+                previous, snapshot = snapshot, None
+            if previous is not None:
+                yield from self._check(previous)
+            previous = snapshot
 
-        live = list(range(len(chunk)))  # chunk positions of the rows in flight, in batch order
-        watches = [RowWatch(self.tokenizer, prompt_ids[i], requests[i].stop, self.eos_id, budget)
-                   for i, _ in chunk]
-        accepted = [[] for _ in chunk]  # accepted drafts per decode forward, per row
-        while live:
-            out, n = rows.out.cpu().tolist(), rows.n.cpu().tolist()
-            keep = []
-            for b, r in enumerate(live):
-                finish = watches[r].check(out[b][: n[b]])
-                if finish is None:
-                    keep.append(b)
-                else:
-                    yield chunk[r], Completion(finish.text, finish.raw_text, finish.tokens,
-                                               finish.reason, _stats(finish, accepted[r], k))
-            if len(keep) < len(live):
-                if not keep:
-                    return
-                index = torch.tensor(keep, device=dev)
-                self.model.reorder_cache(index)
-                rows, live = rows.select(index), [live[b] for b in keep]
-            n = [n[b] for b in keep]  # in the new batch order, like live
-            steps = min(max(1, self.sync_every // k), max(budget - count for count in n))
-            # the last position these steps can reach: attention need not read the cache beyond it
-            reach = max(len(prompt_ids[chunk[r][0]]) + count for r, count in zip(live, n)) + steps * k + k
-            kv_len = min(cache_len, -(-reach // 64) * 64)  # few distinct shapes
-            history = [self._step(rows, settings, kv_len) for _ in range(steps)]
-            if k > 1:
-                per_row = torch.stack(history, 1).cpu().tolist()
-                for b, r in enumerate(live):
-                    accepted[r].extend(per_row[b])
+    def _kv_len(self, steps: int) -> int | tuple[int, ...]:
+        """Attention's cache length for the next `steps` forwards, past every position a slot can reach:
+        one length, or one per lane of slots, the running samples sorted into lanes by length first."""
+        reach: list[int | None] = [None] * self.active
+        for b, sample in enumerate(self.owner[: self.active]):
+            if sample is not None:
+                self.n_hi[b] = min(self.n_hi[b] + steps * self.k, self.budget + self.k)
+                reach[b] = len(self.prompt_ids[sample.request]) + self.n_hi[b] + self.k
+        lanes = self._lanes()
+        if lanes > 1:
+            reach = self._sort_into_lanes(reach, lanes)
+        size = self.active // lanes
+        lengths = tuple(self._bucket(max((r for r in reach[g * size:(g + 1) * size] if r), default=1))
+                        for g in range(lanes))
+        return lengths if lanes > 1 else lengths[0]
 
-    def _start(self, last: torch.Tensor, lengths, seeds, settings: SamplingSettings) -> _Rows:
-        """First token from the prefill's last position; drafts from heads 2..k there."""
-        B, k, dev = last.shape[0], settings.heads, last.device
-        zero = torch.zeros(B, dtype=torch.long, device=dev)
-        drafts_at = torch.arange(1, k, device=dev).expand(B, -1)  # token index of each draft
-        q = None
-        if settings.greedy:
-            g, drafts = last[:, 0].argmax(-1), last[:, 1:].argmax(-1)
-        else:
-            g = sampling.draw(sampling.probabilities(last[:, 0], settings),
-                              sampling.uniform(seeds, zero, sampling.SAMPLE))
-            q = sampling.probabilities(last[:, 1:], settings) if k > 1 else None
-            drafts = self._draw_drafts(q, seeds, drafts_at) if k > 1 else last.new_zeros(B, 0, dtype=torch.long)
-        out = torch.zeros(B, settings.max_new_tokens + 2 * k, dtype=torch.long, device=dev)
-        out[:, 0] = g
-        n = zero + 1
-        done = (g == self.eos_id) | (n >= settings.max_new_tokens)
-        return _Rows(g, drafts, q, lengths.clone(), n, out, seeds, done)
+    def _bucket(self, reach: int) -> int:
+        return min(self.width, -(-reach // self.kv_bucket) * self.kv_bucket)
 
-    def _draw_drafts(self, q, seeds, index):
-        purpose = sampling.DRAFT + torch.arange(1, q.shape[1] + 1, device=q.device)
-        return sampling.draw(q, sampling.uniform(seeds, index, purpose))
+    def _lanes(self) -> int:
+        """Lanes of at least 4 slots, up to 4 of them; one when compiled (every lane length would be a
+        shape: a CUDA graph each)."""
+        if self.kv_bucket != KV_BUCKET:
+            return 1
+        return next((g for g in (4, 2) if self.active % g == 0 and self.active // g >= 4), 1)
 
-    # -- one forward -------------------------------------------------------------------------------
+    def _sort_into_lanes(self, reach: list[int | None], lanes: int) -> list[int | None]:
+        """Move the longest samples to the first lanes (ties keep their order, so few move), so a lane
+        of short samples reads a short cache; returns the reach per slot after the moves."""
+        size = self.active // lanes
+        ranked = sorted((b for b in range(self.active) if reach[b] is not None),
+                        key=lambda b: (-self._bucket(reach[b]), b))
+        target = {b: i // size for i, b in enumerate(ranked)}
+        src, dst = [], []
+        for g in range(lanes):
+            here = range(g * size, (g + 1) * size)
+            free = [b for b in here if target.get(b) != g]
+            incoming = [b for b in ranked if target[b] == g and b not in here]
+            src += incoming
+            dst += free[: len(incoming)]
+        if src:
+            self._move(src, dst, max(reach[b] for b in src))
+            moved = dict(zip(dst, (reach[b] for b in src)))
+            reach = [moved.get(b, None if b in src else r) for b, r in enumerate(reach)]
+        return reach
 
-    def _step(self, rows: _Rows, settings: SamplingSettings, kv_len: int) -> torch.Tensor | None:
-        """Advance every row by one forward, in place; returns the accepted-draft counts [B] (None if plain).
+    def _move(self, src: list[int], dst: list[int], length: int) -> None:
+        """Samples in slots src move to slots dst (all at once: a slot in both is read before it is
+        written); their cache slots < length and state come along, the slots they leave are parked."""
+        s, d = self._to_device(src), self._to_device(dst)
+        self.model.copy_cache(s, d, length)
+        for t in self.all_slots.tensors():
+            t[d] = t[s]
+        samples = [self.owner[b] for b in src]
+        n_hi = [self.n_hi[b] for b in src]
+        for b in src:
+            self.owner[b] = None
+        for b, sample, hi in zip(dst, samples, n_hi):
+            self.owner[b], self.n_hi[b], sample.slot = sample, hi, b
+            self.parked.discard(b)
+        left = [b for b in src if self.owner[b] is None]
+        if left:
+            index = self._to_device(left)
+            self.all_slots.done[index], self.all_slots.pos[index] = True, 0
+            self.parked.update(left)
 
-        kv_len bounds the cache slots attention reads (all positions of the step are below it)."""
-        if settings.heads == 1:
-            self._plain_step(rows, settings, kv_len)
-            return None
-        if settings.greedy:
-            return self._speculative_greedy_step(rows, settings, kv_len)
-        return self._speculative_sampling_step(rows, settings, kv_len)
+    # -- refilling slots -----------------------------------------------------------------------------
 
-    def _plain_step(self, rows: _Rows, settings: SamplingSettings, kv_len: int) -> None:
-        logits = self.model(rows.g[:, None], start_pos=rows.pos, n_heads=1, kv_len=kv_len)[:, 0, 0]
-        if settings.greedy:
-            token = logits.argmax(-1)
-        else:
-            token = sampling.draw(sampling.probabilities(logits, settings),
-                                  sampling.uniform(rows.seeds, rows.n, sampling.SAMPLE))
-        self._commit(rows, torch.zeros_like(rows.n), token, token == self.eos_id, settings)
+    def _fill(self) -> None:
+        """Give free slots the next pending samples (with refill off: only once all slots are free)."""
+        free = [b for b, o in enumerate(self.owner[: self.active]) if o is None]
+        if not self.gen.refill and len(free) < self.active:
+            return
+        if self.pending and self.active < self.full:  # a new chunk (refill off): all slots again
+            self._use_slots(self.full)
+            free = list(range(self.full))
+        while free and self.pending:
+            take = self._stage(len(free))
+            self._place(free[: len(take)], take)
+            free = free[len(take):]
+        idle = [b for b in free if b not in self.parked]
+        if idle:  # a freed slot nobody takes stops, at position 0 (a stop sequence is not known on the device)
+            index = self._to_device(idle)
+            self.slots.done[index], self.slots.pos[index] = True, 0
+            self.parked.update(idle)
 
-    def _speculative_greedy_step(self, rows: _Rows, settings: SamplingSettings, kv_len: int) -> torch.Tensor:
-        """Verify and draft in one forward (blockwise parallel decoding)."""
-        k = settings.heads
-        block = torch.cat([rows.g[:, None], rows.drafts], 1)  # [B, k] at positions pos..pos+k-1
-        logits = self.model(block, start_pos=rows.pos, n_heads=k, kv_len=kv_len)  # [B, k, k, V]
-        truth = logits[:, :, 0].argmax(-1)  # truth[:, i] = greedy token after block[:, :i+1]
-        agree = rows.drafts == truth[:, :-1]
-        m = agree.long().cumprod(1).sum(1)  # accepted drafts
-        at = torch.arange(len(m), device=m.device)
-        self._write_block(rows, block)
-        eos = ((rows.drafts == self.eos_id) & (torch.arange(k - 1, device=m.device) < m[:, None])).any(1)
-        token = truth[at, m]
-        self._commit(rows, m, token, eos | (token == self.eos_id), settings,
-                     drafts=logits[at, m, 1:].argmax(-1))
-        return m
+    def _shrink(self) -> None:
+        """No sample can take a slot before the running ones finish: when they fill at most half the
+        active slots, move them to the front and run the smallest power of two of slots that holds them."""
+        if self.pending and self.gen.refill:
+            return
+        running = [b for b in range(self.active) if self.owner[b] is not None]
+        if not running or len(running) > self.active // 2:
+            return
+        target = 1 << (len(running) - 1).bit_length()
+        moving = [b for b in running if b >= target]
+        if moving:
+            free = [b for b in range(target) if self.owner[b] is None][: len(moving)]
+            self._move(moving, free, self.width)
+        self._use_slots(target)
 
-    def _speculative_sampling_step(self, rows: _Rows, settings: SamplingSettings, kv_len: int) -> torch.Tensor:
-        """Leviathan/Chen speculative sampling with the extra heads as drafters."""
-        k = settings.heads
-        block = torch.cat([rows.g[:, None], rows.drafts], 1)
-        logits = self.model(block, start_pos=rows.pos, n_heads=k, kv_len=kv_len)
-        p = sampling.probabilities(logits[:, :, 0], settings)  # [B, k, V] target at each block index
-        x = rows.drafts[..., None]
-        p_x, q_x = p[:, :-1].gather(-1, x)[..., 0], rows.q.gather(-1, x)[..., 0]
-        draft_index = rows.n[:, None] + torch.arange(k - 1, device=x.device)  # token index of each draft
-        u = sampling.uniform(rows.seeds, draft_index, sampling.ACCEPT)
-        m = (u * q_x < p_x).long().cumprod(1).sum(1)
-        at = torch.arange(len(m), device=m.device)
-        self._write_block(rows, block)
-        p_m = p[at, m]
-        rejected = (m < k - 1)[:, None]
-        target = torch.where(rejected, self.residual(p_m, rows.q[at, m.clamp(max=k - 2)]), p_m)
-        token = sampling.draw(target, sampling.uniform(rows.seeds, rows.n + m, sampling.SAMPLE))
-        eos = ((rows.drafts == self.eos_id) & (torch.arange(k - 1, device=m.device) < m[:, None])).any(1)
-        q = sampling.probabilities(logits[at, m, 1:], settings)
-        drafts = self._draw_drafts(q, rows.seeds, (rows.n + m + 1)[:, None] + torch.arange(k - 1, device=m.device))
-        self._commit(rows, m, token, eos | (token == self.eos_id), settings, drafts=drafts, q=q)
-        return m
+    def _stage(self, want: int) -> list[tuple[int, int]]:
+        """The next pending samples (at most `want`) whose prompts are prefilled: prefill the new ones
+        together into staging rows (a prompt keeps its row until all its samples are placed)."""
+        take, new = [], []
+        for i, s in self.pending:
+            if len(take) == want:
+                break
+            if i not in self.staged and i not in new:
+                if len(self.staged) + len(new) == self.P:
+                    break
+                new.append(i)
+            take.append((i, s))
+        for _ in take:
+            self.pending.popleft()
+        if new:
+            rows = [r for r in range(self.P) if r not in self.staged.values()][: len(new)]
+            self._prefill(new, rows)
+            self.staged.update(zip(new, rows))
+        return take
 
-    def _write_block(self, rows: _Rows, block: torch.Tensor) -> None:
-        """out[n-1 : n-1+k] = block: g rewritten in place, drafts beyond n are provisional."""
-        index = (rows.n - 1)[:, None] + torch.arange(block.shape[1], device=block.device)
-        rows.out.scatter_(1, index, block)
+    def _prefill(self, new: list[int], rows: list[int]) -> None:
+        lengths = [len(self.prompt_ids[i]) for i in new]
+        batch = torch.zeros(len(new), max(lengths), dtype=torch.long)
+        for p, i in enumerate(new):
+            batch[p, : lengths[p]] = torch.tensor(self.prompt_ids[i])
+        length = self._to_device(lengths)
+        # every used head's cache is filled; only each prompt's last position is unembedded: [P', k, V]
+        # kv_len a multiple of KV_BUCKET like every other: CPU attention kernels sum a ragged cache
+        # length in another order, and a prompt's bits would depend on the prompts prefilled with it
+        kv_len = min(self.width, -(-batch.shape[1] // KV_BUCKET) * KV_BUCKET)
+        last = self.model(self._to_device(batch), start_pos=torch.zeros_like(length), n_heads=self.k,
+                          logits_at=length - 1, kv_len=kv_len, rows=self._to_device(rows) + self.full)[:, 0]
+        if self.staged_last is None:
+            self.staged_last = last.new_zeros(self.P, *last.shape[1:])
+            if self.k > 1 and not self.settings.greedy:
+                self.all_slots.q = torch.zeros(self.full, self.k - 1, last.shape[-1], device=self.dev)
+                self._use_slots(self.active)
+        self.staged_last[self._to_device(rows)] = last
 
-    def _commit(self, rows: _Rows, m, token, eos, settings, drafts=None, q=None) -> None:
-        """Accept m drafts and the new token for running rows; frozen (done) rows keep their state."""
-        run = ~rows.done
-        n = rows.n + m
-        rows.out.scatter_(1, n[:, None], token[:, None])  # beyond a frozen row's tokens: harmless
-        rows.g = torch.where(run, token, rows.g)
-        rows.n = torch.where(run, n + 1, rows.n)
-        rows.pos = torch.where(run, rows.pos + m + 1, rows.pos)
-        rows.done = rows.done | eos | (rows.n >= settings.max_new_tokens)
-        if drafts is not None:
-            rows.drafts = drafts
+    def _place(self, slots: list[int], take: list[tuple[int, int]]) -> None:
+        """Start samples `take` in `slots`: their prompt's cache copied in, position, seed and tokens reset."""
+        rows = [self.staged[i] for i, _ in take]
+        lengths = [len(self.prompt_ids[i]) for i, _ in take]
+        src, dst = self._to_device(rows), self._to_device(slots)
+        self.model.copy_cache(src + self.full, dst, max(lengths))
+        seeds = sampling.split_seeds([self.requests[i].seeds[s] for i, s in take], "cpu")
+        seeds = self._to_device(seeds)
+        g, drafts, q = first_tokens(self.staged_last[src], seeds, self.settings)
+        s = self.slots
+        s.g[dst], s.drafts[dst], s.pos[dst], s.seeds[dst] = g, drafts, self._to_device(lengths), seeds
         if q is not None:
-            rows.q = q
+            s.q[dst] = q
+        s.n[dst], s.forwards[dst], s.out[dst], s.accepted[dst] = 1, 0, 0, 0
+        s.out[dst, 0] = g
+        s.done[dst] = (g == self.gen.eos_id) | (self.budget <= 1)
+        for b, (i, j) in zip(slots, take):
+            watch = RowWatch(self.gen.tokenizer, self.prompt_ids[i], self.requests[i].stop, self.gen.eos_id,
+                             self.budget)
+            self.owner[b], self.n_hi[b] = _Sample(i, j, watch, b), 1
+            self.parked.discard(b)
+            self.unplaced[i] -= 1
+            if self.unplaced[i] == 0:
+                del self.staged[i]  # all its samples placed: the staging row is free
+
+    def _to_device(self, values) -> torch.Tensor:
+        """A host list or tensor on the device, without a sync (pinned, non-blocking) on CUDA."""
+        t = values if isinstance(values, torch.Tensor) else torch.tensor(values, dtype=torch.long)
+        if self.dev.type != "cuda":
+            return t.to(self.dev)
+        return t.pin_memory().to(self.dev, non_blocking=True)
+
+    # -- host checks ---------------------------------------------------------------------------------
+
+    def _check(self, snapshot: _Snapshot) -> Iterator[tuple[int, list[Completion]]]:
+        """Find the samples this sync shows finished; free their slots; yield the requests now complete."""
+        rows = snapshot.rows()
+        committed, forwards_seen = 0, 0
+        for b, sample in enumerate(snapshot.owners):
+            if sample is None or sample.finished:
+                continue
+            n, forwards, row = rows[b][0], rows[b][1], rows[b][2:]
+            committed, forwards_seen = committed + n - 1, forwards_seen + forwards
+            finish = sample.watch.check(row[:n])
+            if finish is None:
+                continue
+            sample.finished = True
+            self.owner[sample.slot] = None  # (a move may have changed its slot since this sync)
+            accepted = row[snapshot.width: snapshot.width + forwards] if self.k > 1 else []
+            completion = Completion(finish.raw_text, finish.tokens, finish.reason, _stats(finish, accepted, self.k))
+            i = sample.request
+            self.results[i][sample.index] = completion
+            self.left[i] -= 1
+            if self.left[i] == 0:
+                del self.left[i]
+                yield i, self.results.pop(i)
+        if forwards_seen:
+            self.per_forward = committed / forwards_seen
 
 
 def _stats(finish: Finish, accepted: list[int], k: int) -> dict:

@@ -1,10 +1,14 @@
 """Any transformers AutoModelForCausalLM behind the same Generator (plain decoding only).
 
-HFCausalLM presents the model through the MTPTransformer cache protocol, so batching, prefill
+HFCausalLM presents the model through the MTPTransformer cache protocol, so slots, prefill
 sharing, seeds and stop handling are the Generator's own, and a sample from this backend is
-decoded exactly as one from our transformer. The HF cache only appends; the protocol's
-position semantics are kept by remembering each slot's position and masking slots that a later
-write superseded (the right padding of shorter prompts) or that lie beyond a query.
+decoded exactly as one from our transformer. HF's cache only appends, so the adapter keeps the
+keys and values of every cache row itself, with the position each column holds (-1: dead), and
+hands transformers a DynamicCache of the rows a forward runs on. A write at position p kills the
+row's columns holding positions >= p (a refilled row's previous sample, a shorter prompt's right
+padding), the attention mask hides dead columns, and position_ids carry the positions. When the
+columns reach twice the row length, each row's live columns move to the front (at most one per
+position, so they fit).
 """
 from __future__ import annotations
 
@@ -28,50 +32,93 @@ class HFCausalLM(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model
-        self.cache = None
-        self.slot_pos: torch.Tensor | None = None  # (B, S) position held by each cache slot, -1 = dead
-        self.masked: bool | None = None  # whether any live row has dead slots (None: not known yet)
+        self.kv: list[tuple[torch.Tensor, torch.Tensor]] = []  # per layer (rows, heads, columns, head_dim)
+        self.col_pos: torch.Tensor | None = None  # (rows, columns): the position each column holds, -1 = dead
+        self.seq_len = 0
 
-    def setup_cache(self, max_batch_size: int, max_seq_len: int) -> None:
-        from transformers import DynamicCache
+    def setup_cache(self, rows: int, max_seq_len: int, n_heads: int | None = None) -> None:
+        self.kv, self.seq_len = [], max_seq_len
+        self.col_pos = torch.full((rows, 0), -1, dtype=torch.long, device=self.model.device)
 
-        self.cache, self.slot_pos, self.masked = DynamicCache(), None, None
+    def cache_bytes(self, rows: int, max_seq_len: int, n_heads: int | None = None) -> int:
+        c = self.model.config
+        heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        # the columns grow to twice the row length before they are compacted
+        return 2 * 2 * c.num_hidden_layers * rows * heads * max_seq_len * head_dim * self.model.dtype.itemsize
 
-    def reorder_cache(self, index: torch.LongTensor) -> None:
-        self.cache.reorder_cache(index)
-        self.slot_pos = self.slot_pos[index]
+    def copy_cache(self, src: torch.Tensor, dst: torch.Tensor, length: int) -> None:
+        for k, v in self.kv:
+            k[dst], v[dst] = k[src], v[src]
+        pos = self.col_pos[src]
+        self.col_pos[dst] = pos.masked_fill(pos >= length, -1)
 
     def forward(self, tokens: torch.Tensor, start_pos: torch.Tensor | None = None,
                 n_heads: int | None = None, logits_at: torch.Tensor | None = None,
-                kv_len: int | None = None) -> torch.Tensor:
-        """kv_len is accepted for the protocol and ignored: HF's cache holds only live slots."""
+                kv_len: int | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """kv_len is accepted for the protocol and ignored: the mask already hides every dead column."""
+        from transformers import DynamicCache
+
         if n_heads not in (None, 1):
             raise ValueError("a transformers causal LM has one head")
         if start_pos is None:
-            return self._select(self.model(input_ids=tokens, use_cache=False).logits[:, :, None], logits_at)
-        positions = start_pos[:, None] + torch.arange(tokens.shape[1], device=tokens.device)
-        if self.slot_pos is None:
-            self.slot_pos = positions
-        else:  # slots at or past the first new position are superseded
-            if self.masked is None:  # first step after the prefill: were some prompts right-padded? (one sync)
-                self.masked = bool((start_pos < self.slot_pos.shape[1]).any())
-            old = self.slot_pos.masked_fill(self.slot_pos >= start_pos[:, None], -1)
-            self.slot_pos = torch.cat([old, positions], 1)
-        # Without padding every live slot is valid: no mask lets attention take its unmasked path
-        # (~20% faster on CPU). Rows the Generator has frozen re-feed one position, leaving dead
-        # duplicates, but a frozen row's output is ignored.
-        mask = (self.slot_pos >= 0).long() if self.masked else None
-        out = self.model(input_ids=tokens, attention_mask=mask, position_ids=positions,
-                         past_key_values=self.cache, use_cache=True)
-        self.cache = out.past_key_values
-        return self._select(out.logits[:, :, None], logits_at)
+            return _select(self.model(input_ids=tokens, use_cache=False).logits[:, :, None], logits_at)
+        B, T = tokens.shape
+        rows = torch.arange(B, device=tokens.device) if rows is None else rows
+        positions = start_pos[:, None] + torch.arange(T, device=tokens.device)
+        pos = self.col_pos[rows]
+        mask = torch.cat([(pos >= 0) & (pos < start_pos[:, None]), torch.ones_like(positions, dtype=torch.bool)], 1)
+        cache = DynamicCache()
+        for layer, (k, v) in enumerate(self.kv):
+            cache.update(k[rows], v[rows], layer)
+        out = self.model(input_ids=tokens, attention_mask=mask.long(), position_ids=positions,
+                         past_key_values=cache, use_cache=True)
+        self._store(rows, out.past_key_values, positions, start_pos)
+        return _select(out.logits[:, :, None], logits_at)
 
-    @staticmethod
-    def _select(logits: torch.Tensor, logits_at: torch.Tensor | None) -> torch.Tensor:
-        if logits_at is None:
-            return logits
-        B = logits.shape[0]
-        return logits[torch.arange(B, device=logits.device)[:, None], logits_at.view(B, -1)]
+    def _store(self, rows: torch.Tensor, cache, positions: torch.Tensor, start_pos: torch.Tensor) -> None:
+        """Keep the forward's keys and values: T new columns for every row (dead outside `rows`)."""
+        T = positions.shape[1]
+        pos = torch.cat([self.col_pos, self.col_pos.new_full((len(self.col_pos), T), -1)], 1)
+        old = pos[rows, :-T]
+        pos[rows] = torch.cat([old.masked_fill(old >= start_pos[:, None], -1), positions], 1)
+        kv = []
+        for layer in range(len(_layers(cache))):
+            new_k, new_v = _layers(cache)[layer]
+            if layer < len(self.kv):
+                k, v = self.kv[layer]
+                k = torch.cat([k, k.new_zeros(*k.shape[:2], T, k.shape[3])], 2)
+                v = torch.cat([v, v.new_zeros(*v.shape[:2], T, v.shape[3])], 2)
+            else:  # the first forward: this layer's storage, all columns dead outside `rows`
+                k = new_k.new_zeros(len(pos), *new_k.shape[1:])
+                v = new_v.new_zeros(len(pos), *new_v.shape[1:])
+            k[rows], v[rows] = new_k, new_v
+            kv.append((k, v))
+        self.kv, self.col_pos = kv, pos
+        if pos.shape[1] >= 2 * self.seq_len:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Each row's live columns to the front, keeping seq_len columns (no row has more live ones)."""
+        order = torch.sort((self.col_pos < 0).long(), dim=1, stable=True).indices[:, : self.seq_len]
+        self.col_pos = self.col_pos.gather(1, order)
+        index = order[:, None, :, None]
+        self.kv = [(k.gather(2, index.expand(-1, k.shape[1], -1, k.shape[3])),
+                    v.gather(2, index.expand(-1, v.shape[1], -1, v.shape[3]))) for k, v in self.kv]
+
+
+def _layers(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(keys, values) per layer of a transformers DynamicCache, across its 4.x and 5.x layouts."""
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    return list(zip(cache.key_cache, cache.value_cache))
+
+
+def _select(logits: torch.Tensor, logits_at: torch.Tensor | None) -> torch.Tensor:
+    if logits_at is None:
+        return logits
+    B = logits.shape[0]
+    return logits[torch.arange(B, device=logits.device)[:, None], logits_at.view(B, -1)]
 
 
 def load_hf_generator(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,

@@ -58,14 +58,14 @@ class Completion:
     """One generated sample.
 
     raw_text is all decoded new text; generation halts at the token that completes the first stop
-    sequence, so raw_text ends inside or just after that stop. text is raw_text cut before the stop.
-    tokens counts generated tokens, including an EOS or the stop-completing token.
+    sequence, so raw_text ends inside or just after that stop. Cutting it there is the task's job
+    (Task.clean, the one place that turns raw text into a completion); the decoder only decides
+    where to halt. tokens counts generated tokens, including an EOS or the stop-completing token.
     stats: forwards (model forwards this sample took part in, its prompt's prefill included),
     tokens_per_forward, and per head (index 0 = head 1, whose token is always accepted)
     drafted_per_head / accepted_per_head.
     """
 
-    text: str
     raw_text: str
     tokens: int
     finish_reason: Literal["stop", "eos", "length"]

@@ -50,14 +50,18 @@ class CheckpointInfo:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
+    """auto: CUDA when there is one. A bare "cuda" is this process's GPU (under torchrun, the rank's
+    LOCAL_RANK one, set before models load), with its index, so memory sizing asks the right card."""
     if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError):
         raise UsageError(f"unknown device {device!r} (use auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda requested but torch sees no CUDA device")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 

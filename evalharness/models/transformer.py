@@ -7,8 +7,15 @@ Parameter names are exactly Meta's, so `consolidated.pth` loads as is.
 
 The KV cache is indexed by position per row: a query at position p attends to
 its row's cache slots 0..p. Stale slots beyond p (a speculative rewind, the
-right padding of a shorter prompt) are therefore never read, and rewinding is
-just calling forward with a smaller start_pos.
+right padding of a shorter prompt, an earlier sample of a reused row) are
+therefore never read, and rewinding is just calling forward with a smaller
+start_pos. Cache rows are addressable: a forward can write a chosen set of rows
+(a prompt's prefill into a staging row) and copy_cache moves a prompt's slots
+into a decoding row, so a decoder can keep a fixed set of rows and refill them.
+
+Everything a cached decode step runs has static shapes for a fixed row count
+and kv_len and no data-dependent Python, so torch.compile traces it whole
+(RoPE is real-valued when compiled: inductor has no complex kernels).
 """
 from __future__ import annotations
 
@@ -60,16 +67,34 @@ class ModelArgs:
 
 
 def rope_frequencies(head_dim: int, length: int, theta: float, device=None) -> Tensor:
-    """Meta's `precompute_freqs_cis`: complex64 (length, head_dim // 2), e^{i * pos * theta^(-2k/d)}."""
+    """Meta's `precompute_freqs_cis` as real pairs: float32 (length, head_dim // 2, 2) = (cos, sin) of
+    pos * theta^(-2k/d), taken from the complex table itself so the values are Meta's to the bit."""
     freqs = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device)[: head_dim // 2].float() / head_dim))
     angles = torch.outer(torch.arange(length, device=device, dtype=torch.float32), freqs)
-    return torch.polar(torch.ones_like(angles), angles)
+    return torch.view_as_real(torch.polar(torch.ones_like(angles), angles))
 
 
 def apply_rope(x: Tensor, freqs: Tensor) -> Tensor:
-    """Rotate interleaved pairs (x0,x1),(x2,x3).. of x (..., B,T,H,D) by freqs (B,T,D/2), in float32 as Meta does."""
+    """Rotate interleaved pairs (x0,x1),(x2,x3).. of x (..., B,T,H,D) by freqs (B,T,D/2,2), in float32 as Meta does.
+
+    Eagerly as Meta writes it, a complex product (one kernel: 2.5x faster on CPU at batch 1); under
+    torch.compile written out in reals, since inductor generates no code for complex tensors. The two
+    are bit-identical (tested)."""
+    if _compiling():
+        return rope_real(x, freqs)
     pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
-    return torch.view_as_real(pairs * freqs.unsqueeze(2)).flatten(-2).type_as(x)
+    return torch.view_as_real(pairs * torch.view_as_complex(freqs).unsqueeze(-2)).flatten(-2).type_as(x)
+
+
+def rope_real(x: Tensor, freqs: Tensor) -> Tensor:
+    """apply_rope's complex product (a + bi)(c + di) = (ac - bd) + (ad + bc)i in real arithmetic."""
+    pairs = x.float().reshape(*x.shape[:-1], -1, 2)
+    x0, x1 = pairs[..., 0], pairs[..., 1]
+    cos, sin = freqs[..., 0].unsqueeze(-2), freqs[..., 1].unsqueeze(-2)  # broadcast over the heads
+    return torch.stack([x0 * cos - x1 * sin, x1 * cos + x0 * sin], -1).flatten(-2).type_as(x)
+
+
+_compiling = getattr(torch.compiler, "is_compiling", lambda: False)  # torch < 2.3: always the complex form
 
 
 def rms_normalize(x: Tensor, eps: float) -> Tensor:
@@ -88,25 +113,53 @@ class RMSNorm(nn.Module):
         return rms_normalize(x, self.eps) * self.weight
 
 
-class KVCache(nn.Module):
-    """Preallocated keys and values of one block, (batch, kv_heads, max_seq_len, head_dim)."""
+def cache_rows(rows: Tensor | None, batch: int, device) -> Tensor:
+    """The cache row of each batch row, (B, 1): `rows`, or rows 0..B-1 by default."""
+    return (torch.arange(batch, device=device) if rows is None else rows).unsqueeze(1)
 
-    def __init__(self, batch: int, kv_heads: int, max_seq_len: int, head_dim: int, dtype, device):
+
+def attend_cached(q: Tensor, k_cache: Tensor, v_cache: Tensor, rows: Tensor | None, masks: tuple[Tensor, ...],
+                  n_rep: int) -> Tensor:
+    """Attention of q (B, N, H, Tq, D), N heads' queries of B rows, over those rows' cached keys and
+    values (rows, N, Hkv, S, D): rows 0..B-1, or the cache rows `rows`.
+
+    The B rows are len(masks) equal lanes; lane g reads slots < masks[g].shape[-1] under masks[g]
+    (B/G, 1, Tq, kv): a lane of short rows does not read as far as the longest row of the batch.
+    Rows 0..B-1 are read as views, without a copy. Returns (B, N, H, Tq, D)."""
+    B, N = q.shape[:2]
+    lane = B // len(masks)
+    outs = []
+    for g, mask in enumerate(masks):
+        kv = mask.shape[-1]
+        if rows is None:
+            k, v = k_cache[g * lane:(g + 1) * lane, :N, :, :kv], v_cache[g * lane:(g + 1) * lane, :N, :, :kv]
+        else:
+            index = rows[g * lane:(g + 1) * lane]
+            k, v = k_cache.index_select(0, index)[:, :N, :, :kv], v_cache.index_select(0, index)[:, :N, :, :kv]
+        m = mask.unsqueeze(1).expand(-1, N, -1, -1, -1).flatten(0, 1)
+        out = attend(q[g * lane:(g + 1) * lane].flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), m, n_rep)
+        outs.append(out.unflatten(0, (-1, N)))
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+
+class KVCache(nn.Module):
+    """Preallocated keys and values of one block, (rows, kv_heads, max_seq_len, head_dim)."""
+
+    def __init__(self, rows: int, kv_heads: int, max_seq_len: int, head_dim: int, dtype, device):
         super().__init__()
-        shape = (batch, kv_heads, max_seq_len, head_dim)
+        shape = (rows, kv_heads, max_seq_len, head_dim)
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
 
-    def update(self, positions: Tensor, k: Tensor, v: Tensor, kv_len: int) -> tuple[Tensor, Tensor]:
-        """Write k, v (B,T,Hkv,D) of rows 0..B-1 at `positions` (B,T); return those rows' slots < kv_len."""
-        rows = torch.arange(k.shape[0], device=k.device).unsqueeze(1)
-        self.k[rows, :, positions] = k.to(self.k.dtype)
-        self.v[rows, :, positions] = v.to(self.v.dtype)
-        return self.k[: k.shape[0], :, :kv_len], self.v[: k.shape[0], :, :kv_len]
+    def write(self, rows: Tensor | None, positions: Tensor, k: Tensor, v: Tensor) -> None:
+        """Write k, v (B,T,Hkv,D) into cache rows `rows` (default 0..B-1) at `positions` (B,T)."""
+        index = cache_rows(rows, k.shape[0], k.device)
+        self.k[index, :, positions] = k.to(self.k.dtype)
+        self.v[index, :, positions] = v.to(self.v.dtype)
 
-    def reorder(self, index: Tensor) -> None:
-        self.k = self.k.index_select(0, index)
-        self.v = self.v.index_select(0, index)
+    def copy_rows(self, src: Tensor, dst: Tensor, length: int) -> None:
+        self.k[dst, :, :length] = self.k[src, :, :length]
+        self.v[dst, :, :length] = self.v[src, :, :length]
 
 
 class Attention(nn.Module):
@@ -119,32 +172,37 @@ class Attention(nn.Module):
         self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
         self.cache: KVCache | None = None
 
-    def setup_cache(self, max_batch_size: int, max_seq_len: int) -> None:
+    def setup_cache(self, rows: int, max_seq_len: int) -> None:
         w = self.wk.weight
-        self.cache = KVCache(max_batch_size, self.n_kv_heads, max_seq_len, self.head_dim, w.dtype, w.device)
+        self.cache = KVCache(rows, self.n_kv_heads, max_seq_len, self.head_dim, w.dtype, w.device)
 
-    def reorder_cache(self, index: Tensor) -> None:
-        self.cache.reorder(index)
+    def copy_cache(self, src: Tensor, dst: Tensor, length: int) -> None:
+        self.cache.copy_rows(src, dst, length)
 
-    def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | None,
-                at: Tensor | None = None) -> Tensor:
-        """mask (B, 1, Tq, kv_len) when cached: its last dim says how many cache slots to read.
+    def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | tuple[Tensor, ...] | None,
+                at: Tensor | None = None, rows: Tensor | None = None) -> Tensor:
+        """Cached (positions given): mask is the lanes' masks (see attend_cached); uncached: None (causal)
+        or (B, 1, Tq, T).
 
         at (B, K): only these tokens query (the output is (B, K, dim)); all T still give keys and
-        values, and mask then holds the K query rows only."""
+        values, and mask then holds the K query rows only. rows (B,): the cache rows (default 0..B-1)."""
         B, T, _ = x.shape
         xq, fq = (x, freqs) if at is None else (pick(x, at), pick(freqs, at))
         q = self.wq(xq).view(B, xq.shape[1], self.n_heads, self.head_dim)
         k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)
         v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)
         q, k = apply_rope(q, fq), apply_rope(k, freqs)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D)
-        if positions is not None:
+        n_rep = self.n_heads // self.n_kv_heads
+        if positions is None:
+            out = attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask, n_rep)  # (B, H, Tq, D)
+        else:
             if self.cache is None:
                 raise RuntimeError("forward with start_pos needs setup_cache() first")
-            k, v = self.cache.update(positions, k.transpose(1, 2), v.transpose(1, 2), mask.shape[-1])
-        out = attend(q, k, v, mask, self.n_heads // self.n_kv_heads)
-        return self.wo(out.transpose(1, 2).reshape(B, q.shape[2], -1))
+            self.cache.write(rows, positions, k, v)
+            c = self.cache
+            out = attend_cached(q.transpose(1, 2).unsqueeze(1), c.k.unsqueeze(1), c.v.unsqueeze(1), rows, mask,
+                                n_rep).squeeze(1)
+        return self.wo(out.transpose(1, 2).reshape(B, q.shape[1], -1))
 
 
 def pick(x: Tensor, at: Tensor) -> Tensor:
@@ -181,10 +239,11 @@ class TransformerBlock(nn.Module):
         self.attention_norm = RMSNorm(args.dim, args.norm_eps)
         self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
 
-    def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | None,
-                at: Tensor | None = None) -> Tensor:
-        """at (B, K): output only these tokens (see Attention.forward)."""
-        h = (x if at is None else pick(x, at)) + self.attention(self.attention_norm(x), freqs, positions, mask, at)
+    def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | tuple[Tensor, ...] | None,
+                at: Tensor | None = None, rows: Tensor | None = None) -> Tensor:
+        """at (B, K): output only these tokens; mask, rows: see Attention.forward."""
+        h = (x if at is None else pick(x, at)) + self.attention(self.attention_norm(x), freqs, positions, mask, at,
+                                                                rows)
         return h + self.feed_forward(self.ffn_norm(h))
 
 
@@ -212,20 +271,23 @@ class StackedHeads(nn.Module):
             for p, view in zip(params, stack):
                 p.data = view.t() if view.dim() == 2 else view
             self.register_buffer(name.replace(".", "_"), stack, persistent=False)
-        self.k: Tensor | None = None  # KV cache (n, B, Hkv, S, D), head-major so head 1 alone is a prefix
-        self.v: Tensor | None = None
+        # KV cache (rows, heads, Hkv, S, D) of the heads the decoding runs: the rows and heads of a
+        # decode step flatten into one batch as a view (attend_cached)
+        self.register_buffer("k", None, persistent=False)
+        self.register_buffer("v", None, persistent=False)
 
-    def setup_cache(self, max_batch_size: int, max_seq_len: int) -> None:
-        w = self.attention_wq
-        shape = (w.shape[0], max_batch_size, self.n_kv_heads, max_seq_len, self.head_dim)
-        self.k, self.v = w.new_zeros(shape), w.new_zeros(shape)
+    def setup_cache(self, rows: int, max_seq_len: int, heads: int) -> None:
+        shape = (rows, heads, self.n_kv_heads, max_seq_len, self.head_dim)
+        self.k, self.v = self.attention_wq.new_zeros(shape), self.attention_wq.new_zeros(shape)
 
-    def reorder_cache(self, index: Tensor) -> None:
-        self.k, self.v = self.k.index_select(1, index), self.v.index_select(1, index)
+    def copy_cache(self, src: Tensor, dst: Tensor, length: int) -> None:
+        self.k[dst, :, :, :length] = self.k[src, :, :, :length]
+        self.v[dst, :, :, :length] = self.v[src, :, :, :length]
 
-    def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | None, n: int,
-                at: Tensor | None = None) -> Tensor:
-        """Heads 1..n on x (B, T, dim): (B, Tq, n, dim), as the n blocks would compute it (at: see Attention)."""
+    def forward(self, x: Tensor, freqs: Tensor, positions: Tensor | None, mask: Tensor | tuple[Tensor, ...] | None,
+                n: int,
+                at: Tensor | None = None, rows: Tensor | None = None) -> Tensor:
+        """Heads 1..n on x (B, T, dim): (B, Tq, n, dim), as the n blocks would compute it (at, rows: see Attention)."""
         B, T, dim = x.shape
         H, Hkv, D = self.n_heads, self.n_kv_heads, self.head_dim
 
@@ -237,25 +299,28 @@ class StackedHeads(nn.Module):
                 return t @ weight[0]
             return torch.bmm(t.reshape(n, -1, t.shape[-1]), weight[:n]).view(*t.shape[:-1], -1)
 
-        rows = torch.arange(B, device=x.device).unsqueeze(1)
         a = norm(x.unsqueeze(0), self.attention_norm)
         k = apply_rope(linear(a, self.attention_wk).view(n, B, T, Hkv, D), freqs)  # freqs broadcast over heads
         v = linear(a, self.attention_wv).view(n, B, T, Hkv, D)
         if at is not None:  # only these tokens query
-            a, x, freqs = a[:, rows, at], x[rows, at], freqs[rows, at]
+            batch = torch.arange(B, device=x.device).unsqueeze(1)
+            a, x, freqs = a[:, batch, at], x[batch, at], freqs[batch, at]
         Tq = x.shape[1]
-        q = apply_rope(linear(a, self.attention_wq).view(n, B, Tq, H, D), freqs).flatten(0, 1).transpose(1, 2)
+        q = apply_rope(linear(a, self.attention_wq).view(n, B, Tq, H, D), freqs)  # (n, B, Tq, H, D)
         if positions is not None:
-            self.k[:n, rows, :, positions] = k.permute(1, 2, 0, 3, 4).to(self.k.dtype)
-            self.v[:n, rows, :, positions] = v.permute(1, 2, 0, 3, 4).to(self.v.dtype)
-            S = mask.shape[-1]
-            k, v = self.k[:n, :B, :, :S].flatten(0, 1), self.v[:n, :B, :, :S].flatten(0, 1)
-        else:
+            if self.k is None or self.k.shape[1] < n:
+                raise RuntimeError(f"forward with start_pos and {n} heads needs setup_cache() for {n} heads first")
+            index = cache_rows(rows, B, x.device)
+            self.k[index, :n, :, positions] = k.permute(1, 2, 0, 3, 4).to(self.k.dtype)
+            self.v[index, :n, :, positions] = v.permute(1, 2, 0, 3, 4).to(self.v.dtype)
+            out = attend_cached(q.permute(1, 0, 3, 2, 4), self.k, self.v, rows, mask, H // Hkv)  # (B, n, H, Tq, D)
+            out = out.permute(1, 0, 3, 2, 4)
+        else:  # the heads are a batch of n*B rows, head-major
             k, v = k.flatten(0, 1).transpose(1, 2), v.flatten(0, 1).transpose(1, 2)
-        if mask is not None:  # the heads are a batch of n*B rows, head-major
-            mask = mask.expand(n, *mask.shape).flatten(0, 1)  # a view when B == 1
-        out = attend(q, k, v, mask, H // Hkv)  # (n*B, H, Tq, D)
-        h = x + linear(out.transpose(1, 2).reshape(n, B, Tq, H * D), self.attention_wo)
+            if mask is not None:
+                mask = mask.expand(n, *mask.shape).flatten(0, 1)
+            out = attend(q.flatten(0, 1).transpose(1, 2), k, v, mask, H // Hkv).view(n, B, H, Tq, D).transpose(2, 3)
+        h = x + linear(out.reshape(n, B, Tq, H * D), self.attention_wo)
         f = norm(h, self.ffn_norm)
         h = h + linear(F.silu(linear(f, self.feed_forward_w1)) * linear(f, self.feed_forward_w3), self.feed_forward_w2)
         return h.permute(1, 2, 0, 3).contiguous()  # strided, the unembedding would become a bmm: 2x slower
@@ -305,9 +370,12 @@ class MTPTransformer(nn.Module):
         return self
 
     def _cached_modules(self) -> list[Attention | StackedHeads]:
-        """What holds a KV cache (setup_cache / reorder_cache): the trunk blocks' attention, then
-        the heads (one stack, or each head block's attention)."""
-        heads = [self.stacked_heads] if self.stacked_heads is not None else [h.attention for h in self.heads]
+        """What holds a KV cache now: the trunk blocks' attention, then the heads (one stack, or
+        each cached head block's attention)."""
+        if self.stacked_heads is not None:
+            heads = [self.stacked_heads]
+        else:
+            heads = [h.attention for h in self.heads if h.attention.cache is not None]
         return [block.attention for block in self.layers[:-1]] + heads
 
     def rope(self, length: int, device) -> Tensor:
@@ -317,19 +385,34 @@ class MTPTransformer(nn.Module):
             self._freqs = rope_frequencies(self.args.head_dim, length, self.args.rope_theta, device)
         return self._freqs
 
-    def setup_cache(self, max_batch_size: int, max_seq_len: int) -> None:
-        """Allocate a fresh KV cache in every block (heads included) on the model's device and dtype."""
-        for module in self._cached_modules():
-            module.setup_cache(max_batch_size, max_seq_len)
+    def setup_cache(self, rows: int, max_seq_len: int, n_heads: int | None = None) -> None:
+        """Allocate a fresh KV cache of `rows` rows on the model's device and dtype, in the trunk and in
+        the first n_heads heads (default all): the other heads get none and cannot run cached."""
+        n_heads = self.n_future_tokens if n_heads is None else n_heads
+        trunk = [block.attention for block in self.layers[:-1]]
+        if self.stacked_heads is not None:
+            self.stacked_heads.setup_cache(rows, max_seq_len, n_heads)
+        else:
+            for j, head in enumerate(self.heads):
+                head.attention.cache = None
+                if j < n_heads:
+                    head.attention.setup_cache(rows, max_seq_len)
+        for module in trunk:
+            module.setup_cache(rows, max_seq_len)
         self.rope(max_seq_len, self.tok_embeddings.weight.device)
 
-    def reorder_cache(self, index: torch.LongTensor) -> None:
-        """New cache rows = old rows[index]: fan one prefill out to n samples, or drop finished rows."""
-        if self.cache_len == 0:
-            raise RuntimeError("reorder_cache needs setup_cache() first")
-        index = index.to(self.tok_embeddings.weight.device)
+    def copy_cache(self, src: Tensor, dst: Tensor, length: int) -> None:
+        """Cache rows dst take slots 0..length-1 of rows src (src, dst (R,) on the model's device): a
+        prompt's prefill, made once, copied into each row that decodes a sample of it."""
         for module in self._cached_modules():
-            module.reorder_cache(index)
+            module.copy_cache(src, dst, length)
+
+    def cache_bytes(self, rows: int, max_seq_len: int, n_heads: int | None = None) -> int:
+        """Bytes setup_cache(rows, max_seq_len, n_heads) allocates (what --batch-size auto divides memory by)."""
+        n_heads = self.n_future_tokens if n_heads is None else n_heads
+        blocks = len(self.layers) - 1 + n_heads
+        a = self.args
+        return 2 * blocks * rows * a.kv_heads * max_seq_len * a.head_dim * self.tok_embeddings.weight.element_size()
 
     @property
     def cache_len(self) -> int:
@@ -337,7 +420,7 @@ class MTPTransformer(nn.Module):
         return 0 if cache is None else cache.k.shape[2]
 
     def forward(self, tokens: Tensor, start_pos: Tensor | None = None, n_heads: int | None = None,
-                logits_at: Tensor | None = None, kv_len: int | None = None) -> Tensor:
+                logits_at: Tensor | None = None, kv_len: int | None = None, rows: Tensor | None = None) -> Tensor:
         """Logits (B, T, n_heads, V) for tokens (B, T).
 
         start_pos None: plain causal attention over the T tokens, no cache.
@@ -346,7 +429,12 @@ class MTPTransformer(nn.Module):
         Positions must stay below setup_cache's max_seq_len (not checked: that would sync).
         kv_len: attention reads only cache slots < kv_len, a bound the caller knows on the host
         (every position of this call must be below it; not checked either). Default: the whole cache.
-        n_heads: run only the first n_heads heads (the others' caches go stale).
+        A tuple of G lengths splits the B rows into G equal lanes of consecutive rows, lane g reading
+        slots < kv_len[g] (rows 0..B-1 only): a caller that keeps its long rows together saves the
+        short rows from reading as far as the longest one.
+        n_heads: run only the first n_heads heads (cached: those setup_cache gave a cache).
+        rows (B,): the cache rows the batch rows read and write (default 0..B-1, the decoding rows; e.g.
+        a prefill into staging rows, later copied with copy_cache).
         logits_at (B,) or (B, K): only these token indices of each row, giving (B, 1 or K, n_heads, V);
         e.g. the last prompt token of each row of a padded prefill. The heads then run their
         queries, MLPs and unembedding there only (a prefill's heads cost keys and values, not
@@ -359,23 +447,29 @@ class MTPTransformer(nn.Module):
         device = tokens.device
         if start_pos is None:
             positions, mask = None, None
-            freqs = self.rope(T, device)[:T].unsqueeze(0).expand(B, -1, -1)
+            freqs = self.rope(T, device)[:T].unsqueeze(0).expand(B, -1, -1, -1)
         else:
             positions = start_pos.to(device).view(B, 1) + torch.arange(T, device=device)  # (B, T)
             freqs = self.rope(self.cache_len, device)[positions]
-            slots = torch.arange(min(kv_len or self.cache_len, self.cache_len), device=device)
-            mask = (slots.view(1, 1, -1) <= positions.unsqueeze(-1)).unsqueeze(1)  # (B, 1, T, S)
+            lengths = kv_len if isinstance(kv_len, tuple) else (min(kv_len or self.cache_len, self.cache_len),)
+            if B % len(lengths) or (rows is not None and len(lengths) > 1):
+                raise ValueError(f"{len(lengths)} lanes need rows 0..B-1 with B ({B}) a multiple of them")
+            lane = B // len(lengths)
+            mask = tuple((torch.arange(L, device=device) <= positions[g * lane:(g + 1) * lane, :, None]).unsqueeze(1)
+                         for g, L in enumerate(lengths))  # per lane (B/G, 1, T, kv_len[g])
         h = self.tok_embeddings(tokens)
+        if rows is not None:
+            rows = rows.to(device)
         for block in self.layers[:-1]:
-            h = block(h, freqs, positions, mask)
+            h = block(h, freqs, positions, mask, rows=rows)
         at = None if logits_at is None else logits_at.to(device).view(B, -1)
         if at is not None:  # the heads' masks: the query rows at `at` only
             if mask is None:
                 mask = (torch.arange(T, device=device) <= at.unsqueeze(-1)).unsqueeze(1)  # causal, (B, 1, K, T)
             else:
-                mask = pick(mask.squeeze(1), at).unsqueeze(1)
+                mask = (pick(mask[0].squeeze(1), at).unsqueeze(1),)
         if self.stacked_heads is not None:
-            outs = self.stacked_heads(h, freqs, positions, mask, n_heads, at)
+            outs = self.stacked_heads(h, freqs, positions, mask, n_heads, at, rows)
         else:
-            outs = torch.stack([head(h, freqs, positions, mask, at) for head in self.heads[:n_heads]], dim=2)
+            outs = torch.stack([head(h, freqs, positions, mask, at, rows) for head in self.heads[:n_heads]], dim=2)
         return self.output(self.norm(outs))  # (B, T or K, n_heads, V)
