@@ -4,7 +4,7 @@ Notebook API: `load_run(path)` (samples, results, problems as DataFrames,
 pass@k with CIs, comparisons) and `load_runs(glob)` / `plot_runs(df)` for many
 runs. They load lazily so the CLI does not pay for pandas at start-up.
 """
-__version__ = "0.1.1"
+__version__ = "0.2.0"
 
 __all__ = ["Run", "load_run", "load_runs", "plot_runs", "__version__"]
 _NOTEBOOK = ("Run", "load_run", "load_runs", "plot_runs")
