@@ -113,11 +113,14 @@ class Trust:
     `frame_readers`: library code that asks for a frame (sys._getframe, tb_frame) and only reads
     a module name or a source position from it, by code object: code -> (the code that must be
     consuming it, or None; (mapping, key, value) entries that must be unchanged for the frame to
-    stay inside that library). `class_attrs`: (id(class), name) -> value of the behaviour-defining
+    stay inside that library). `trace_restorers`: library code that calls sys.settrace only to
+    put back what it saved, by code object: code -> the local holding it (benign while None: no
+    program can have installed a tracer, it would have been stopped). `class_attrs`: (id(class), name) -> value of the behaviour-defining
     attributes of every class the worker had loaded (Counter.__eq__, Fraction.__add__, ...).
     """
 
     frame_readers: dict = field(default_factory=dict)
+    trace_restorers: dict = field(default_factory=dict)
     class_attrs: dict = field(default_factory=dict)
     classes: tuple = ()  # keeps the classes behind class_attrs' ids alive
     path_types: tuple = ()  # pathlib's path classes: their __fspath__ is trusted code
@@ -134,7 +137,7 @@ class Trust:
                     classes[id(value)] = value
                     attrs.update(((id(value), name), attr) for name, attr in value.__dict__.items())
         paths = tuple(c for c in vars(pathlib).values() if isinstance(c, type) and issubclass(c, pathlib.PurePath))
-        return cls(_frame_readers(), attrs, tuple(classes.values()), paths)
+        return cls(_frame_readers(), _trace_restorers(), attrs, tuple(classes.values()), paths)
 
 
 def _frame_readers() -> dict:
@@ -163,6 +166,12 @@ def _frame_readers() -> dict:
                                                (summary.__dict__, ("extract", "_extract_from_extended_frame_gen")))
                    for k in keys if k in m)
     readers[code(traceback.extract_stack)] = (None, intact)
+    # print_stack and format_stack hand their caller's frame to extract_stack and keep only text
+    for name, printer in (("print_stack", "print_list"), ("format_stack", "format_list")):
+        if code(getattr(traceback, name, None)):
+            readers[code(getattr(traceback, name))] = (None, intact + tuple(
+                (traceback.__dict__, k, traceback.__dict__[k]) for k in ("extract_stack", printer)
+                if k in traceback.__dict__))
     walker = getattr(traceback, "_walk_tb_with_full_positions", None)
     consumer = code(summary.__dict__.get("_extract_from_extended_frame_gen"))
     if code(walker) and consumer:
@@ -178,24 +187,51 @@ def _frame_readers() -> dict:
     return readers
 
 
+def _trace_restorers() -> dict:
+    """Library code that calls sys.settrace only to restore the tracer it saved (see Trust).
+    doctest.testmod() at module level, which models write, ends every run that way."""
+    try:
+        import doctest
+    except ImportError:
+        return {}
+    run = getattr(getattr(doctest, "DocTestRunner", None), "run", None)
+    return {run.__code__: "save_trace"} if isinstance(run, types.FunctionType) else {}
+
+
 # ------------------------------------------------------------------ the program's output
 
-class _Sink(io.TextIOBase):
-    """sys.stdout/stderr/stdin while the program runs: swallows text, keeps the last few KB,
-    and cannot be read (the references' WriteOnlyStringIO)."""
-
-    def __init__(self):
-        super().__init__()
-        self.tail = ""
+class _Sink(io.StringIO):
+    """sys.stdout/stderr/stdin while the program runs, as the references' WriteOnlyStringIO: a
+    StringIO that cannot be read (getvalue, seek, close and writing after it behave alike), except
+    that it keeps only the last few KB, so printing costs nothing."""
 
     def write(self, text):
-        if not isinstance(text, str):
-            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        self.tail = (self.tail + text)[-_KEPT_CHARS:]
-        return len(text)
+        written = super().write(text)
+        if self.tell() > 2 * _KEPT_CHARS:
+            kept = self.getvalue()[-_KEPT_CHARS:]
+            self.seek(0)
+            self.truncate()
+            super().write(kept)
+        return written
 
-    def writable(self):
-        return True
+    def read(self, *args, **kwargs):
+        raise OSError
+
+    def readline(self, *args, **kwargs):
+        raise OSError
+
+    def readlines(self, *args, **kwargs):
+        raise OSError
+
+    def readable(self, *args, **kwargs):
+        return False
+
+    @property
+    def tail(self) -> str:
+        try:
+            return self.getvalue()[-_KEPT_CHARS:]
+        except ValueError:  # the program closed it
+            return ""
 
 
 # ------------------------------------------------------------------ the introspection guard
@@ -213,13 +249,14 @@ def _opens_harness_state(trust: Trust):
     """
     realpath, join, split, isdir, getcwd, getpid = (os.path.realpath, os.path.join, os.path.split, os.path.isdir,
                                                     os.getcwd, os.getpid)
+    access_mode, path_only = os.O_ACCMODE, getattr(os, "O_PATH", 0)
     type_, bytes_, str_, int_, any_ = type, bytes, str, int, any
     pure_paths = trust.path_types
     readable, self_readable, memory = _PROC_READABLE, _PROC_SELF_READABLE, _PROC_MEMORY
     # this process's own /proc dir: in a nested pid namespace /proc shows another pid than getpid()
     own = {f"/proc/{getpid()}", realpath("/proc/self")}
 
-    def reason(path) -> str | None:
+    def reason(path, flags: int = 0) -> str | None:
         kind = type_(path)
         if kind is int_:
             return None  # an open file descriptor, itself opened (and judged) before
@@ -237,7 +274,9 @@ def _opens_harness_state(trust: Trust):
             if full in readable or (tail in self_readable and head in own):
                 return None
             return f"opened {full} (process state holds the verdict token)"
-        if isdir(full):
+        if isdir(full) and not (flags & access_mode and not flags & path_only):
+            # opened for writing, the kernel gives no directory fd: EISDIR, or with O_TMPFILE a new
+            # unnamed file; io.open with an opener (tempfile's) names the directory, the opener opens
             return f"opened the directory {full} (a dir_fd hides what it opens next)"
         return None
 
@@ -249,6 +288,8 @@ def _install_guard(trust: Trust, stop) -> list:
     calls is bound here, before the program runs."""
     armed, busy = [True], [False]
     getframe, readers, basename, all_ = sys._getframe, trust.frame_readers, os.path.basename, all
+    restorers = trust.trace_restorers
+    len_, type_, int_ = len, type, int
     harmless, always = _HARMLESS_READS, _ALWAYS_SUSPICIOUS
     opens_harness_state = _opens_harness_state(trust)
 
@@ -262,13 +303,18 @@ def _install_guard(trust: Trust, stop) -> list:
             return False
         return all_(mapping.get(key) is value for mapping, key, value in intact)
 
+    def benign_trace_reset(depth: int) -> bool:
+        caller = getframe(depth)
+        saved = restorers.get(caller.f_code)
+        return saved is not None and caller.f_locals.get(saved, caller) is None
+
     def hook(event: str, args: tuple) -> None:
         if not armed[0] or busy[0]:
             return
         if event == "open":
             busy[0] = True
             try:
-                why = opens_harness_state(args[0])
+                why = opens_harness_state(args[0], args[2] if len_(args) > 2 and type_(args[2]) is int_ else 0)
             finally:
                 busy[0] = False
             if why:
@@ -283,6 +329,8 @@ def _install_guard(trust: Trust, stop) -> list:
         try:
             if event != "object.__getattr__" or args[1][-6:] == "_frame":
                 if event in ("sys._getframe", "object.__getattr__") and benign_frame_read(2):
+                    return
+                if event == "sys.settrace" and benign_trace_reset(2):
                     return
             code = getframe(1).f_code
             asker = f"{code.co_name} ({basename(code.co_filename)})"
@@ -483,6 +531,7 @@ def run(program, token: str, permission_is_violation: bool, trust: Trust, parts:
     assertion, memory, permission, base_exc = AssertionError, MemoryError, PermissionError, BaseException
     class_or_module = (type, types.ModuleType)
     setitimer, profiling, len_ = signal.setitimer, signal.ITIMER_PROF, len
+    get_depth_limit, set_depth_limit = sys.getrecursionlimit, sys.setrecursionlimit
     sink, streams = _Sink(), (sys.stdout, sys.stderr)
 
     def flush() -> None:
@@ -589,7 +638,7 @@ def run(program, token: str, permission_is_violation: bool, trust: Trust, parts:
 
     def body() -> None:
         try:
-            sys.setrecursionlimit(max(100, sys.getrecursionlimit() - _REFERENCE_EXTRA_FRAMES))
+            set_depth_limit(max(100, get_depth_limit() - _REFERENCE_EXTRA_FRAMES))
             try:
                 code = compile_(program, "<program>", "exec", dont_inherit=True) if is_instance(program, str) \
                     else program
