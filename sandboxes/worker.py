@@ -212,8 +212,8 @@ class Worker:
                         + (", scoped signals" if self.landlock_abi >= 6 else ""))
         except OSError as e:
             self._layer("landlock", False, str(e))
-        self._layer("seccomp", _linux.X86_64, "no sockets, processes, exec, foreign signals, ptrace, namespaces"
-                    if _linux.X86_64 else "filter written for x86_64 only")
+        self._layer("seccomp", _linux.X86_64, "no sockets (AF_UNIX pairs only), processes, exec, foreign signals, "
+                    "ptrace, namespaces" if _linux.X86_64 else "filter written for x86_64 only")
         if not self.pid1 and not self.layers.get("worker_namespaces", {}).get("active"):
             # No private worker namespaces: give each program a fresh user+net namespace
             # instead (with them it would be redundant, and it costs ~1 ms per program).

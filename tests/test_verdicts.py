@@ -46,6 +46,9 @@ HONEST_TWINS = {
                               "passed"),
     "library_imports": (H0, "", "import numpy as np\nimport pandas as pd\nimport matplotlib.pyplot as plt\n", "passed"),
     "custom_audit_event": (H0, "", "import sys\nsys.audit('evalharness.test', 1)\n", "passed"),
+    # asyncio's event loop makes an AF_UNIX socketpair (seccomp allows that family only)
+    "asyncio_event_loop": (H0, "    import asyncio\n    async def f():\n        return 1\n    assert asyncio.run(f()) == 1\n",
+                           "", "passed"),
     "stack_printers": (H0, "    import traceback\n    traceback.print_stack()\n    traceback.format_stack()\n", "", "passed"),
     # doctest.testmod() restores the tracer it saved (None) with sys.settrace
     "doctest_at_module_level": (H0, "", "import doctest\ndoctest.testmod()\n", "passed"),
