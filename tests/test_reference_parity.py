@@ -36,6 +36,10 @@ DELIBERATE_OUTCOME = {
     "unused_sympy": ("suspicious", "passed"),
     "sleeps_past_the_wall_limit": ("passed", "timed out"),
     "uses_the_tests_names": ("error:NameError", "passed"),
+    "helper_named_check": ("passed", "failed: 'int' object is not callable"),
+    "calls_help": ("passed", "failed: 'NoneType' object is not callable"),
+    "imports_resource": ("passed", "failed: import of resource halted"),
+    "frame_for_a_name": ("suspicious", "passed"),
 }
 
 
@@ -79,9 +83,11 @@ def test_honest_programs_get_human_evals_verdict(verdicts):
     assert len(honest) > 350
     assert {"canonical", "unused_numpy", "main_block", "print_over_a_mib", "eq_helper_class", "sys_exit_unreached",
             "slow_loop", "recursion", "generator_helper", "global_state", "introspection_words", "unused_pandas",
-            "unused_matplotlib"} <= passed
+            "unused_matplotlib", "stdlib_heavy", "classes_of_every_kind", "threads_and_event_loop", "library_calls",
+            "files_and_streams", "recursion_at_the_limits"} <= passed
     assert {"wrong_none", "unused_numpy_wrong", "print_wrong", "sys_exit_at_import", "recursion_too_deep",
-            "infinite_loop"} <= failed
+            "infinite_loop", "stdout_closed_wrong", "numpy_array_wrong", "recursion_981_body",
+            "recursion_983_module"} <= failed
 
 
 def test_attacks_never_pass_and_are_the_only_honest_looking_differences(verdicts):
