@@ -423,7 +423,10 @@ class Worker:
             if exited:
                 break
         if outcome != "exited":
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)  # the forker kills the rest of its tree
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)  # the forker kills the rest of its tree
+            except ProcessLookupError:
+                pass  # it ended by itself meanwhile (wrote past the cap, then exited)
         # drain what is already buffered without waiting for lingering holders
         for fd in open_fds:
             os.set_blocking(fd, False)
