@@ -111,9 +111,9 @@ class Trust:
     """What the worker knows before any program runs, so no program can have changed it.
 
     `frame_readers`: library code that asks for a frame (sys._getframe, tb_frame) and only reads
-    a module name or a source position from it, by code object: code -> (the code that must be
-    consuming it, or None; (mapping, key, value) entries that must be unchanged for the frame to
-    stay inside that library). `trace_restorers`: library code that calls sys.settrace only to
+    a module name or a source position from it, by code object: code -> (the code and globals that
+    must be consuming it, or None; (mapping, key, value) entries that must be unchanged for the
+    frame to stay inside that library; the globals it must run with). `trace_restorers`: library code that calls sys.settrace only to
     put back what it saved, by code object: code -> the local holding it (benign while None: no
     program can have installed a tracer, it would have been stopped). `class_attrs`:
     (id(class), name) -> value of the behaviour-defining attributes of every class the worker had
@@ -150,6 +150,9 @@ def _frame_readers() -> dict:
         fn = getattr(fn, "__func__", fn)
         return fn.__code__ if isinstance(fn, types.FunctionType) else None
 
+    def home(fn):  # the globals the code runs with: a copy with other globals could call anything
+        return getattr(fn, "__func__", fn).__globals__
+
     try:
         import typing_extensions  # pandas and torch ask it for their module names
     except ImportError:
@@ -158,7 +161,7 @@ def _frame_readers() -> dict:
     plain = [collections.namedtuple, getattr(typing, "_caller", None), enum_type.__dict__.get("_create_"),
              getattr(typing_extensions, "_caller", None),
              getattr(typing_extensions, "_has_generic_or_protocol_as_origin", None), traceback.clear_frames]
-    readers = {code(fn): (None, ()) for fn in plain if code(fn)}
+    readers = {code(fn): (None, (), home(fn)) for fn in plain if code(fn)}
     # traceback's walkers hand frames to StackSummary, which keeps file names, line numbers and
     # (on request) reprs of the locals of a traceback the caller already holds: benign while
     # those functions are still traceback's own
@@ -166,17 +169,17 @@ def _frame_readers() -> dict:
     intact = tuple((m, k, m[k]) for m, keys in ((traceback.__dict__, ("walk_stack", "StackSummary")),
                                                (summary.__dict__, ("extract", "_extract_from_extended_frame_gen")))
                    for k in keys if k in m)
-    readers[code(traceback.extract_stack)] = (None, intact)
+    readers[code(traceback.extract_stack)] = (None, intact, traceback.__dict__)
     # print_stack and format_stack hand their caller's frame to extract_stack and keep only text
     for name, printer in (("print_stack", "print_list"), ("format_stack", "format_list")):
         if code(getattr(traceback, name, None)):
             readers[code(getattr(traceback, name))] = (None, intact + tuple(
                 (traceback.__dict__, k, traceback.__dict__[k]) for k in ("extract_stack", printer)
-                if k in traceback.__dict__))
+                if k in traceback.__dict__), traceback.__dict__)
     walker = getattr(traceback, "_walk_tb_with_full_positions", None)
     consumer = code(summary.__dict__.get("_extract_from_extended_frame_gen"))
     if code(walker) and consumer:
-        readers[code(walker)] = (consumer, intact)
+        readers[code(walker)] = ((consumer, traceback.__dict__), intact, traceback.__dict__)
     # logging.warning() & co look up their caller's file and line: the frame goes to logging's
     # _is_internal_frame and, with stack_info, to traceback.print_stack
     current, find_caller = code(getattr(logging, "currentframe", None)), code(logging.Logger.findCaller)
@@ -184,7 +187,7 @@ def _frame_readers() -> dict:
         logged = tuple((m, k, m[k]) for m, keys in ((logging.__dict__, ("_is_internal_frame", "traceback")),
                                                    (traceback.__dict__, ("print_stack", "extract_stack")))
                        for k in keys if k in m)
-        readers[current] = (find_caller, logged + intact)
+        readers[current] = ((find_caller, logging.__dict__), logged + intact, logging.__dict__)
     return readers
 
 
@@ -290,10 +293,11 @@ def _install_guard(trust: Trust, stop) -> list:
     def benign_frame_read(depth: int) -> bool:
         caller = getframe(depth)
         rule = readers.get(caller.f_code)
-        if rule is None:
+        if rule is None or caller.f_globals is not rule[2]:
             return False
-        consumer, intact = rule
-        if consumer is not None and (caller.f_back is None or caller.f_back.f_code is not consumer):
+        consumer, intact, _ = rule
+        if consumer is not None and (caller.f_back is None or caller.f_back.f_code is not consumer[0]
+                                     or caller.f_back.f_globals is not consumer[1]):
             return False
         return all_(mapping.get(key) is value for mapping, key, value in intact)
 

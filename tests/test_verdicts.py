@@ -86,6 +86,11 @@ TRIPPED = {
                                            "lambda f, limit=None: [f]\n    traceback.print_stack()\n"
                                            "    return True\n", "suspicious",
                                            "sys._getframe by print_stack"),
+    # a trusted reader's own code object run with the program's globals (its StackSummary returns the frames)
+    "frame_reader_with_forged_globals": (H0, "    import traceback, types\n    g = dict(vars(traceback), StackSummary="
+                                         "types.SimpleNamespace(extract=lambda gen, limit=None: list(gen)))\n"
+                                         "    f = traceback.extract_stack\n    types.FunctionType(f.__code__, g, None, f.__defaults__)()\n"
+                                         "    return True\n", "suspicious", "sys._getframe by extract_stack"),
     "directory_opened_o_path": (H0, "    import os\n    os.open('.', os.O_PATH | os.O_WRONLY)\n    return True\n",
                                 "suspicious", "opened the directory"),
     # a class the program imports (not loaded before it ran) with Python comparisons: not trusted
