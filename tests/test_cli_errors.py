@@ -258,3 +258,16 @@ def test_hf_loading_shows_no_progress_bar_under_quiet(files, capsys, tmp_path, t
     assert loud.returncode == 0 and "Loading weights" in loud.stderr  # the bar this test is about
     quiet = in_process(capsys, *args, "--out", tmp_path / "quiet")
     assert quiet.returncode == 0 and "Loading" not in quiet.stderr, quiet.stderr
+
+
+# --------------------------------------------------------------- engine flags (found by attacking the merged CLI)
+
+
+@pytest.mark.parametrize("value", ["0.8,0.8", "0.8,0.80", "0,0.0,0.5"])
+def test_a_temperature_repeated_in_a_sweep_is_refused(capsys, tmp_path, toy_flags, value):
+    """Before: both passes generated the same keys (duplicate sample rows) and execution died with a
+    KeyError traceback, leaving a half-scored run."""
+    r = in_process(capsys, "run", "--model", "tiny", *toy_flags, "--max-new-tokens", "2", "--temperatures", value,
+                   "--out", tmp_path / "r")
+    assert_one_line_error(r, "--temperatures", "twice")
+    assert not (tmp_path / "r").exists()

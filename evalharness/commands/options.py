@@ -140,6 +140,9 @@ def temperature_list(text: str) -> tuple[float, ...]:
     values = tuple(temperature(x) for x in text.split(",") if x.strip())
     if not values:
         raise argparse.ArgumentTypeError(f"expected comma-separated temperatures, got {_short(text)}")
+    repeated = next((t for i, t in enumerate(values) if t in values[:i]), None)
+    if repeated is not None:  # two passes would share sample keys (task_id, index, temperature)
+        raise argparse.ArgumentTypeError(f"temperature {repeated:g} appears twice in {_short(text)}")
     return values
 
 
