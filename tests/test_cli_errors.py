@@ -230,6 +230,7 @@ def test_timeout_out_of_range_is_refused_before_any_work(files, capsys, tmp_path
 
 @pytest.mark.parametrize("flag, value", [("--temperature", "inf"), ("--temperature", "nan"), ("--temperature", "-0.5"),
                                          ("--temperature", "11"), ("--temperatures", "0.2,inf"),
+                                         ("--temperature", "1e-40"), ("--temperatures", "0.8,1e-300"),
                                          ("--top-p", "nan"), ("--top-p", "0"), ("--top-k", "-3"), ("--n", "10001"),
                                          ("--speculative", "-1")])
 def test_sampling_flags_out_of_range(capsys, tmp_path, toy_flags, flag, value):
