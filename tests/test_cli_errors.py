@@ -272,3 +272,17 @@ def test_a_temperature_repeated_in_a_sweep_is_refused(capsys, tmp_path, toy_flag
                    "--out", tmp_path / "r")
     assert_one_line_error(r, "--temperatures", "twice")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_prompt_plus_the_budget_past_the_context_is_said(capsys, tmp_path, toy_flags):
+    """--max-new-tokens 2047 on a 2,048-token model passed the context check although every prompt
+    (the README: "prompt included") pushed its samples past position 2,048, silently. Not an error (a
+    task's longest prompts can exceed a small model's context whatever the budget): one note line."""
+    r = in_process(capsys, "generate", "--model", "tiny", *toy_flags, "--max-new-tokens", "2047",
+                   "--out", tmp_path / "past")
+    assert r.returncode == 0, r.stderr
+    notes = [line for line in r.stderr.splitlines() if "context" in line]
+    assert len(notes) == 1 and "1 of 1 prompts" in notes[0] and "test/0" in notes[0], r.stderr
+    r = in_process(capsys, "generate", "--model", "tiny", *toy_flags, "--max-new-tokens", "3",
+                   "--out", tmp_path / "fits")
+    assert r.returncode == 0 and "context" not in r.stderr, r.stderr
