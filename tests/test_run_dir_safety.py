@@ -102,6 +102,20 @@ def test_no_command_writes_over_a_runs_record_files(finished_run, record):
     assert snapshot(finished_run) == before
 
 
+def test_rerunning_a_finished_run_keeps_its_measured_speed(toy, tmp_path, capsys):
+    """Re-running the same command is how a run resumes; on a finished run it has nothing to do, and it
+    replaced the report's speed (tokens/s, tokens per forward, programs/s) with zeros and nulls."""
+    samples, flags = toy
+    for command in (["run", "--model", "tiny", "--max-new-tokens", "4"], ["execute", samples]):
+        out = tmp_path / command[0]
+        args = [*command, *flags, "--out", out]
+        assert in_process(capsys, *args).returncode == 0
+        first = json.loads((out / "report.json").read_text())["speed"]
+        assert first["programs"] and (command[0] == "execute" or first["tokens_per_s"])
+        assert in_process(capsys, *args).returncode == 0
+        assert json.loads((out / "report.json").read_text())["speed"] == first
+
+
 def corrupt_middle_line(path: Path) -> list[bytes]:
     lines = path.read_bytes().splitlines(keepends=True)
     garbled = lines[0][: len(lines[0]) // 2] + b"\n"  # a line a disk error cut in half
