@@ -92,9 +92,11 @@ def test_concurrent_executes_on_one_directory_never_duplicate_rows(tmp_path):
     assert len(keys) == len(set(keys)) == 40
 
 
-@pytest.mark.parametrize("record", ["results.jsonl", "samples.jsonl", "manifest.json"])
+@pytest.mark.parametrize("record", ["results.jsonl", "samples.jsonl", "manifest.json", "report.json"])
 def test_no_command_writes_over_a_runs_record_files(finished_run, record):
-    """Issue 18.8: `report RUN --out RUN/results.jsonl` overwrote finished results."""
+    """Issue 18.8: `report RUN --out RUN/results.jsonl` overwrote finished results. report.json too:
+    `gate RUN --out RUN/report.json` put Markdown there, and the run's measured speed (kept only in
+    report.json) was lost."""
     before = snapshot(finished_run)
     assert_one_line_error(cli("report", finished_run, "--out", finished_run / record), "record file of the run")
     assert_one_line_error(cli("gate", finished_run, "--baseline", finished_run, "--out", finished_run / record),
