@@ -286,3 +286,18 @@ def test_a_prompt_plus_the_budget_past_the_context_is_said(capsys, tmp_path, toy
     r = in_process(capsys, "generate", "--model", "tiny", *toy_flags, "--max-new-tokens", "3",
                    "--out", tmp_path / "fits")
     assert r.returncode == 0 and "context" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("flags, dropped", [
+    (["--protocol", "mtp-paper", "--top-p", "0.5"], "--top-p"),
+    (["--protocol", "mtp-paper", "--temperature", "0.3"], "--temperature"),
+    (["--protocol", "mtp-paper", "--temperatures", "0.2"], "--temperatures"),
+    (["--temperatures", "0.2,0.8", "--temperature", "0.5"], "--temperature"),
+])
+def test_a_sampling_flag_the_protocol_or_sweep_overrides_is_refused(capsys, tmp_path, toy_flags, flags, dropped):
+    """Before: `--protocol mtp-paper --top-p 0.5 --temperature 0.3` ran at top-p 0.95 and T = 0.1 and 0.8
+    without a word (only --temperatures was refused); --temperature beside --temperatures was dropped too."""
+    r = in_process(capsys, "generate", "--model", "tiny", *toy_flags, "--max-new-tokens", "2", "--n", "1", *flags,
+                   "--out", tmp_path / "r")
+    assert_one_line_error(r, f"drop {dropped}")
+    assert not (tmp_path / "r").exists()

@@ -175,7 +175,7 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decoding")
     g.add_argument("--n", type=sample_count,
                    help=f"samples per problem (default 1; 200 with --protocol mtp-paper; at most {MAX_SAMPLES})")
-    g.add_argument("--temperature", type=temperature, default=0.0,
+    g.add_argument("--temperature", type=temperature,  # None: not given (0); a protocol or sweep refuses it
                    help=f"sampling temperature, 0 = greedy, else at least {MIN_TEMPERATURE:g} (default 0; at most "
                         f"{MAX_TEMPERATURE:g})")
     g.add_argument("--temperatures", type=temperature_list, metavar="T,..",
@@ -184,7 +184,7 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--protocol", choices=("mtp-paper",),
                    help="mtp-paper: n=200 (or --n) at T=0.1 (pass@1) and T=0.8 (pass@10/100), top-p 0.95 "
                         "(default: none)")
-    g.add_argument("--top-p", type=probability, default=1.0, help="nucleus sampling mass, in (0, 1] (default 1.0: off)")
+    g.add_argument("--top-p", type=probability, help="nucleus sampling mass, in (0, 1] (default 1.0: off)")
     g.add_argument("--top-k", type=int_in(0), default=0, help="sample among the k likeliest tokens (default 0: off)")
     g.add_argument("--max-new-tokens", type=positive_int, default=512,
                    help="token budget per completion; must fit the model's context (default 512)")
