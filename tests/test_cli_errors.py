@@ -317,3 +317,16 @@ def test_strict_mode_that_serves_no_problem_of_the_run_is_refused_before_any_wor
         r = in_process(capsys, *args, *flags, "--out", tmp_path / args[0])
         assert_one_line_error(r, "serves none of the 2 problems", "HumanEval/32")
         assert not (tmp_path / args[0]).exists()
+
+
+@pytest.mark.parametrize("world", ["abc", "0", "2"])
+def test_a_stray_world_size_is_one_line(capsys, tmp_path, toy_flags, monkeypatch, world):
+    """Before: WORLD_SIZE=abc (ValueError from int()) or WORLD_SIZE=2 without torchrun's RANK and
+    MASTER_ADDR (torch's rendezvous ValueError) was a traceback with exit 1."""
+    monkeypatch.setenv("WORLD_SIZE", world)
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for command in ("generate", "run"):
+        r = in_process(capsys, command, "--model", "tiny", *toy_flags, "--max-new-tokens", "2", "--out", tmp_path / "r")
+        assert_one_line_error(r, "WORLD_SIZE", "torchrun")
+        assert not (tmp_path / "r").exists()

@@ -130,12 +130,25 @@ def sharded() -> Iterator[Shard]:
 
 
 def _init_distributed() -> Shard:
-    """torchrun sets WORLD_SIZE/RANK; gloo on CPU, nccl on GPUs, each rank on GPU LOCAL_RANK."""
+    """torchrun sets WORLD_SIZE/RANK; gloo on CPU, nccl on GPUs, each rank on GPU LOCAL_RANK. A
+    WORLD_SIZE without the rest of torchrun's environment (another launcher's, a stray export) is a
+    one-line UsageError, not torch's rendezvous traceback."""
     import os
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    text = os.environ.get("WORLD_SIZE", "1")
+    try:
+        world = int(text)
+    except ValueError:
+        world = 0
+    if world < 1:
+        raise UsageError(f"WORLD_SIZE={text!r} in the environment is not a process count; unset it, or launch "
+                         "with torchrun")
     if world == 1:
         return Shard()
+    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    if missing:
+        raise UsageError(f"WORLD_SIZE={world} is set but {', '.join(missing)} not: launch with torchrun "
+                         "(see README), or unset WORLD_SIZE")
     import datetime
 
     import torch
