@@ -214,8 +214,13 @@ def _run_columns(run: Run) -> dict:
             "heads": model["heads"], "speculative": decoding["speculative"],
             "max_new_tokens": decoding["max_new_tokens"], "top_p": decoding["top_p"],
             "sandbox": header["sandbox"]["tier"], "n_problems": run.report["n_problems"],
-            "n_samples": run.report["n_samples"], "tokens_per_s": speed.get("tokens_per_s"),
-            "tokens_per_forward": speed.get("tokens_per_forward")}
+            "n_samples": run.report["n_samples"], "tokens_per_s": _number(speed.get("tokens_per_s")),
+            "tokens_per_forward": _number(speed.get("tokens_per_forward"))}
+
+
+def _number(value) -> float | None:
+    """A speed figure as a number; None for anything else (a hand-edited report's "x" must not stop load_runs)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def plot_runs(df: pd.DataFrame, metric: str = "pass@1", ax=None, label: str = "run"):

@@ -330,3 +330,20 @@ def test_a_stray_world_size_is_one_line(capsys, tmp_path, toy_flags, monkeypatch
         r = in_process(capsys, command, "--model", "tiny", *toy_flags, "--max-new-tokens", "2", "--out", tmp_path / "r")
         assert_one_line_error(r, "WORLD_SIZE", "torchrun")
         assert not (tmp_path / "r").exists()
+
+
+def test_a_malformed_generation_json_carries_no_strings_into_the_report(capsys, tmp_path, toy_flags):
+    """Before: `execute GEN` copied generation.json's values as they were into the report's speed, and
+    `load_runs` then died with a ValueError converting "x" to float."""
+    from evalharness.notebook import load_runs
+
+    assert in_process(capsys, "generate", "--model", "tiny", *toy_flags, "--max-new-tokens", "2",
+                      "--out", tmp_path / "gen").returncode == 0
+    (tmp_path / "gen" / "generation.json").write_text('{"tokens_per_s": "x", "tokens_generated": [1, "a"], '
+                                                      '"tokens_per_forward": true, "generate_s": 2.5}')
+    r = in_process(capsys, "execute", tmp_path / "gen", *toy_flags, "--out", tmp_path / "exec")
+    assert r.returncode == 0, r.stderr
+    speed = json.loads((tmp_path / "exec" / "report.json").read_text())["speed"]
+    assert speed["generate_s"] == 2.5 and speed.get("tokens_per_s") != "x" and speed.get("tokens_generated") != [1, "a"]
+    assert not any(isinstance(v, (str, bool)) for v in speed.values())
+    assert len(load_runs(str(tmp_path / "exec"), ks=(1,))) == 1
