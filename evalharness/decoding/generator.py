@@ -317,20 +317,20 @@ class Generator:
         return int(free * CUDA_MEMORY_MARGIN) // self.model.cache_bytes(1, seq_len, heads)
 
     def batch_size_for(self, requested: int | None, seq_len: int, heads: int, staging: int) -> int:
-        """Slots for a pass: the request, else all that memory holds (CUDA) or CPU_BATCH_SIZE (fewer if
-        the host's available memory holds fewer). A
-        request memory cannot hold, or memory for no slot at all, is a UsageError before any work."""
+        """Slots for a pass: the request, else all that memory holds (CUDA) or CPU_BATCH_SIZE (fewer where
+        the host's memory holds fewer). A request memory cannot hold, or memory for no slot at all, is
+        a UsageError before any work."""
         fit = self.rows_that_fit(seq_len, heads)
         if fit is not None and (fit - staging < 1 or (requested or 0) + staging > fit):
             per_row = self.model.cache_bytes(1, seq_len, heads)
             raise UsageError(f"{'--batch-size ' + str(requested) if requested else 'one decoding row'} does not fit "
-                             f"in {self.device.type} memory: {per_row / 2**20:.0f} MiB of KV cache per row of {seq_len} tokens, "
-                             f"room for {max(0, fit - staging)} rows beside {staging} prompt rows")
+                             f"in {self.device.type} memory: {per_row / 2**20:.0f} MiB of KV cache per row of "
+                             f"{seq_len} tokens, room for {max(0, fit - staging)} rows beside {staging} prompt rows")
         if requested is not None:
             return requested
-        if self.device.type == "cuda" and fit is not None:
-            return fit - staging
-        return min(CPU_BATCH_SIZE, fit - staging) if fit is not None else CPU_BATCH_SIZE
+        if fit is None:
+            return CPU_BATCH_SIZE
+        return fit - staging if self.device.type == "cuda" else min(CPU_BATCH_SIZE, fit - staging)
 
     def setup_cache(self, rows: int, seq_len: int, heads: int, batch_size: int | None) -> None:
         """The pass's KV cache; memory that cannot hold it (an allocator's error: the host's memory
