@@ -347,3 +347,16 @@ def test_a_malformed_generation_json_carries_no_strings_into_the_report(capsys, 
     assert speed["generate_s"] == 2.5 and speed.get("tokens_per_s") != "x" and speed.get("tokens_generated") != [1, "a"]
     assert not any(isinstance(v, (str, bool)) for v in speed.values())
     assert len(load_runs(str(tmp_path / "exec"), ks=(1,))) == 1
+
+
+@pytest.mark.parametrize("entry_point", ["", "1st", "def", "f(x)"])
+def test_a_problem_whose_entry_point_is_no_python_name_is_refused(capsys, tmp_path, shared_data, entry_point):
+    """Before: a --problems row with entry_point "" was accepted and every sample, the canonical solution
+    included, was judged error:TypeError (the checks ran `check()`), exit 0."""
+    row = json.loads((shared_data / EXAMPLE).read_text().splitlines()[0])
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text(json.dumps({**row, "entry_point": entry_point}) + "\n")
+    r = in_process(capsys, "execute", "--task", "humaneval", "--problems", problems, "--reference", "--quiet",
+                   "--out", tmp_path / "r")
+    assert_one_line_error(r, "entry_point", "not a Python name")
+    assert not (tmp_path / "r").exists()
