@@ -276,10 +276,12 @@ def test_a_temperature_repeated_in_a_sweep_is_refused(capsys, tmp_path, toy_flag
 
 def test_a_prompt_plus_the_budget_past_the_context_is_said(capsys, tmp_path, toy_flags):
     """--max-new-tokens 2047 on a 2,048-token model passed the context check although every prompt
-    (the README: "prompt included") pushed its samples past position 2,048, silently. Not an error (a
+    (the README: "prompt included") pushed its samples past position 2,048, silently (here: a
+    64-token model, a 16-token prompt and 60 new tokens). Not an error (a
     task's longest prompts can exceed a small model's context whatever the budget): one note line."""
-    r = in_process(capsys, "generate", "--model", "tiny", *toy_flags, "--max-new-tokens", "2047",
-                   "--out", tmp_path / "past")
+    short = make_tiny_checkpoint(tmp_path / "short", n_future=1, dim=32, n_heads=2, max_seq_len=64)
+    r = in_process(capsys, "generate", "--model", short, *toy_flags, "--max-new-tokens", "60",
+                   "--out", tmp_path / "past")  # the example prompt is 16 tokens
     assert r.returncode == 0, r.stderr
     notes = [line for line in r.stderr.splitlines() if "context" in line]
     assert len(notes) == 1 and "1 of 1 prompts" in notes[0] and "test/0" in notes[0], r.stderr
