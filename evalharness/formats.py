@@ -21,6 +21,7 @@ Out (`export_rows`, for `export`): the same three formats.
 from __future__ import annotations
 
 import gzip
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +127,19 @@ def _from_run(samples_path: Path, task: Task) -> SamplesInput:
     if origin is not None and manifest_problem(origin):
         origin = None  # a manifest of the wrong shape must not pass its keys on to this run's
     return SamplesInput(samples_path, "human-eval", read_samples_file(samples_path, task), origin,
-                        _json_object(run_dir / GENERATION))
+                        _speed_figures(_json_object(run_dir / GENERATION)))
+
+
+def _speed_figures(record: dict | None) -> dict | None:
+    """generation.json's figures that are numbers (or lists of them, or null): a hand-edited or foreign
+    file must not carry strings into this run's report (load_runs failed converting "x" to float)."""
+    def figure(v) -> bool:
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
+
+    if record is None:
+        return None
+    kept = {k: v for k, v in record.items() if figure(v) or (isinstance(v, list) and all(map(figure, v)))}
+    return kept or None
 
 
 def _json_object(path: Path) -> dict | None:

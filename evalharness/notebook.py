@@ -91,7 +91,7 @@ class Run:
         """pass@k with bootstrap CIs, one row per metric (best temperature per k for sweeps)."""
         report = reports.build_report(
             self._result_rows, task=self.task, task_fingerprint=self.report.get("task_fingerprint"),
-            problem_ids=_all_problem_ids(self.report), ks=ks, confidence=confidence,
+            problem_ids=_all_problem_ids(self.report), ks=_check_ks(ks), confidence=confidence,
             seed=(self.report.get("bootstrap") or {}).get("seed", 0))
         return pass_at_k_frame(report["pass_at_k"])
 
@@ -162,12 +162,24 @@ def load_run(path) -> Run:
     return Run(run_dir.path, manifest, samples_df, results_df, results)
 
 
-def load_runs(pattern: str, ks=(1, 10, 100), confidence: float = 0.9) -> pd.DataFrame:
-    """A tidy frame: one row per run directory matching the glob and metric pass@k (any k), with the
-    estimate, its CI, and the run's model, decoding and speed columns. Directories that are not
-    finished runs (no manifest or no results yet) are skipped with a warning."""
+def _check_ks(ks) -> tuple[int, ...]:
+    """ks as a tuple of positive integers; anything else is a ValueError (pass@0 is no metric, and
+    an empty tuple left no column to read)."""
+    ks = (ks,) if isinstance(ks, (int, np.integer)) else tuple(ks)
+    if not ks or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1 for k in ks):
+        raise ValueError(f"ks must be one or more integers >= 1, got {ks!r}")
+    return ks
+
+
+def load_runs(pattern, ks=(1, 10, 100), confidence: float = 0.9) -> pd.DataFrame:
+    """A tidy frame: one row per run directory matching the glob (or any of a list of globs and paths)
+    and metric pass@k (any k), with the estimate, its CI, and the run's model, decoding and speed
+    columns. Directories that are not finished runs (no manifest or no results yet) are skipped with
+    a warning."""
+    ks = _check_ks(ks)
+    patterns = [pattern] if isinstance(pattern, (str, Path)) else list(pattern)
     rows = []
-    for path in sorted(globlib.glob(str(pattern))):
+    for path in dict.fromkeys(p for pat in patterns for p in sorted(globlib.glob(str(pat)))):
         if not Path(path).is_dir():
             continue
         try:
@@ -202,8 +214,13 @@ def _run_columns(run: Run) -> dict:
             "heads": model["heads"], "speculative": decoding["speculative"],
             "max_new_tokens": decoding["max_new_tokens"], "top_p": decoding["top_p"],
             "sandbox": header["sandbox"]["tier"], "n_problems": run.report["n_problems"],
-            "n_samples": run.report["n_samples"], "tokens_per_s": speed.get("tokens_per_s"),
-            "tokens_per_forward": speed.get("tokens_per_forward")}
+            "n_samples": run.report["n_samples"], "tokens_per_s": _number(speed.get("tokens_per_s")),
+            "tokens_per_forward": _number(speed.get("tokens_per_forward"))}
+
+
+def _number(value) -> float | None:
+    """A speed figure as a number; None for anything else (a hand-edited report's "x" must not stop load_runs)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def plot_runs(df: pd.DataFrame, metric: str = "pass@1", ax=None, label: str = "run"):

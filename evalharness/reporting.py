@@ -21,7 +21,8 @@ DEFAULT_KS = (1, 10, 100)
 
 def rebuild_report(path, ks=None, confidence: float | None = None, speed: dict | None = None) -> dict:
     """report.json rebuilt from a run directory's results, keeping what results cannot tell (speed, extras).
-    `speed`: this invocation's speed record (default: the previous report's, else the samples' stats)."""
+    `speed`: this invocation's speed record (default: the previous report's, else the samples' stats); one
+    of an invocation that executed nothing (a re-run of a finished run) measured nothing and counts as none."""
     run_dir = RunDir(path)
     if not run_dir.path.is_dir():
         raise UsageError(f"run directory not found: {run_dir.path}")
@@ -38,6 +39,8 @@ def rebuild_report(path, ks=None, confidence: float | None = None, speed: dict |
     if not 0 < confidence < 1:
         raise UsageError("--confidence must be between 0 and 1")
     samples = run_dir.samples()
+    if speed is not None and not speed.get("programs"):
+        speed = None
     speed = speed or previous.get("speed") or reports.speed_from_samples(samples)
     extra = {k: v for k, v in previous.items() if k not in reports.REPORT_KEYS}
     return reports.build_report(

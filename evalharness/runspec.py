@@ -185,6 +185,7 @@ def prepare_generation(command: str, scoring: Scoring, decoding: DecodingSpec, *
         raise UsageError(f"--speculative {decoding.settings.speculative} needs that many heads; "
                          f"the model has {record.n_future_tokens}")
     check_max_new_tokens(decoding.settings.max_new_tokens, generator)
+    note_prompts_past_the_context(decoding.settings.max_new_tokens, generator, scoring.task.problems)
     spec = RunSpec(command, scoring, Path(out or "."), limits, record, decoding, seed)
     if not out:
         name = f"{scoring.task.name}-{Path(model).name or 'model'}-{spec.default_name()}"
@@ -198,7 +199,26 @@ def check_max_new_tokens(max_new_tokens: int, generator) -> None:
     limit = model_max_seq_len(generator)
     if limit is not None and max_new_tokens >= limit:
         raise UsageError(f"--max-new-tokens {max_new_tokens} does not fit the model's context of {limit} tokens "
-                         f"(max_seq_len, prompt included); use at most {limit - 1}")
+                         f"(max_seq_len); use at most {limit - 1}")
+
+
+def note_prompts_past_the_context(max_new_tokens: int, generator, problems) -> None:
+    """Say so (one line on stderr) when a prompt plus the token budget runs past the model's context:
+    those samples may use positions the model never saw. Not an error: a task's longest prompts
+    (MBPP's few-shot ones: 4,715 demo-tokenizer tokens) can exceed a small model's context whatever
+    the budget."""
+    import sys
+
+    limit = model_max_seq_len(generator)
+    if limit is None or not problems:
+        return
+    lengths = [(len(generator.tokenizer.encode(p.prompt, bos=True)), p.task_id) for p in problems]
+    past = [(n, task_id) for n, task_id in lengths if n + max_new_tokens > limit]
+    if past:
+        longest, task_id = max(past)
+        print(f"evalharness: note: {len(past)} of {len(lengths)} prompts plus --max-new-tokens {max_new_tokens} "
+              f"exceed the model's context of {limit} tokens (longest: {task_id}, {longest} tokens); their samples "
+              "may run past positions the model was trained on", file=sys.stderr)
 
 
 def model_max_seq_len(generator) -> int | None:

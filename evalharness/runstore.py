@@ -222,14 +222,15 @@ def write_file_atomic(path: Path, text: str) -> None:
 
 
 def record_file_of_run(path: str | os.PathLike) -> Path | None:
-    """The run whose own record file `path` is (manifest, samples, results, lock, bad rows), else None.
-    Such files are written only by the run's own commands; no --out may name one."""
+    """The run whose own record file `path` is (manifest, samples, results, lock, bad rows, report.json:
+    the only copy of the run's measured speed), else None. Such files are written only by the run's own
+    commands; no --out may name one."""
     target = Path(path).resolve()
     run = target.parent
     if not (run / MANIFEST).is_file():
         return None
     records = {MANIFEST, SAMPLES, RESULTS, PROMPTS, GENERATION, LOCK, SAMPLES + ASIDE_SUFFIX,
-               RESULTS + ASIDE_SUFFIX} | LEFTOVERS
+               RESULTS + ASIDE_SUFFIX, REPORTS[0]} | LEFTOVERS
     name = target.name
     if name in records or (name.startswith("samples.rank") and name.endswith(".jsonl")):
         return run

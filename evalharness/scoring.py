@@ -116,6 +116,10 @@ class StrictScoring(Scoring):
         not_served = tuple((p.task_id, reason) for p in task.problems
                            if (reason := whole.not_served(p)) is not None)
         left_out = {task_id for task_id, _ in not_served}
+        if task.problems and len(left_out) == len(task.problems):
+            first, reason = not_served[0]
+            raise UsageError(f"--integrity strict serves none of the {len(task.problems)} problems of this run "
+                             f"({first}: {reason}); use --integrity standard")
         scoring = cls(replace(task, problems=tuple(p for p in task.problems if p.task_id not in left_out)), not_served)
         scoring._checks = {k: v for k, v in whole._checks.items() if k not in left_out}
         return scoring

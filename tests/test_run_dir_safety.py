@@ -92,14 +92,30 @@ def test_concurrent_executes_on_one_directory_never_duplicate_rows(tmp_path):
     assert len(keys) == len(set(keys)) == 40
 
 
-@pytest.mark.parametrize("record", ["results.jsonl", "samples.jsonl", "manifest.json"])
+@pytest.mark.parametrize("record", ["results.jsonl", "samples.jsonl", "manifest.json", "report.json"])
 def test_no_command_writes_over_a_runs_record_files(finished_run, record):
-    """Issue 18.8: `report RUN --out RUN/results.jsonl` overwrote finished results."""
+    """Issue 18.8: `report RUN --out RUN/results.jsonl` overwrote finished results. report.json too:
+    `gate RUN --out RUN/report.json` put Markdown there, and the run's measured speed (kept only in
+    report.json) was lost."""
     before = snapshot(finished_run)
     assert_one_line_error(cli("report", finished_run, "--out", finished_run / record), "record file of the run")
     assert_one_line_error(cli("gate", finished_run, "--baseline", finished_run, "--out", finished_run / record),
                           "record file of the run")
     assert snapshot(finished_run) == before
+
+
+def test_rerunning_a_finished_run_keeps_its_measured_speed(toy, tmp_path, capsys):
+    """Re-running the same command is how a run resumes; on a finished run it has nothing to do, and it
+    replaced the report's speed (tokens/s, tokens per forward, programs/s) with zeros and nulls."""
+    samples, flags = toy
+    for command in (["run", "--model", "tiny", "--max-new-tokens", "4"], ["execute", samples]):
+        out = tmp_path / command[0]
+        args = [*command, *flags, "--out", out]
+        assert in_process(capsys, *args).returncode == 0
+        first = json.loads((out / "report.json").read_text())["speed"]
+        assert first["programs"] and (command[0] == "execute" or first["tokens_per_s"])
+        assert in_process(capsys, *args).returncode == 0
+        assert json.loads((out / "report.json").read_text())["speed"] == first
 
 
 def corrupt_middle_line(path: Path) -> list[bytes]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..errors import UsageError
@@ -25,7 +26,7 @@ def add_parser(sub) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_path", metavar="RUN", help="run directory")
     p.add_argument("--format", required=True, choices=CHOICES, help="target format")
-    p.add_argument("--out", required=True, metavar="FILE", help="file to write (refused if it exists)")
+    p.add_argument("--out", required=True, metavar="FILE", help="file to write (refused if it exists; '-': stdout)")
     p.add_argument("--temperature", type=temperature, metavar="T",
                    help="the temperature to export from a run with several (default: the run's only one)")
     p.set_defaults(run=run)
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if manifest is None:
         raise UsageError(f"{run_dir.path} is not a run directory (no manifest.json)")
     out = Path(args.out)
-    if out.exists():
+    if args.out != "-" and out.exists():
         raise UsageError(f"--out {out} exists; not overwriting it")
     if out.resolve().parent == run_dir.path.resolve():
         raise UsageError(f"--out {out} is inside the run directory; write the export elsewhere")
@@ -45,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     rows = export_rows(args.format, samples, run_dir.prompts())
     text = json.dumps(rows, ensure_ascii=False) + "\n" if args.format == "bigcode" else \
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if args.out == "-":  # as `report --out -`; not a file named "-" in the working directory
+        sys.stdout.write(text)
+        return 0
     write_output_file(out, text)
     print(f"{len(samples)} samples -> {out} ({args.format})")
     return 0

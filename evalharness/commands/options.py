@@ -12,6 +12,9 @@ from ..scoring import SCORINGS, Scoring, scoring_class
 # (an infinite timeout made every sample a harness_error; a huge n or copy count fills memory).
 MAX_TIMEOUT_S = 3600.0  # CPU seconds per program
 MAX_TEMPERATURE = 10.0  # far past the point where sampling is uniform noise
+# Below this a nonzero temperature is greedy in all but name, and far below it logits / T overflow
+# float32 (at 1e-40 every sample was the unknown token to the budget, exit 0): use 0 for greedy.
+MIN_TEMPERATURE = 1e-4
 MAX_SAMPLES = 10_000  # per problem and temperature (--n, --reference COPIES)
 MAX_WORKERS_PER_CORE = 4
 
@@ -53,7 +56,18 @@ def number_in(low: float, high: float, *, low_open: bool = False, high_open: boo
 positive_int = int_in(1)
 sample_count = int_in(1, MAX_SAMPLES)
 timeout_s = number_in(0, MAX_TIMEOUT_S, low_open=True)
-temperature = number_in(0, MAX_TEMPERATURE)
+_temperature_range = number_in(0, MAX_TEMPERATURE)
+
+
+def temperature(text: str) -> float:
+    """An argparse type: 0 (greedy) or a sampling temperature in [MIN_TEMPERATURE, MAX_TEMPERATURE]."""
+    value = _temperature_range(text)
+    if 0 < value < MIN_TEMPERATURE:
+        raise argparse.ArgumentTypeError(f"must be 0 (greedy) or in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}]: "
+                                         f"{_short(text)}")
+    return value
+
+
 probability = number_in(0, 1, low_open=True)  # top-p
 confidence_level = number_in(0, 1, low_open=True, high_open=True)
 
@@ -140,6 +154,9 @@ def temperature_list(text: str) -> tuple[float, ...]:
     values = tuple(temperature(x) for x in text.split(",") if x.strip())
     if not values:
         raise argparse.ArgumentTypeError(f"expected comma-separated temperatures, got {_short(text)}")
+    repeated = next((t for i, t in enumerate(values) if t in values[:i]), None)
+    if repeated is not None:  # two passes would share sample keys (task_id, index, temperature)
+        raise argparse.ArgumentTypeError(f"temperature {repeated:g} appears twice in {_short(text)}")
     return values
 
 
@@ -158,15 +175,16 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("decoding")
     g.add_argument("--n", type=sample_count,
                    help=f"samples per problem (default 1; 200 with --protocol mtp-paper; at most {MAX_SAMPLES})")
-    g.add_argument("--temperature", type=temperature, default=0.0,
-                   help=f"sampling temperature, 0 = greedy (default 0; at most {MAX_TEMPERATURE:g})")
+    g.add_argument("--temperature", type=temperature,  # None: not given (0); a protocol or sweep refuses it
+                   help=f"sampling temperature, 0 = greedy, else at least {MIN_TEMPERATURE:g} (default 0; at most "
+                        f"{MAX_TEMPERATURE:g})")
     g.add_argument("--temperatures", type=temperature_list, metavar="T,..",
                    help="sweep several temperatures, n samples each; report the best per k, named as such "
                         "(default: none, one pass at --temperature)")
     g.add_argument("--protocol", choices=("mtp-paper",),
                    help="mtp-paper: n=200 (or --n) at T=0.1 (pass@1) and T=0.8 (pass@10/100), top-p 0.95 "
                         "(default: none)")
-    g.add_argument("--top-p", type=probability, default=1.0, help="nucleus sampling mass, in (0, 1] (default 1.0: off)")
+    g.add_argument("--top-p", type=probability, help="nucleus sampling mass, in (0, 1] (default 1.0: off)")
     g.add_argument("--top-k", type=int_in(0), default=0, help="sample among the k likeliest tokens (default 0: off)")
     g.add_argument("--max-new-tokens", type=positive_int, default=512,
                    help="token budget per completion; must fit the model's context (default 512)")

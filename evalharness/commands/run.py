@@ -42,20 +42,26 @@ def decoding_from_args(args: argparse.Namespace) -> DecodingSpec:
     """The sampling passes and settings the decoding flags ask for (checked before any model loads)."""
     from ..decoding import SamplingSettings
 
-    headline, top_p = None, args.top_p
+    headline, top_p = None, 1.0 if args.top_p is None else args.top_p
     if args.protocol == "mtp-paper":
-        if args.temperatures:
-            raise UsageError("--protocol mtp-paper fixes the temperatures; drop --temperatures")
+        # a flag the protocol overrides is refused, not dropped: the run would not be what was asked
+        for flag, value in (("--temperatures", args.temperatures), ("--temperature", args.temperature),
+                            ("--top-p", args.top_p)):
+            if value is not None:
+                raise UsageError(f"--protocol mtp-paper fixes the temperatures and top-p; drop {flag}")
         # an explicit --n (e.g. a cheaper first look) keeps the protocol's temperatures and top-p
         passes = tuple(SamplingPass(t, args.n or PAPER_N) for t in PAPER_TEMPERATURES)
         headline, top_p = PAPER_HEADLINE, 0.95
     elif args.temperatures:
+        if args.temperature is not None:
+            raise UsageError("--temperatures gives the temperatures of a sweep; drop --temperature")
         passes = tuple(SamplingPass(t, args.n or 1) for t in args.temperatures)
     else:
-        if args.temperature == 0 and (args.n or 1) > 1:
+        temperature = args.temperature or 0.0
+        if temperature == 0 and (args.n or 1) > 1:
             print("evalharness: note: --n > 1 with greedy decoding repeats the same sample; "
                   "set --temperature for pass@k > 1", file=sys.stderr)
-        passes = (SamplingPass(args.temperature, args.n or 1),)
+        passes = (SamplingPass(temperature, args.n or 1),)
     settings = SamplingSettings(temperature=0.0, top_p=top_p, top_k=args.top_k,
                                 max_new_tokens=args.max_new_tokens, speculative=args.speculative)
     return DecodingSpec(passes, settings, args.batch_size, args.protocol, headline, args.compile)
@@ -124,12 +130,25 @@ def sharded() -> Iterator[Shard]:
 
 
 def _init_distributed() -> Shard:
-    """torchrun sets WORLD_SIZE/RANK; gloo on CPU, nccl on GPUs, each rank on GPU LOCAL_RANK."""
+    """torchrun sets WORLD_SIZE/RANK; gloo on CPU, nccl on GPUs, each rank on GPU LOCAL_RANK. A
+    WORLD_SIZE without the rest of torchrun's environment (another launcher's, a stray export) is a
+    one-line UsageError, not torch's rendezvous traceback."""
     import os
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    text = os.environ.get("WORLD_SIZE", "1")
+    try:
+        world = int(text)
+    except ValueError:
+        world = 0
+    if world < 1:
+        raise UsageError(f"WORLD_SIZE={text!r} in the environment is not a process count; unset it, or launch "
+                         "with torchrun")
     if world == 1:
         return Shard()
+    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    if missing:
+        raise UsageError(f"WORLD_SIZE={world} is set but {', '.join(missing)} not: launch with torchrun "
+                         "(see README), or unset WORLD_SIZE")
     import datetime
 
     import torch

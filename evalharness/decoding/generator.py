@@ -44,7 +44,7 @@ CPU_BATCH_SIZE = 32  # slots on CPU with --batch-size auto (see README: throughp
 STAGING_ROWS = 16  # prompts prefilled together at most (rows beside the slots that hold prefills)
 KV_BUCKET = 64  # attention reads the cache up to a multiple of this, eager
 COMPILED_KV_BUCKETS = 4  # compiled: at most this many kv_len values per pass (on CUDA, a CUDA graph each)
-CUDA_MEMORY_MARGIN = 0.9  # of free memory, for the cache; the rest is activations and the allocator's slack
+CUDA_MEMORY_MARGIN = 0.9  # of free memory (host memory on CPU), for the cache; the rest is activations and slack
 
 
 @dataclass
@@ -295,32 +295,67 @@ class Generator:
         longest = max((len(self.tokenizer.encode(r.prompt, bos=True)) for r in requests if r.n), default=0)
         width = -(-(longest + settings.max_new_tokens + 2 * k) // KV_BUCKET) * KV_BUCKET
         staging = min(STAGING_ROWS, sum(1 for r in requests if r.n))
-        slots = min(self.batch_size_for(batch_size, width, k, staging), sum(r.n for r in requests))
-        return slots, staging, width  # never more slots than samples: they would only idle
+        total = sum(r.n for r in requests)  # never more slots than samples: they would only idle
+        slots = min(self.batch_size_for(batch_size and min(batch_size, total), width, k, staging), total)
+        return slots, staging, width
 
     def rows_that_fit(self, seq_len: int, heads: int) -> int | None:
-        """Cache rows of seq_len tokens that device memory holds for a new pass (CUDA; None elsewhere).
-        The last pass's cache is dropped first (the new pass's setup_cache replaces it anyway), and the
-        allocator's cached blocks handed back, so a run's second pass gets the slots its first had."""
-        if self.device.type != "cuda" or not hasattr(self.model, "cache_bytes"):
+        """Cache rows of seq_len tokens that memory holds for a new pass: free device memory on CUDA,
+        the host's available memory on CPU (None where neither is known). The last pass's cache is
+        dropped first (the new pass's setup_cache replaces it anyway), and the allocator's cached
+        blocks handed back, so a run's second pass gets the slots its first had."""
+        if self.device.type not in ("cuda", "cpu") or not hasattr(self.model, "cache_bytes"):
             return None
         self.model.setup_cache(0, 0, heads)
-        torch.cuda.empty_cache()
-        free, _ = torch.cuda.mem_get_info(self.device)
+        if self.device.type == "cpu":
+            free = available_host_memory()
+            if free is None:
+                return None
+        else:
+            torch.cuda.empty_cache()
+            free, _ = torch.cuda.mem_get_info(self.device)
         return int(free * CUDA_MEMORY_MARGIN) // self.model.cache_bytes(1, seq_len, heads)
 
     def batch_size_for(self, requested: int | None, seq_len: int, heads: int, staging: int) -> int:
-        """Slots for a pass: the request, else all that memory holds (CUDA) or CPU_BATCH_SIZE. A
-        request memory cannot hold, or memory for no slot at all, is a UsageError before any work."""
+        """Slots for a pass: the request, else all that memory holds (CUDA) or CPU_BATCH_SIZE (fewer where
+        the host's memory holds fewer). A request memory cannot hold, or memory for no slot at all, is
+        a UsageError before any work."""
         fit = self.rows_that_fit(seq_len, heads)
         if fit is not None and (fit - staging < 1 or (requested or 0) + staging > fit):
             per_row = self.model.cache_bytes(1, seq_len, heads)
             raise UsageError(f"{'--batch-size ' + str(requested) if requested else 'one decoding row'} does not fit "
-                             f"in device memory: {per_row / 2**20:.0f} MiB of KV cache per row of {seq_len} tokens, "
-                             f"room for {max(0, fit - staging)} rows beside {staging} prompt rows")
+                             f"in {self.device.type} memory: {per_row / 2**20:.0f} MiB of KV cache per row of "
+                             f"{seq_len} tokens, room for {max(0, fit - staging)} rows beside {staging} prompt rows")
         if requested is not None:
             return requested
-        return fit - staging if fit is not None else CPU_BATCH_SIZE
+        if fit is None:
+            return CPU_BATCH_SIZE
+        return fit - staging if self.device.type == "cuda" else min(CPU_BATCH_SIZE, fit - staging)
+
+    def setup_cache(self, rows: int, seq_len: int, heads: int, batch_size: int | None) -> None:
+        """The pass's KV cache; memory that cannot hold it (an allocator's error: the host's memory
+        estimate can be wrong, e.g. under a cgroup limit) is a one-line UsageError, not a traceback."""
+        try:
+            self.model.setup_cache(rows, seq_len, heads)
+        except (MemoryError, RuntimeError) as e:
+            if not (isinstance(e, (MemoryError, torch.OutOfMemoryError)) or "allocate memory" in str(e)):
+                raise
+            self.model.setup_cache(0, 0, heads)  # hand back whatever part was allocated
+            asked = f"--batch-size {batch_size}" if batch_size else f"{rows} decoding rows"
+            raise UsageError(f"{asked} does not fit in {self.device.type} memory: could not allocate the KV cache "
+                             f"of {rows} rows of {seq_len} tokens; use a smaller --batch-size") from None
+
+
+def available_host_memory() -> int | None:
+    """Bytes the host can still give this process without swapping (MemAvailable; None: not Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 class _Pass:
@@ -344,7 +379,7 @@ class _Pass:
         self.full = self.active = B
         if self.k > 1 and hasattr(self.model, "stack_heads"):
             self.model.stack_heads()  # the heads run together from now on: one batched block
-        self.model.setup_cache(B + self.P, self.width, self.k)  # slots, then staging rows
+        gen.setup_cache(B + self.P, self.width, self.k, batch_size)  # slots, then staging rows
         self.all_slots = self.slots = Slots.empty(B, settings, self.dev)  # slots: the active prefix
         self.owner: list[_Sample | None] = [None] * B  # the sample in each slot
         self.parked = set(range(B))  # free slots already marked done on the device
