@@ -31,7 +31,7 @@ from evalharness.tasks.data import json_lines, parse_json, read_bytes
 
 from .errors import UsageError
 from .records import Sample, read_samples_file
-from .runstore import GENERATION, MANIFEST, SAMPLES, manifest_problem
+from .runstore import GENERATION, MANIFEST, SAMPLES, manifest_problem, read_json_object
 
 FORMATS = ("human-eval", "evalplus", "bigcode")
 EXPECTED = ("expected human-eval JSONL (task_id, completion), EvalPlus JSONL (task_id, solution or completion) "
@@ -123,11 +123,11 @@ def export_rows(fmt: str, samples: list[dict], prompts: dict[str, str]):
 
 def _from_run(samples_path: Path, task: Task) -> SamplesInput:
     run_dir = samples_path.parent
-    origin = _json_object(run_dir / MANIFEST)
+    origin = read_json_object(run_dir / MANIFEST)
     if origin is not None and manifest_problem(origin):
         origin = None  # a manifest of the wrong shape must not pass its keys on to this run's
     return SamplesInput(samples_path, "human-eval", read_samples_file(samples_path, task), origin,
-                        _speed_figures(_json_object(run_dir / GENERATION)))
+                        _speed_figures(read_json_object(run_dir / GENERATION)))
 
 
 def _speed_figures(record: dict | None) -> dict | None:
@@ -140,15 +140,6 @@ def _speed_figures(record: dict | None) -> dict | None:
         return None
     kept = {k: v for k, v in record.items() if figure(v) or (isinstance(v, list) and all(map(figure, v)))}
     return kept or None
-
-
-def _json_object(path: Path) -> dict | None:
-    """A run's optional JSON file as an object; None when it is missing or not one."""
-    try:
-        value = parse_json(path.read_bytes())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _first_char(path: Path) -> str:

@@ -190,8 +190,6 @@ def read_samples_file(path: str | os.PathLike, task: Task) -> list[Sample]:
         temperature = row.get("temperature")  # set in files from a sampling sweep
         if not isinstance(temperature, (int, float)) or isinstance(temperature, bool):
             temperature = None
-        elif problem := _temperature_problem(row):
-            raise UsageError(f"{where}: {problem}")
         idx = counts.get((task_id, temperature), 0)
         counts[(task_id, temperature)] = idx + 1
         core = ("task_id", "completion", "sample_idx", "temperature")

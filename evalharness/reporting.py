@@ -23,7 +23,19 @@ def rebuild_report(path, ks=None, confidence: float | None = None, speed: dict |
     """report.json rebuilt from a run directory's results, keeping what results cannot tell (speed, extras).
     `speed`: this invocation's speed record (default: the previous report's, else the samples' stats); one
     of an invocation that executed nothing (a re-run of a finished run) measured nothing and counts as none."""
+    return _rebuild(RunDir(path), ks, confidence, speed)[0]
+
+
+def report_and_details(path, ks=None, confidence: float | None = None,
+                       speed: dict | None = None) -> tuple[dict, dict]:
+    """rebuild_report and run_details from one read of the run's samples and results."""
     run_dir = RunDir(path)
+    report, samples, results = _rebuild(run_dir, ks, confidence, speed)
+    return report, reports.drilldown(samples, results, run_dir.prompts())
+
+
+def _rebuild(run_dir: RunDir, ks, confidence, speed) -> tuple[dict, list[dict], list[dict]]:
+    """rebuild_report's report, and the samples and results it was built from."""
     if not run_dir.path.is_dir():
         raise UsageError(f"run directory not found: {run_dir.path}")
     manifest = run_dir.manifest()
@@ -43,13 +55,14 @@ def rebuild_report(path, ks=None, confidence: float | None = None, speed: dict |
         speed = None
     speed = speed or previous.get("speed") or reports.speed_from_samples(samples)
     extra = {k: v for k, v in previous.items() if k not in reports.REPORT_KEYS}
-    return reports.build_report(
+    report = reports.build_report(
         results, task=task.get("name"), task_fingerprint=task.get("fingerprint"),
         header=reports.report_header(manifest), samples=samples,
-        problem_ids=_problem_ids(manifest, previous, results, run_dir),
+        problem_ids=_problem_ids(manifest, previous, samples, results),
         ks=ks, confidence=confidence, seed=(previous.get("bootstrap") or {}).get("seed", 0),
         speed=speed, extra=extra, temperature_for_k=_headline_rule(manifest),
         integrity=manifest.get("integrity") or previous.get("integrity"))
+    return report, samples, results
 
 
 def run_details(path) -> dict:
@@ -59,9 +72,8 @@ def run_details(path) -> dict:
     return reports.drilldown(run_dir.samples(), run_dir.results(), run_dir.prompts())
 
 
-def write_report(run_dir: RunDir, report: dict) -> None:
-    """report.json, report.md and report.html (with the drill-down) into the run directory."""
-    details = run_details(run_dir.path)
+def write_report(run_dir: RunDir, report: dict, details: dict) -> None:
+    """report.json, report.md and report.html (with the drill-down `details`) into the run directory."""
     run_dir.write_json("report.json", report)
     run_dir.write_text("report.md", reports.render_markdown(report, details))
     run_dir.write_text("report.html", reports.render_html(report, details))
@@ -100,15 +112,15 @@ def _previous_report(path: Path) -> dict:
     return report if isinstance(report, dict) else {}
 
 
-def _problem_ids(manifest: dict, previous: dict, results: list[dict], run_dir: RunDir) -> list[str]:
+def _problem_ids(manifest: dict, previous: dict, samples: list[dict], results: list[dict]) -> list[str]:
     """The problems the run covers, as its manifest lists them. Runs made before the manifest did
     (0.1.x): the previous report's (evaluated + missing) and the run's rows."""
     ids = manifest.get("problem_ids")
     if isinstance(ids, list) and all(isinstance(i, str) for i in ids):
         return ids
     ids = [r["task_id"] for r in previous.get("per_problem", [])] + list(previous.get("missing_problems", []))
-    ids += [r["task_id"] for r in run_dir.samples()] + [r["task_id"] for r in results]
+    ids += [r["task_id"] for r in samples] + [r["task_id"] for r in results]
     return list(dict.fromkeys(ids))
 
 
-__all__ = ["DEFAULT_KS", "load_report", "rebuild_report", "run_details", "write_report"]
+__all__ = ["DEFAULT_KS", "load_report", "rebuild_report", "report_and_details", "run_details", "write_report"]

@@ -398,11 +398,16 @@ class RunDir:
 
     def prompts(self) -> dict[str, str]:
         """Each problem's prompt as the run recorded it ({} for runs made before 0.2)."""
-        try:
-            prompts = parse_json((self.path / PROMPTS).read_bytes())
-        except (OSError, ValueError):
-            return {}
-        return prompts if isinstance(prompts, dict) else {}
+        return read_json_object(self.path / PROMPTS) or {}
+
+
+def read_json_object(path: Path) -> dict | None:
+    """A run's optional JSON file as an object; None when it is missing, unreadable or not one."""
+    try:
+        value = parse_json(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 _OBJECT_KEYS = ("task", "model", "decoding", "sandbox", "environment", "identity", "integrity")

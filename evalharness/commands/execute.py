@@ -12,7 +12,7 @@ from ..errors import UsageError
 from ..pipeline import execute_samples
 from ..formats import read_samples
 from ..records import Sample
-from ..reporting import rebuild_report, write_report
+from ..reporting import report_and_details, write_report
 from ..runspec import RunSpec, SamplesSource
 from ..scoring import scoring_class
 from ..summary import print_summary
@@ -57,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
     with SandboxPool(workers=args.workers, tier=args.sandbox) as pool, spec.open(pool.describe()) as run_dir:
         speed = execute_samples(run_dir, spec, samples, pool, quiet=args.quiet)
         speed = {**(generation_speed or reports.speed_from_samples(run_dir.samples()) or {}), **speed}
-        report = rebuild_report(run_dir.path, ks=args.k or spec.task.default_k, confidence=args.confidence,
-                                speed=speed)
-        write_report(run_dir, report)
+        report, details = report_and_details(run_dir.path, ks=args.k or spec.task.default_k,
+                                             confidence=args.confidence, speed=speed)
+        write_report(run_dir, report, details)
     print_summary(report, run_dir.path, file=sys.stdout)
     return 0
 

@@ -12,7 +12,7 @@ import sys
 
 from evalharness import reports
 
-from ..reporting import rebuild_report, run_details
+from ..reporting import report_and_details
 from ..runstore import MANIFEST, RunDir, write_output_file
 from .options import k_list
 
@@ -33,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.out and (run_dir.path / MANIFEST).is_file():
         run_dir.lock()  # the run's report files are rewritten: not while another process writes the run
     with run_dir:
-        report = rebuild_report(args.run_path, ks=args.k, confidence=args.confidence)
-        text = render(report, args.format, run_details(args.run_path))
+        report, details = report_and_details(args.run_path, ks=args.k, confidence=args.confidence)
+        text = render(report, args.format, details)
         if args.out == "-":
             sys.stdout.write(text)
             return 0

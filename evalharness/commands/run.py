@@ -14,7 +14,7 @@ from evalharness.sandboxes import Limits, SandboxPool
 
 from ..errors import UsageError
 from ..pipeline import Shard, evaluate
-from ..reporting import rebuild_report, write_report
+from ..reporting import report_and_details, write_report
 from ..runspec import DecodingSpec, RunSpec, SamplingPass, prepare_generation
 from ..runstore import RunDir
 from ..scoring import Scoring
@@ -95,9 +95,9 @@ def _run(args: argparse.Namespace, shard: Shard) -> int:
             speed = evaluate(run_dir, spec, generator, pool, quiet=args.quiet, shard=shard)
             if shard.rank != 0:
                 return 0
-            report = rebuild_report(run_dir.path, ks=args.k or spec.task.default_k, confidence=args.confidence,
-                                    speed=speed)
-            write_report(run_dir, report)
+            report, details = report_and_details(run_dir.path, ks=args.k or spec.task.default_k,
+                                                 confidence=args.confidence, speed=speed)
+            write_report(run_dir, report, details)
     print_summary(report, run_dir.path)
     return 0
 
