@@ -83,8 +83,7 @@ class HFCausalLM(nn.Module):
         old = pos[rows, :-T]
         pos[rows] = torch.cat([old.masked_fill(old >= start_pos[:, None], -1), positions], 1)
         kv = []
-        for layer in range(len(_layers(cache))):
-            new_k, new_v = _layers(cache)[layer]
+        for layer, (new_k, new_v) in enumerate(_layers(cache)):
             if layer < len(self.kv):
                 k, v = self.kv[layer]
                 k = torch.cat([k, k.new_zeros(*k.shape[:2], T, k.shape[3])], 2)
