@@ -160,12 +160,11 @@ class Check:
         return SamplingSettings(temperature=0.0, max_new_tokens=self.new_tokens, speculative=k if k > 1 else 0)
 
     def auto_slots(self, k: int) -> int:
-        self.release()
         gen = Generator(self.model, self.tok, self.device, compile=False)
         return gen.plan([Request(self.prompt, 1 << 16, tuple(range(1 << 16)))], self.settings(k), None)[0]
 
     def release(self) -> None:
-        """Drop the last pass's cache, so the next auto size sees the memory."""
+        """Drop the last measurement's cache (auto slots fill the card), so the next one has the memory."""
         self.model.setup_cache(1, 64)
         if self.device.type == "cuda":
             torch.cuda.empty_cache()

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 from evalharness.sandboxes import Limits
 from evalharness.tasks import Task
-from evalharness.tasks.data import file_sha256
 
 from . import __version__
 from .backends import ModelRecord

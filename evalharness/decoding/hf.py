@@ -64,7 +64,7 @@ class HFCausalLM(nn.Module):
         if start_pos is None:
             return _select(self.model(input_ids=tokens, use_cache=False).logits[:, :, None], logits_at)
         B, T = tokens.shape
-        rows = torch.arange(B, device=tokens.device) if rows is None else rows
+        rows = slice(0, B) if rows is None else rows  # the decoding rows: read as views, not gathered copies
         positions = start_pos[:, None] + torch.arange(T, device=tokens.device)
         pos = self.col_pos[rows]
         mask = torch.cat([(pos >= 0) & (pos < start_pos[:, None]), torch.ones_like(positions, dtype=torch.bool)], 1)
@@ -76,15 +76,14 @@ class HFCausalLM(nn.Module):
         self._store(rows, out.past_key_values, positions, start_pos)
         return _select(out.logits[:, :, None], logits_at)
 
-    def _store(self, rows: torch.Tensor, cache, positions: torch.Tensor, start_pos: torch.Tensor) -> None:
+    def _store(self, rows: torch.Tensor | slice, cache, positions: torch.Tensor, start_pos: torch.Tensor) -> None:
         """Keep the forward's keys and values: T new columns for every row (dead outside `rows`)."""
         T = positions.shape[1]
         pos = torch.cat([self.col_pos, self.col_pos.new_full((len(self.col_pos), T), -1)], 1)
         old = pos[rows, :-T]
         pos[rows] = torch.cat([old.masked_fill(old >= start_pos[:, None], -1), positions], 1)
         kv = []
-        for layer in range(len(_layers(cache))):
-            new_k, new_v = _layers(cache)[layer]
+        for layer, (new_k, new_v) in enumerate(_layers(cache)):
             if layer < len(self.kv):
                 k, v = self.kv[layer]
                 k = torch.cat([k, k.new_zeros(*k.shape[:2], T, k.shape[3])], 2)
