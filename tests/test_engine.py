@@ -232,6 +232,26 @@ def test_the_decode_step_traces_into_one_graph(transformer, settings):
     assert traced._compiled is not None  # it did not fall back to eager
 
 
+def test_a_compiled_pass_reads_one_cache_length_and_an_eager_one_several(transformer):
+    """Lanes (a cache length per group of slots) give a compiled step a shape each: a compiled pass
+    keeps one lane whatever its kv bucket, so small models compiled do not recompile per lane."""
+    tok = CharTokenizer(ALPHABET, eos_id=ALPHABET.index("a"))
+    requests = requests_for(PROMPTS, 6)
+    settings = SamplingSettings(temperature=0.9, max_new_tokens=20)
+
+    def lengths_read(generator):
+        seen = []
+        generator.on_round = lambda forwards, slots, kv_len: seen.append(kv_len)
+        completions(generator, requests, settings, 16)
+        return seen
+
+    assert any(isinstance(k, tuple) for k in lengths_read(Generator(transformer, tok, "cpu", compile=False)))
+    torch._dynamo.reset()
+    traced = Generator(transformer, tok, "cpu", compile=True)
+    traced._compiled = torch.compile(engine.decode_step, backend="aot_eager", fullgraph=True)
+    assert all(isinstance(k, int) for k in lengths_read(traced))
+
+
 @pytest.mark.slow
 def test_the_inductor_compiled_step_gives_the_eager_samples(transformer):
     """torch.compile with inductor on CPU (C++ code generation: minutes on a loaded 2-core machine)."""

@@ -390,16 +390,15 @@ class _Pass:
         self.results: dict[int, list] = {i: [None] * r.n for i, r in enumerate(requests) if r.n}
         self.left = dict(self.unplaced)
         self.per_forward = float(self.k)  # tokens a decode forward commits, as measured at the last sync
-        compiled = gen._compiled is not None
+        self.compiled = compiled = gen._compiled is not None
         self.kv_bucket = KV_BUCKET if not compiled else \
             max(KV_BUCKET, -(-self.width // (COMPILED_KV_BUCKETS * KV_BUCKET)) * KV_BUCKET)
         self.pinned = None
         if self.dev.type == "cuda":  # two host buffers: one being read while the next copy lands
             W = 2 + self.slots.out.shape[1] * (2 if self.k > 1 else 1)
             self.pinned = [torch.empty(B, W, dtype=torch.long, pin_memory=True) for _ in range(2)]
-        self.static = not (compiled and self.dev.type == "cuda")  # whether _fix_addresses has nothing to do
-
-        self.compiled_on_cuda = not self.static
+        self.compiled_on_cuda = compiled and self.dev.type == "cuda"
+        self.static = not self.compiled_on_cuda  # whether _fix_addresses has nothing to do
 
     def _fix_addresses(self) -> None:
         """The compiled step updates the slots and the cache in place; CUDA graphs need their addresses fixed."""
@@ -463,7 +462,7 @@ class _Pass:
     def _lanes(self) -> int:
         """Lanes of at least 4 slots, up to 4 of them; one when compiled (every lane length would be a
         shape: a CUDA graph each)."""
-        if self.kv_bucket != KV_BUCKET:
+        if self.compiled:
             return 1
         return next((g for g in (4, 2) if self.active % g == 0 and self.active // g >= 4), 1)
 

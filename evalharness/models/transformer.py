@@ -348,7 +348,7 @@ class MTPTransformer(nn.Module):
         self.norm = RMSNorm(args.dim, args.norm_eps)
         self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
         self.stacked_heads: StackedHeads | None = None  # set by stack_heads()
-        self._freqs: Tensor | None = None  # RoPE table, float32 complex, built lazily on the right device
+        self._freqs: Tensor | None = None  # RoPE table, float32 (cos, sin) pairs, built lazily on the right device
 
     @property
     def heads(self) -> list[TransformerBlock]:
