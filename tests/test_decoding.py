@@ -107,10 +107,10 @@ def test_results_do_not_depend_on_batch_size_or_sync_cadence(transformer, settin
     assert again[0] == reference[0][1:]
 
 
-@pytest.mark.parametrize("batch_size,prefills", [(8, [(2, 9)]), (3, [(1, 4), (1, 9)])])
-def test_each_prompt_is_prefilled_once(transformer, batch_size, prefills):
-    """Prompts starting together share one right-padded prefill; a prompt whose samples outnumber
-    the slots is not prefilled again when its later samples take freed slots."""
+@pytest.mark.parametrize("batch_size", [8, 3])
+def test_each_prompt_is_prefilled_once(transformer, batch_size):
+    """Each prompt is prefilled once, alone (padded beside another, its bits could change); a prompt
+    whose samples outnumber the slots is not prefilled again when its later samples take freed slots."""
     widths = []
     real_forward = transformer.forward
 
@@ -125,7 +125,7 @@ def test_each_prompt_is_prefilled_once(transformer, batch_size, prefills):
             SamplingSettings(temperature=1.0, max_new_tokens=5), batch_size)
     finally:
         del transformer.forward
-    assert [w for w in widths if w[1] > 1] == prefills
+    assert [w for w in widths if w[1] > 1] == [(1, 4), (1, 9)]
     assert {w for w in widths if w[1] == 1} == {(batch_size, 1)}  # every decode step runs all slots
 
 

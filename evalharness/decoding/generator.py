@@ -18,8 +18,9 @@ queued before the host looks at the previous copy, so the device never waits for
 finished row then idles one round longer before its slot is refilled. A row that overshoots
 its stop is cut back exactly, so neither cadence nor overlap changes a result.
 
-Every random number is a function of (sample seed, token index, purpose) (sampling.uniform), so a
-sample's tokens do not depend on its slot, its neighbours, B, sharding or resume.
+Every random number is a function of (sample seed, token index, purpose) (sampling.uniform), and on
+CPU every matmul sees the same number of rows whatever the batch (batch_invariant), so a sample's
+tokens do not depend on its slot, its neighbours, B, sharding or resume.
 
 The decode step (decode_step) is a pure function of the slots' tensors with static shapes for a
 fixed B and kv_len (bucketed), so it compiles whole: `compile=True` runs it under torch.compile
@@ -41,7 +42,8 @@ from .finish import Finish, RowWatch
 from .records import Completion, Request, SamplingSettings
 
 CPU_BATCH_SIZE = 32  # slots on CPU with --batch-size auto (see README: throughput flat from 32 on, 2 cores)
-STAGING_ROWS = 16  # prompts prefilled together at most (rows beside the slots that hold prefills)
+ROW_CHUNK = CPU_BATCH_SIZE  # batch-invariant matmuls run this many rows at a time (MTPTransformer.set_row_chunk)
+STAGING_ROWS = 16  # prompts staged at once (rows beside the slots that hold prefills)
 KV_BUCKET = 64  # attention reads the cache up to a multiple of this, eager
 COMPILED_KV_BUCKETS = 4  # compiled: at most this many kv_len values per pass (on CUDA, a CUDA graph each)
 CUDA_MEMORY_MARGIN = 0.9  # of free memory (host memory on CPU), for the cache; the rest is activations and slack
@@ -238,7 +240,10 @@ class Generator:
     refill=False fills the slots only when all are free: fixed batches, the pre-engine behaviour,
     kept to measure what refilling gains (benchmarks/bench_engine.py). overlap: queue the next
     round before reading the last sync's tokens (default: on CUDA, where the device runs ahead of
-    the host). on_round(forwards, slots, kv_len) hears of every round of forwards queued (what a
+    the host). batch_invariant (default: on CPU) runs the model's matmuls in fixed chunks of
+    ROW_CHUNK rows, so a sample's bits, not only its seeds, are the same whatever runs beside it; on
+    CUDA the library kernels still pick their reduction order by row count (see the README).
+    on_round(forwards, slots, kv_len) hears of every round of forwards queued (what a
     benchmark needs to model the bytes a schedule reads). `residual` is the rejection distribution
     of speculative sampling; it is a parameter only so a test can inject a wrong one and see the
     distribution test fail.
@@ -246,11 +251,13 @@ class Generator:
 
     def __init__(self, model, tokenizer, device: str | torch.device | None = None, *, sync_every: int = 8,
                  refill: bool = True, compile: bool | None = None, overlap: bool | None = None,
+                 batch_invariant: bool | None = None,
                  on_round: Callable[[int, int, int | tuple[int, ...]], None] | None = None,
                  residual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = sampling.residual):
         self.model, self.tokenizer = model, tokenizer
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.sync_every, self.refill, self.residual, self.on_round = sync_every, refill, residual, on_round
+        self.batch_invariant = self.device.type == "cpu" if batch_invariant is None else batch_invariant
         self.overlap = self.device.type == "cuda" if overlap is None else overlap
         self.eos_id = tokenizer.eos_id if tokenizer.eos_id is not None else -1
         self.compile = self.device.type == "cuda" if compile is None else compile
@@ -377,8 +384,10 @@ class _Pass:
         self.pending = deque((i, s) for i, r in enumerate(requests) for s in range(r.n))
         B, self.P, self.width = gen.plan(requests, settings, batch_size)  # slots, staging rows, row length
         self.full = self.active = B
-        if self.k > 1 and hasattr(self.model, "stack_heads"):
-            self.model.stack_heads()  # the heads run together from now on: one batched block
+        if hasattr(self.model, "stack_heads"):  # the heads run together from now on: one batched block (for
+            self.model.stack_heads()  # plain decoding too, so head 1's bits are the same in every pass)
+        if hasattr(self.model, "set_row_chunk"):
+            self.model.set_row_chunk(ROW_CHUNK if gen.batch_invariant else None)
         gen.setup_cache(B + self.P, self.width, self.k, batch_size)  # slots, then staging rows
         self.all_slots = self.slots = Slots.empty(B, settings, self.dev)  # slots: the active prefix
         self.owner: list[_Sample | None] = [None] * B  # the sample in each slot
@@ -562,23 +571,22 @@ class _Pass:
         return take
 
     def _prefill(self, new: list[int], rows: list[int]) -> None:
-        lengths = [len(self.prompt_ids[i]) for i in new]
-        batch = torch.zeros(len(new), max(lengths), dtype=torch.long)
-        for p, i in enumerate(new):
-            batch[p, : lengths[p]] = torch.tensor(self.prompt_ids[i])
-        length = self._to_device(lengths)
-        # every used head's cache is filled; only each prompt's last position is unembedded: [P', k, V]
-        # kv_len a multiple of KV_BUCKET like every other: CPU attention kernels sum a ragged cache
-        # length in another order, and a prompt's bits would depend on the prompts prefilled with it
-        kv_len = min(self.width, -(-batch.shape[1] // KV_BUCKET) * KV_BUCKET)
-        last = self.model(self._to_device(batch), start_pos=torch.zeros_like(length), n_heads=self.k,
-                          logits_at=length - 1, kv_len=kv_len, rows=self._to_device(rows) + self.full)[:, 0]
-        if self.staged_last is None:
-            self.staged_last = last.new_zeros(self.P, *last.shape[1:])
-            if self.k > 1 and not self.settings.greedy:
-                self.all_slots.q = torch.zeros(self.full, self.k - 1, last.shape[-1], device=self.dev)
-                self._use_slots(self.active)
-        self.staged_last[self._to_device(rows)] = last
+        """Prefill prompts `new` into staging rows `rows`, each prompt alone: padded beside others, its
+        attention would run at another query and cache length, and CPU kernels then sum in another
+        order (its bits would depend on the prompts staged with it). Every used head's cache is
+        filled; only the prompt's last position is unembedded, giving staged_last[row] [k, V]."""
+        for i, row in zip(new, rows):
+            ids = self.prompt_ids[i]
+            kv_len = min(self.width, -(-len(ids) // KV_BUCKET) * KV_BUCKET)  # a bucket, like every other
+            last = self.model(self._to_device([ids]), start_pos=self._to_device([0]), n_heads=self.k,
+                              logits_at=self._to_device([len(ids) - 1]), kv_len=kv_len,
+                              rows=self._to_device([row + self.full]))[0, 0]
+            if self.staged_last is None:
+                self.staged_last = last.new_zeros(self.P, *last.shape)
+                if self.k > 1 and not self.settings.greedy:
+                    self.all_slots.q = torch.zeros(self.full, self.k - 1, last.shape[-1], device=self.dev)
+                    self._use_slots(self.active)
+            self.staged_last[row] = last
 
     def _place(self, slots: list[int], take: list[tuple[int, int]]) -> None:
         """Start samples `take` in `slots`: their prompt's cache copied in, position, seed and tokens reset."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -113,6 +114,34 @@ class RMSNorm(nn.Module):
         return rms_normalize(x, self.eps) * self.weight
 
 
+def in_row_chunks(f: Callable[[Tensor], Tensor], x: Tensor, chunk: int | None, dim: int = 0) -> Tensor:
+    """f(x) for a row-wise f, computed `chunk` rows (along dim) at a time, the last chunk padded with
+    zeros; chunk None: in one piece.
+
+    A CPU matmul sums a row's products in an order that depends on how many rows it is handed (MKL,
+    dim 128: 1, 2-5 and 6+ rows each round a row's result differently in the last bit), so a
+    sample's logits, and now and then a sampled token, would depend on the rows decoded beside it.
+    Handed `chunk` rows every time, a matmul gives a row the same bits at any position among any
+    neighbours (tested), and a sample's tokens depend on its seed alone."""
+    rows = x.shape[dim]
+    if chunk is None or rows == chunk:
+        return f(x)
+    if rows % chunk:
+        x = torch.cat([x, x.new_zeros(*x.shape[:dim], chunk - rows % chunk, *x.shape[dim + 1:])], dim)
+    return torch.cat([f(part) for part in x.split(chunk, dim)], dim).narrow(dim, 0, rows)
+
+
+class Linear(nn.Linear):
+    """nn.Linear (no bias) whose rows run in_row_chunks of row_chunk (None: one matmul; see
+    MTPTransformer.set_row_chunk)."""
+
+    row_chunk: int | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        return in_row_chunks(lambda rows: F.linear(rows, self.weight), flat, self.row_chunk).view(*x.shape[:-1], -1)
+
+
 def cache_rows(rows: Tensor | None, batch: int, device) -> Tensor:
     """The cache row of each batch row, (B, 1): `rows`, or rows 0..B-1 by default."""
     return (torch.arange(batch, device=device) if rows is None else rows).unsqueeze(1)
@@ -166,10 +195,10 @@ class Attention(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = args.n_heads, args.kv_heads, args.head_dim
-        self.wq = nn.Linear(args.dim, args.n_heads * args.head_dim, bias=False)
-        self.wk = nn.Linear(args.dim, self.n_kv_heads * args.head_dim, bias=False)
-        self.wv = nn.Linear(args.dim, self.n_kv_heads * args.head_dim, bias=False)
-        self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=False)
+        self.wq = Linear(args.dim, args.n_heads * args.head_dim, bias=False)
+        self.wk = Linear(args.dim, self.n_kv_heads * args.head_dim, bias=False)
+        self.wv = Linear(args.dim, self.n_kv_heads * args.head_dim, bias=False)
+        self.wo = Linear(args.n_heads * args.head_dim, args.dim, bias=False)
         self.cache: KVCache | None = None
 
     def setup_cache(self, rows: int, max_seq_len: int) -> None:
@@ -223,9 +252,9 @@ class FeedForward(nn.Module):
     def __init__(self, args: ModelArgs):
         super().__init__()
         hidden = args.ffn_hidden_dim
-        self.w1 = nn.Linear(args.dim, hidden, bias=False)
-        self.w2 = nn.Linear(hidden, args.dim, bias=False)
-        self.w3 = nn.Linear(args.dim, hidden, bias=False)
+        self.w1 = Linear(args.dim, hidden, bias=False)
+        self.w2 = Linear(hidden, args.dim, bias=False)
+        self.w3 = Linear(args.dim, hidden, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
@@ -256,6 +285,8 @@ class StackedHeads(nn.Module):
     head dim) and the input's RMS is computed once. The heads' own parameters become views into
     the stacks, so names, state_dict and memory stay as they were.
     """
+
+    row_chunk: int | None = None  # see MTPTransformer.set_row_chunk
 
     WEIGHTS = ("attention_norm", "attention.wq", "attention.wk", "attention.wv", "attention.wo",
                "ffn_norm", "feed_forward.w1", "feed_forward.w2", "feed_forward.w3")
@@ -295,9 +326,12 @@ class StackedHeads(nn.Module):
             return rms_normalize(t, self.eps) * weight[:n, None, None]
 
         def linear(t: Tensor, weight: Tensor) -> Tensor:  # (n, B, T, in) @ (n, in, out) per head
+            rows = t.reshape(n, -1, t.shape[-1])
             if n == 1:  # plain decoding: as fast as head 1's own block
-                return t @ weight[0]
-            return torch.bmm(t.reshape(n, -1, t.shape[-1]), weight[:n]).view(*t.shape[:-1], -1)
+                out = in_row_chunks(lambda part: part @ weight[0], rows, self.row_chunk, dim=1)
+            else:
+                out = in_row_chunks(lambda part: torch.bmm(part, weight[:n]), rows, self.row_chunk, dim=1)
+            return out.view(*t.shape[:-1], -1)
 
         a = norm(x.unsqueeze(0), self.attention_norm)
         k = apply_rope(linear(a, self.attention_wk).view(n, B, T, Hkv, D), freqs)  # freqs broadcast over heads
@@ -346,7 +380,7 @@ class MTPTransformer(nn.Module):
         self.layers = nn.ModuleList(TransformerBlock(args) for _ in range(args.n_layers - n + 1))
         self.extra_heads = nn.ModuleList(TransformerBlock(args) for _ in range(n - 1))
         self.norm = RMSNorm(args.dim, args.norm_eps)
-        self.output = nn.Linear(args.dim, args.vocab_size, bias=False)
+        self.output = Linear(args.dim, args.vocab_size, bias=False)
         self.stacked_heads: StackedHeads | None = None  # set by stack_heads()
         self._freqs: Tensor | None = None  # RoPE table, float32 (cos, sin) pairs, built lazily on the right device
 
@@ -365,8 +399,17 @@ class MTPTransformer(nn.Module):
         """
         if self.stacked_heads is None and self.n_future_tokens > 1:
             self.stacked_heads = StackedHeads(self.heads, self.args)
+            self.stacked_heads.row_chunk = self.output.row_chunk
             for head in self.heads:
                 head.attention.cache = None
+        return self
+
+    def set_row_chunk(self, rows: int | None) -> "MTPTransformer":
+        """Run every matmul `rows` rows at a time from now on (None: each in one piece), so that a
+        row's result has the same bits whatever rows share its forward (see in_row_chunks)."""
+        for module in self.modules():  # the stacked heads too, once stacked
+            if isinstance(module, (Linear, StackedHeads)):
+                module.row_chunk = rows
         return self
 
     def _cached_modules(self) -> list[Attention | StackedHeads]:
