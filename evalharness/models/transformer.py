@@ -124,10 +124,9 @@ def in_row_chunks(f: Callable[[Tensor], Tensor], x: Tensor, chunk: int | None, d
     Handed `chunk` rows every time, a matmul gives a row the same bits at any position among any
     neighbours (tested), and a sample's tokens depend on its seed alone."""
     rows = x.shape[dim]
-    if chunk is None or rows == chunk:
-        return f(x)
-    if rows % chunk:
-        x = torch.cat([x, x.new_zeros(*x.shape[:dim], chunk - rows % chunk, *x.shape[dim + 1:])], dim)
+    if chunk is None or (not _compiling() and rows == chunk):  # compiled: no branch on the row count
+        return f(x)  # (a symbolic one), which would be a guard and another graph per pass
+    x = torch.cat([x, x.new_zeros(*x.shape[:dim], -rows % chunk, *x.shape[dim + 1:])], dim)
     return torch.cat([f(part) for part in x.split(chunk, dim)], dim).narrow(dim, 0, rows)
 
 
