@@ -295,11 +295,14 @@ class Generator:
         if sum(r.n for r in requests):
             yield from _Pass(self, requests, settings, batch_size).run()
 
-    def plan(self, requests: Sequence[Request], settings: SamplingSettings,
-             batch_size: int | None = None) -> tuple[int, int, int]:
-        """(slots, staging rows, cache slots per row) a pass over `requests` would use."""
+    def plan(self, requests: Sequence[Request], settings: SamplingSettings, batch_size: int | None = None,
+             prompt_ids: Sequence[list[int]] | None = None) -> tuple[int, int, int]:
+        """(slots, staging rows, cache slots per row) a pass over `requests` would use (prompt_ids: the
+        requests' prompts already encoded, else they are encoded here)."""
         k = settings.heads
-        longest = max((len(self.tokenizer.encode(r.prompt, bos=True)) for r in requests if r.n), default=0)
+        if prompt_ids is None:
+            prompt_ids = [self.tokenizer.encode(r.prompt, bos=True) if r.n else [] for r in requests]
+        longest = max((len(ids) for ids, r in zip(prompt_ids, requests) if r.n), default=0)
         width = -(-(longest + settings.max_new_tokens + 2 * k) // KV_BUCKET) * KV_BUCKET
         staging = min(STAGING_ROWS, sum(1 for r in requests if r.n))
         total = sum(r.n for r in requests)  # never more slots than samples: they would only idle
@@ -382,7 +385,7 @@ class _Pass:
         if not all(ids for ids, r in zip(self.prompt_ids, requests) if r.n):
             raise UsageError("a prompt encodes to no tokens (empty prompt and a tokenizer without BOS)")
         self.pending = deque((i, s) for i, r in enumerate(requests) for s in range(r.n))
-        B, self.P, self.width = gen.plan(requests, settings, batch_size)  # slots, staging rows, row length
+        B, self.P, self.width = gen.plan(requests, settings, batch_size, self.prompt_ids)  # slots, staging, row length
         self.full = self.active = B
         if hasattr(self.model, "stack_heads"):  # the heads run together from now on: one batched block (for
             self.model.stack_heads()  # plain decoding too, so head 1's bits are the same in every pass)
