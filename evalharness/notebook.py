@@ -22,7 +22,7 @@ from evalharness import reports
 from evalharness.tasks.data import parse_json
 
 from .errors import UsageError
-from .runstore import MANIFEST, RunDir, row_key
+from .runstore import RunDir, row_key
 
 _SAMPLE_COLUMNS = {"task_id": "string", "sample_idx": "int64", "completion": "string"}
 _RESULT_COLUMNS = {"task_id": "string", "sample_idx": "int64", "passed": "bool", "duration_s": "float64"}
@@ -149,9 +149,7 @@ def _all_problem_ids(report: dict) -> list[str]:
 def load_run(path) -> Run:
     """Load a run directory (manifest.json, samples.jsonl, results.jsonl; a torn last line is ignored)."""
     run_dir = RunDir(path)
-    manifest = run_dir.manifest()
-    if manifest is None:
-        raise UsageError(f"{run_dir.path} is not a run directory (no {MANIFEST})")
+    manifest = run_dir.existing_manifest()
     samples, results = run_dir.samples(), run_dir.results()  # rows of the wrong shape: one line naming them
     results_df = _frame(results, _RESULT_COLUMNS)
     if "status" in results_df:

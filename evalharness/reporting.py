@@ -14,7 +14,7 @@ from evalharness import reports
 from evalharness.tasks.data import parse_json
 
 from .errors import UsageError
-from .runstore import MANIFEST, RunDir
+from .runstore import RunDir
 
 DEFAULT_KS = (1, 10, 100)
 
@@ -36,11 +36,7 @@ def report_and_details(path, ks=None, confidence: float | None = None,
 
 def _rebuild(run_dir: RunDir, ks, confidence, speed) -> tuple[dict, list[dict], list[dict]]:
     """rebuild_report's report, and the samples and results it was built from."""
-    if not run_dir.path.is_dir():
-        raise UsageError(f"run directory not found: {run_dir.path}")
-    manifest = run_dir.manifest()
-    if manifest is None:
-        raise UsageError(f"{run_dir.path} has no {MANIFEST}; not a run directory")
+    manifest = run_dir.existing_manifest()
     task = manifest.get("task") or {}
     previous = _previous_report(run_dir.path)
     results = run_dir.results()

@@ -337,6 +337,16 @@ class RunDir:
             raise UsageError(f"{p}: {problem}; not touching this run directory")
         return manifest
 
+    def existing_manifest(self) -> dict:
+        """The manifest of a run that must exist already (report, export, repair, load_run); a missing
+        directory or manifest is a one-line UsageError naming the path."""
+        if not self.path.is_dir():
+            raise UsageError(f"run directory not found: {self.path}")
+        manifest = self.manifest()
+        if manifest is None:
+            raise UsageError(f"{self.path} is not a run directory (no {MANIFEST})")
+        return manifest
+
     def open(self, manifest: dict, identity: dict) -> None:
         """Create the run, or check that an existing one was made by the same command, and hold
         the run's lock from here until `close` (or the end of the process).

@@ -34,9 +34,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     run_dir = RunDir(args.run_path)
-    manifest = run_dir.manifest() if run_dir.path.is_dir() else None
-    if manifest is None:
-        raise UsageError(f"{run_dir.path} is not a run directory (no manifest.json)")
+    run_dir.existing_manifest()
     out = Path(args.out)
     if args.out != "-" and out.exists():
         raise UsageError(f"--out {out} exists; not overwriting it")

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import UsageError
-from ..runstore import MANIFEST, RunDir
+from ..runstore import RunDir
 
 
 def add_parser(sub) -> None:
@@ -22,12 +21,8 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     run_dir = RunDir(args.run_path)
-    if not run_dir.path.is_dir():
-        raise UsageError(f"run directory not found: {run_dir.path}")
-    if not (run_dir.path / MANIFEST).is_file():
-        raise UsageError(f"{run_dir.path} has no {MANIFEST}; not a run directory")
+    run_dir.existing_manifest()  # a broken manifest is not ours to rewrite: say so before touching anything
     with run_dir:
-        run_dir.manifest()  # a broken manifest is not ours to rewrite: say so before touching anything
         for repaired in run_dir.repair():
             name = repaired.path.name
             if not repaired.moved:

@@ -13,7 +13,6 @@ the whole pipeline runs end to end in seconds without any real weights.
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import tempfile
