@@ -337,7 +337,6 @@ def test_bwrap_starts_from_a_venv_interpreter(tmp_path):
     import importlib.util
     import shutil
     import subprocess
-    import sys
     import venv
     from pathlib import Path
 
