@@ -60,13 +60,16 @@ def test_a_samples_probabilities_have_the_same_bits_at_any_batch_size(monkeypatc
     """Batch invariance to the bit, not only in the seeds: every distribution a sample's token is drawn
     from is bit-identical at 1, 5 or 12 slots. The model has the demo model's matmul shapes (dim 128,
     FFN 352), where a CPU matmul rounds a row differently with 1, 2-5 or 6+ rows beside it; with 12
-    slots a speculative forward has 36 rows, more than one chunk. A tiny model's samples hide that:
+    slots a speculative forward has 36 rows, more than one chunk. Prompts prefilled together (the
+    0.2.0 engine) fail it as well as unchunked matmuls do. A tiny model's samples hide all that:
     a token flips only when its random number falls within that rounding of a boundary (the demo
     model: 6 of 400 HumanEval samples)."""
     model = tiny_transformer(vocab=len(ALPHABET), n_future_tokens=4, dim=128, n_layers=6)
     tok = CharTokenizer(ALPHABET, eos_id=ALPHABET.index("i"))
     settings = SamplingSettings(temperature=0.8, top_p=0.95, max_new_tokens=24, speculative=speculative)
-    requests = requests_for(PROMPTS, 6, stop=("fg",))
+    # prompts of 4 to 201 tokens; the first two start together at 12 slots: prefilled together, the
+    # short one would be padded to the long one's 61 rows, which MKL rounds another way than 4
+    requests = requests_for(["j" * 3, "abc" * 20, "hgfedcba" * 25, "cafe" * 40], 6, stop=("fg",))
     draw = engine.sampling.draw
 
     def run(batch_size):
@@ -90,7 +93,7 @@ def test_a_samples_probabilities_have_the_same_bits_at_any_batch_size(monkeypatc
     running = {sampling.uniform(sampling.split_seeds([seed], "cpu"), torch.tensor([i]), purpose).item()
                for seed, c in zip(seeds, reference) for i in range(c.tokens) for purpose in purposes}
     drawn = running & seen_alone.keys()
-    assert len(drawn) > 200
+    assert len(drawn) > 100
     for got, seen in others:
         assert described(got) == described(reference)
         assert all(seen[u] == seen_alone[u] for u in drawn)
