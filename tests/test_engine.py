@@ -55,18 +55,25 @@ def test_every_sample_of_an_n20_run_equals_it_generated_alone(transformer, setti
     assert described(together) == described(alone)
 
 
-@pytest.mark.parametrize("speculative", [0, 3], ids=["plain", "speculative-sampling"])
-def test_a_samples_probabilities_have_the_same_bits_at_any_batch_size(monkeypatch, speculative):
+# prompts of 250 to 420 tokens: speculative queries at positions where CPU attention's rounding
+# depends on how far it reads (kv_len 384, 448 or 512: a lane's longest row decides)
+LONG_PROMPTS = [(ALPHABET[2:] * 50)[i:i + n] for i, n in enumerate((250, 420, 300, 60))]
+
+
+@pytest.mark.parametrize("speculative, prompts", [(0, PROMPTS), (3, PROMPTS), (3, LONG_PROMPTS)],
+                         ids=["plain", "speculative-sampling", "speculative-long-prompts"])
+def test_a_samples_probabilities_have_the_same_bits_at_any_batch_size(monkeypatch, speculative, prompts):
     """Batch invariance to the bit, not only in the seeds: every distribution a sample's token is drawn
     from is bit-identical at 1, 5 or 12 slots. The model has the demo model's matmul shapes (dim 128,
     FFN 352), where a CPU matmul rounds a row differently with 1, 2-5 or 6+ rows beside it; with 12
     slots a speculative forward has 36 rows, more than one chunk. A tiny model's samples hide that:
     a token flips only when its random number falls within that rounding of a boundary (the demo
-    model: 6 of 400 HumanEval samples)."""
+    model: 6 of 400 HumanEval samples). Long prompts: speculative attention reads whole blocks of
+    the cache (INVARIANT_KV_BLOCK), else its bits depend on the lane's longest row."""
     model = tiny_transformer(vocab=len(ALPHABET), n_future_tokens=4, dim=128, n_layers=6)
     tok = CharTokenizer(ALPHABET, eos_id=ALPHABET.index("i"))
     settings = SamplingSettings(temperature=0.8, top_p=0.95, max_new_tokens=24, speculative=speculative)
-    requests = requests_for(PROMPTS, 6, stop=("fg",))
+    requests = requests_for(prompts, 6, stop=("fg",))
     draw = engine.sampling.draw
 
     def run(batch_size):
