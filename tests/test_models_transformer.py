@@ -249,3 +249,36 @@ def test_stacked_heads_compute_what_the_separate_blocks_do(kv):
     model.load_state_dict(ref.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(model(seqs), ref(seqs), rtol=0, atol=1e-5)
+
+
+def gated_model(dim: int, stacked: bool) -> MTPTransformer:
+    """dim 128: FFN 352 (the demo model's); dim 40: FFN 112, not a multiple of 32."""
+    torch.manual_seed(0)
+    args = ModelArgs(dim=dim, n_layers=4, n_heads=4, vocab_size=VOCAB, multiple_of=16, n_future_tokens=2,
+                     max_seq_len=256)
+    model = MTPTransformer(args).eval()
+    return (model.stack_heads() if stacked else model).set_row_chunk(32)
+
+
+@pytest.mark.parametrize("stacked", [False, True], ids=["head-blocks", "stacked-heads"])
+def test_a_rows_bits_depend_neither_on_the_rows_beside_it_nor_on_the_thread_count(stacked):
+    """silu's vectorised kernel rounds the elements of a loop's tail (a tensor's last numel % 32, or
+    a thread's share once numel > 32768) differently from the others, so the FFN's gate runs in the
+    chunks of set_row_chunk too. Two threads split 119 tokens of FFN 352 off the loop's stride, and
+    5 tokens of FFN 112 leave a tail that 10 do not: both fail without the chunked gate."""
+    long_prompt = torch.randint(0, VOCAB, (1, 119))
+    model = gated_model(128, stacked)
+    before = torch.get_num_threads()
+    try:
+        by_threads = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with torch.no_grad():
+                by_threads.append(model(long_prompt))
+        assert torch.equal(*by_threads)
+        torch.set_num_threads(1)
+        model, rows = gated_model(40, stacked), torch.randint(0, VOCAB, (2, 5))
+        with torch.no_grad():
+            assert torch.equal(model(rows[:1]), model(rows)[:1])
+    finally:
+        torch.set_num_threads(before)

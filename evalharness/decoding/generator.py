@@ -45,6 +45,13 @@ CPU_BATCH_SIZE = 32  # slots on CPU with --batch-size auto (see README: throughp
 ROW_CHUNK = CPU_BATCH_SIZE  # batch-invariant matmuls run this many rows at a time (MTPTransformer.set_row_chunk)
 STAGING_ROWS = 16  # prompts staged at once (rows beside the slots that hold prefills)
 KV_BUCKET = 64  # attention reads the cache up to a multiple of this, eager
+# Batch-invariant decoding of several tokens per forward (speculative): attention reads, and the cache
+# holds, a multiple of this. CPU flash attention sums the cache in blocks of 512 slots, and with more
+# than one query a block's matmul rounds a row's result differently with the block's length (kv_len 384,
+# 448 and 512 give three results for a query at position 300; measured, torch 2.13); with one query,
+# or with whole blocks, the length does not matter. kv_len comes from the longest row of a lane, so
+# without this a speculative sample's bits depended on its neighbours.
+INVARIANT_KV_BLOCK = 512
 COMPILED_KV_BUCKETS = 4  # compiled: at most this many kv_len values per pass (on CUDA, a CUDA graph each)
 CUDA_MEMORY_MARGIN = 0.9  # of free memory (host memory on CPU), for the cache; the rest is activations and slack
 
@@ -303,11 +310,17 @@ class Generator:
         if prompt_ids is None:
             prompt_ids = [self.tokenizer.encode(r.prompt, bos=True) if r.n else [] for r in requests]
         longest = max((len(ids) for ids, r in zip(prompt_ids, requests) if r.n), default=0)
-        width = -(-(longest + settings.max_new_tokens + 2 * k) // KV_BUCKET) * KV_BUCKET
+        unit = self.kv_unit(k)
+        width = -(-(longest + settings.max_new_tokens + 2 * k) // unit) * unit
         staging = min(STAGING_ROWS, sum(1 for r in requests if r.n))
         total = sum(r.n for r in requests)  # never more slots than samples: they would only idle
         slots = min(self.batch_size_for(batch_size and min(batch_size, total), width, k, staging), total)
         return slots, staging, width
+
+    def kv_unit(self, heads: int) -> int:
+        """Attention lengths and the cache width are multiples of this (INVARIANT_KV_BLOCK: the cache's
+        last block then has the same length in every pass, whatever its longest prompt)."""
+        return INVARIANT_KV_BLOCK if self.batch_invariant and heads > 1 else KV_BUCKET
 
     def rows_that_fit(self, seq_len: int, heads: int) -> int | None:
         """Cache rows of seq_len tokens that memory holds for a new pass: free device memory on CUDA,
@@ -403,8 +416,9 @@ class _Pass:
         self.left = dict(self.unplaced)
         self.per_forward = float(self.k)  # tokens a decode forward commits, as measured at the last sync
         self.compiled = compiled = gen._compiled is not None
-        self.kv_bucket = KV_BUCKET if not compiled else \
-            max(KV_BUCKET, -(-self.width // (COMPILED_KV_BUCKETS * KV_BUCKET)) * KV_BUCKET)
+        unit = gen.kv_unit(self.k)
+        self.kv_bucket = unit if not compiled else \
+            max(unit, -(-self.width // (COMPILED_KV_BUCKETS * unit)) * unit)
         self.pinned = None
         if self.dev.type == "cuda":  # two host buffers: one being read while the next copy lands
             W = 2 + self.slots.out.shape[1] * (2 if self.k > 1 else 1)

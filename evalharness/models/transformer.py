@@ -122,7 +122,13 @@ def in_row_chunks(f: Callable[[Tensor], Tensor], x: Tensor, chunk: int | None, d
     dim 128: 1, 2-5 and 6+ rows each round a row's result differently in the last bit), so a
     sample's logits, and now and then a sampled token, would depend on the rows decoded beside it.
     Handed `chunk` rows every time, a matmul gives a row the same bits at any position among any
-    neighbours (tested), and a sample's tokens depend on its seed alone."""
+    neighbours (tested), and a sample's tokens depend on its seed alone.
+
+    Pointwise kernels need it too: silu's vectorised kernel rounds the elements of a loop's tail
+    (the last numel % 32 of a tensor, or of a thread's share once numel > 32768) differently from
+    the rest (AVX512: 4% of them, measured), so the FFN's gate runs in the same chunks: an element's
+    bits would otherwise depend on the rows in the call and the thread count (a demo prompt's
+    prefill: 1 and 2 threads gave different caches)."""
     rows = x.shape[dim]
     if chunk is None or (not _compiling() and rows == chunk):  # compiled: no branch on the row count
         return f(x)  # (a symbolic one), which would be a guard and another graph per pass
@@ -256,6 +262,11 @@ class FeedForward(nn.Module):
         self.w3 = Linear(args.dim, hidden, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Run w2.row_chunk rows at a time, the gate too (see in_row_chunks)."""
+        flat = x.reshape(-1, x.shape[-1])
+        return in_row_chunks(self._rows, flat, self.w2.row_chunk).view(*x.shape[:-1], -1)
+
+    def _rows(self, x: Tensor) -> Tensor:
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
@@ -354,8 +365,12 @@ class StackedHeads(nn.Module):
                 mask = mask.expand(n, *mask.shape).flatten(0, 1)
             out = attend(q.flatten(0, 1).transpose(1, 2), k, v, mask, H // Hkv).view(n, B, H, Tq, D).transpose(2, 3)
         h = x + linear(out.reshape(n, B, Tq, H * D), self.attention_wo)
+        def ffn(rows: Tensor) -> Tensor:  # (n, rows, dim), row_chunk rows at a time, the gate too (FeedForward)
+            return linear(F.silu(linear(rows, self.feed_forward_w1)) * linear(rows, self.feed_forward_w3),
+                          self.feed_forward_w2)
+
         f = norm(h, self.ffn_norm)
-        h = h + linear(F.silu(linear(f, self.feed_forward_w1)) * linear(f, self.feed_forward_w3), self.feed_forward_w2)
+        h = h + in_row_chunks(ffn, f.reshape(n, -1, dim), self.row_chunk, dim=1).view(h.shape)
         return h.permute(1, 2, 0, 3).contiguous()  # strided, the unembedding would become a bmm: 2x slower
 
 
