@@ -162,9 +162,11 @@ class SandboxPool:
 
     # ---------------------------------------------------------------- run
 
-    def run(self, jobs: Iterable[Job]) -> Iterator[tuple[object, Verdict]]:
+    def run(self, jobs: Iterable[Job], cancel: threading.Event | None = None) -> Iterator[tuple[object, Verdict]]:
         """Run jobs, yielding (key, verdict) as they complete. `jobs` is consumed lazily by a
-        feeder thread, at most about 2 * workers ahead of the verdicts."""
+        feeder thread, at most about 2 * workers ahead of the verdicts. Setting `cancel` (from
+        another thread: an interrupted run) ends the run within about a second; the workers of
+        programs still running are replaced, as when the caller stops reading."""
         capacity = 2 * len(self._pool)
         feed: queue.Queue = queue.Queue(maxsize=capacity)
         wake_r, wake_w = os.pipe()
@@ -207,7 +209,7 @@ class SandboxPool:
         seq = 0
         source_done = False
         try:
-            while True:
+            while cancel is None or not cancel.is_set():
                 # 1. dispatch: retries to idle workers first; new jobs only when none wait
                 for item in list(retries):
                     idle = [i for i, w in enumerate(self._pool) if not w.inflight]
