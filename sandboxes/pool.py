@@ -155,10 +155,15 @@ class SandboxPool:
             except OSError:
                 pass  # reaped by a later pool
 
-    def _respawn(self, i: int) -> None:
-        self._stop(self._pool[i], graceful=False)
-        self.respawns += 1
-        self._pool[i] = self._await_ready(self._start())
+    def _respawn(self, *indices: int) -> None:
+        """Replace these workers, the new ones starting side by side (an abandoned run replaces
+        every busy worker, and a start takes a few hundred ms)."""
+        for i in indices:
+            self._stop(self._pool[i], graceful=False)
+            self._pool[i] = self._start()  # in the pool at once: close() stops it if a start fails
+        for i in indices:
+            self._await_ready(self._pool[i])
+        self.respawns += len(indices)
 
     # ---------------------------------------------------------------- run
 
@@ -251,10 +256,10 @@ class SandboxPool:
             stop.set()
             sel.close()
             os.close(wake_r)
-            for i, w in enumerate(self._pool):
-                if w.inflight:  # abandoned mid-run: their verdicts must not leak into a later run
-                    w.inflight.clear()
-                    self._respawn(i)
+            busy = [i for i, w in enumerate(self._pool) if w.inflight]
+            for i in busy:  # abandoned mid-run: their verdicts must not leak into a later run
+                self._pool[i].inflight.clear()
+            self._respawn(*busy)
 
     def _send(self, i: int, item: tuple, sel) -> None:
         seq, job, attempt = item
