@@ -251,3 +251,20 @@ def test_sigterm_while_execute_runs_ends_cleanly_and_a_rerun_resumes(whole, tmp_
     assert resumed.returncode == 0, resumed.stderr
     results = rows(out / "results.jsonl")
     assert len({(r["task_id"], r["sample_idx"]) for r in results}) == len(results) == 12
+
+
+def test_ctrl_c_while_a_report_is_written_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
+    """Reports are written last, so an interrupt often lands in their write: it left
+    `.report.json.tmp` beside the run's files."""
+    from evalharness import runstore
+
+    target = tmp_path / "report.json"
+    target.write_text("old\n")
+
+    def interrupted(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runstore.os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        runstore.write_file_atomic(target, "new\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"] and target.read_text() == "old\n"
