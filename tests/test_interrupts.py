@@ -181,7 +181,6 @@ def test_ctrl_c_while_the_commands_load_is_one_line(tiny, tmp_path):
 @pytest.mark.parametrize("name, signals, code, word", [
     ("run", (signal.SIGINT, signal.SIGINT), 130, "interrupted"),  # Ctrl-C twice in quick succession
     ("run", (signal.SIGTERM,), 143, "terminated"),  # a CI runner's timeout
-    ("generate", (signal.SIGINT, signal.SIGINT), 130, "interrupted"),
     ("generate", (signal.SIGTERM,), 143, "terminated"),
 ])
 def test_signals_mid_generation_end_cleanly_and_a_rerun_resumes(tiny, whole, tmp_path, name, signals, code, word):
