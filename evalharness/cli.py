@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import signal
 import sys
 
 from . import __version__
-from .errors import USER_ERRORS, one_line
+from .interrupts import exit_code, signals_interrupt
 
 COMMANDS = ("run", "generate", "execute", "report", "compare", "gate", "export", "prompt", "tasks", "checkpoint",
             "repair")
@@ -47,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     import importlib
 
     parser = ArgumentParser(prog="evalharness", description=__doc__.splitlines()[0],
-                            epilog="exit codes: 0 ok, 1 gate failed, 2 usage or input error (one line on stderr)")
+                            epilog="exit codes: 0 ok, 1 gate failed, 2 usage or input error (one line on stderr), "
+                                   "130 interrupted (Ctrl-C), 143 terminated (SIGTERM): re-run to resume")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -93,6 +95,18 @@ def _stdout_closed() -> bool:
 
 @quiet_when_stdout_closes
 def main(argv: list[str] | None = None) -> int:
+    with signals_interrupt():  # before the commands load (0.1 s): a Ctrl-C then is no traceback either
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (interrupts.Interrupted)
+            stopped = "terminated" if exit_code(e) == 128 + signal.SIGTERM else "interrupted"
+            print(f"evalharness: {stopped}; re-run the same command to resume", file=sys.stderr)
+            return exit_code(e)
+
+
+def _main(argv: list[str] | None) -> int:
+    from .errors import USER_ERRORS, one_line
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
@@ -106,9 +120,6 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"evalharness: error: {one_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("evalharness: interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

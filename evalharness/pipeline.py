@@ -85,25 +85,27 @@ def _sha(text: str) -> str:
 # ---------------------------------------------------------------------------------------- execute
 
 
-def execute(scoring: Scoring, samples: Iterable[Sample], pool, limits: Limits) -> Iterator[Result]:
+def execute(scoring: Scoring, samples: Iterable[Sample], pool, limits: Limits,
+            cancel: threading.Event | None = None) -> Iterator[Result]:
     """Judge every sample with `scoring`, its programs run through `pool`; yield one Result per sample
     as it completes. Samples the scoring hands on (Rejudge) are judged again once the stream is
     done (they are rare); their row carries the decision, e.g. "suspicious in standard mode (...);
-    re-judged in strict mode: passed"."""
+    re-judged in strict mode: passed". Setting `cancel` ends the stream within about a second,
+    programs still running abandoned (see SandboxPool.run)."""
     deferred: list[tuple[Sample, Rejudge]] = []
-    for sample, outcome in _judge(scoring, samples, pool, limits):
+    for sample, outcome in _judge(scoring, samples, pool, limits, cancel):
         if isinstance(outcome, Rejudge):
             deferred.append((sample, outcome))
         else:
             yield outcome
-    while deferred:
+    while deferred and not (cancel is not None and cancel.is_set()):
         groups: dict[int, tuple[Scoring, list[tuple[Sample, Rejudge]]]] = {}
         for sample, rejudge in deferred:
             groups.setdefault(id(rejudge.scoring), (rejudge.scoring, []))[1].append((sample, rejudge))
         deferred = []
         for again, items in groups.values():
             notes = {sample.key: rejudge.note for sample, rejudge in items}
-            for sample, outcome in _judge(again, [sample for sample, _ in items], pool, limits):
+            for sample, outcome in _judge(again, [sample for sample, _ in items], pool, limits, cancel):
                 note = notes[sample.key]
                 if isinstance(outcome, Rejudge):
                     deferred.append((sample, replace(outcome, note=f"{note}; {outcome.note}")))
@@ -121,7 +123,8 @@ def job_for(key, program: TestProgram | str, limits: Limits, keep_output: bool =
                call_limits=program.call_limits)
 
 
-def _judge(scoring: Scoring, samples: Iterable[Sample], pool, limits: Limits) -> Iterator[tuple[Sample, object]]:
+def _judge(scoring: Scoring, samples: Iterable[Sample], pool, limits: Limits,
+           cancel: threading.Event | None = None) -> Iterator[tuple[Sample, object]]:
     """(sample, Result or Rejudge) for each sample, in completion order."""
     task = scoring.task
     waiting: dict[tuple, tuple[Sample, Problem, dict[str, Verdict], int]] = {}
@@ -137,7 +140,7 @@ def _judge(scoring: Scoring, samples: Iterable[Sample], pool, limits: Limits) ->
                 yield job_for((sample.key, suite), program.source, keep_output=program.keep_output,
                               limits=limits if cpu_s == limits.cpu_s else replace(limits, cpu_s=cpu_s))
 
-    for (key, suite), verdict in pool.run(jobs()):
+    for (key, suite), verdict in pool.run(jobs(), cancel=cancel):
         sample, problem, verdicts, expected = waiting[key]
         verdicts[suite] = verdict
         if len(verdicts) == expected:
@@ -171,10 +174,16 @@ def evaluate(run: RunDir, spec: RunSpec, generator, pool, quiet: bool = False, s
 
     samples_q: queue.Queue = queue.Queue()
     exec_state = {"error": None, "programs": 0, "end": None}
-    stop = threading.Event()
+    stop = threading.Event()  # set when the main thread fails or is interrupted: execution ends early
+    # Waited on instead of Thread.join: Python 3.11's join, once interrupted by Ctrl-C, takes the
+    # thread for finished (its lock released on the way out) and returns at once the next time.
+    executed = threading.Event()
 
     def sample_stream():
-        yield from pending
+        for item in pending:
+            if stop.is_set():
+                return
+            yield item
         while not stop.is_set():
             item = samples_q.get()
             if item is _END:
@@ -185,11 +194,12 @@ def evaluate(run: RunDir, spec: RunSpec, generator, pool, quiet: bool = False, s
 
     def execute_all():
         try:
-            exec_state["programs"] = _execute_to(run, spec, sample_stream(), pool, n_to_execute, quiet)
+            exec_state["programs"] = _execute_to(run, spec, sample_stream(), pool, n_to_execute, quiet, cancel=stop)
         except BaseException as e:  # surfaced in the main thread
             exec_state["error"] = e
         finally:
             exec_state["end"] = time.monotonic()
+            executed.set()
 
     executor = threading.Thread(target=execute_all, name="execute", daemon=True)
     executor.start()
@@ -201,12 +211,15 @@ def evaluate(run: RunDir, spec: RunSpec, generator, pool, quiet: bool = False, s
         _generate_to(run.samples_path, spec, generator, work, quiet,
                      on_sample=lambda s: (generated.append(s), s.key in results_done or samples_q.put(s)))
         gen_s = time.monotonic() - t_gen
+        samples_q.put(_END)
+        executed.wait()  # Ctrl-C lands here too while execution finishes
     except BaseException:
+        # Execution ends, its rows flushed, before the caller closes the pool and releases the
+        # run's lock: no row is written, and no worker started, after that.
         stop.set()
         samples_q.put(_END)
+        executed.wait()
         raise
-    samples_q.put(_END)
-    executor.join()
     if exec_state["error"] is not None:
         raise exec_state["error"]
     return speed_record(_decode_stats(generated), gen_s, exec_state["programs"],
@@ -247,11 +260,12 @@ def execute_samples(run: RunDir, spec: RunSpec, samples: Sequence[Sample], pool,
             "programs_per_s": round(programs / elapsed, 2) if programs and elapsed > 0 else None}
 
 
-def _execute_to(run: RunDir, spec: RunSpec, samples: Iterable[Sample], pool, total: int, quiet: bool) -> int:
-    """Append a result row for every sample; return how many were executed."""
+def _execute_to(run: RunDir, spec: RunSpec, samples: Iterable[Sample], pool, total: int, quiet: bool,
+                cancel: threading.Event | None = None) -> int:
+    """Append a result row for every sample (until `cancel` is set); return how many were executed."""
     count = 0
     with JsonlAppender(run.results_path) as log, Progress(total, "execute", quiet=quiet) as progress:
-        for result in execute(spec.scoring, samples, pool, spec.limits):
+        for result in execute(spec.scoring, samples, pool, spec.limits, cancel):
             log.append(result.to_row())
             count += 1
             progress.update()

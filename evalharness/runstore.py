@@ -203,7 +203,8 @@ LEFTOVERS = frozenset({LOCK} | {_temp_name(n) for n in (MANIFEST, SAMPLES, RESUL
 
 def write_file_atomic(path: Path, text: str) -> None:
     """Replace `path` with `text` whole (temp file, fsync, rename): a crash leaves the old file or
-    the new one, never half of one. Failures are one-line UsageErrors and leave no temp file."""
+    the new one, never half of one. Failures are one-line UsageErrors and leave no temp file, nor
+    does a Ctrl-C (the reports are written last: an interrupt often lands here)."""
     tmp = path.with_name(_temp_name(path.name))
     try:
         with open(tmp, "wb") as f:
@@ -211,14 +212,16 @@ def write_file_atomic(path: Path, text: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except (OSError, UnicodeEncodeError) as e:
+    except BaseException as e:
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
         if isinstance(e, UnicodeEncodeError):
             raise UsageError(f"cannot write {path}: the text holds a lone surrogate (not Unicode)") from None
-        raise _write_error(path, e) from None
+        if isinstance(e, OSError):
+            raise _write_error(path, e) from None
+        raise
 
 
 def record_file_of_run(path: str | os.PathLike) -> Path | None:

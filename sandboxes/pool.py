@@ -155,16 +155,23 @@ class SandboxPool:
             except OSError:
                 pass  # reaped by a later pool
 
-    def _respawn(self, i: int) -> None:
-        self._stop(self._pool[i], graceful=False)
-        self.respawns += 1
-        self._pool[i] = self._await_ready(self._start())
+    def _respawn(self, *indices: int) -> None:
+        """Replace these workers, the new ones starting side by side (an abandoned run replaces
+        every busy worker, and a start takes a few hundred ms)."""
+        for i in indices:
+            self._stop(self._pool[i], graceful=False)
+            self._pool[i] = self._start()  # in the pool at once: close() stops it if a start fails
+        for i in indices:
+            self._await_ready(self._pool[i])
+        self.respawns += len(indices)
 
     # ---------------------------------------------------------------- run
 
-    def run(self, jobs: Iterable[Job]) -> Iterator[tuple[object, Verdict]]:
+    def run(self, jobs: Iterable[Job], cancel: threading.Event | None = None) -> Iterator[tuple[object, Verdict]]:
         """Run jobs, yielding (key, verdict) as they complete. `jobs` is consumed lazily by a
-        feeder thread, at most about 2 * workers ahead of the verdicts."""
+        feeder thread, at most about 2 * workers ahead of the verdicts. Setting `cancel` (from
+        another thread: an interrupted run) ends the run within about a second; the workers of
+        programs still running are replaced, as when the caller stops reading."""
         capacity = 2 * len(self._pool)
         feed: queue.Queue = queue.Queue(maxsize=capacity)
         wake_r, wake_w = os.pipe()
@@ -207,7 +214,7 @@ class SandboxPool:
         seq = 0
         source_done = False
         try:
-            while True:
+            while cancel is None or not cancel.is_set():
                 # 1. dispatch: retries to idle workers first; new jobs only when none wait
                 for item in list(retries):
                     idle = [i for i, w in enumerate(self._pool) if not w.inflight]
@@ -249,10 +256,10 @@ class SandboxPool:
             stop.set()
             sel.close()
             os.close(wake_r)
-            for i, w in enumerate(self._pool):
-                if w.inflight:  # abandoned mid-run: their verdicts must not leak into a later run
-                    w.inflight.clear()
-                    self._respawn(i)
+            busy = [i for i, w in enumerate(self._pool) if w.inflight]
+            for i in busy:  # abandoned mid-run: their verdicts must not leak into a later run
+                self._pool[i].inflight.clear()
+            self._respawn(*busy)
 
     def _send(self, i: int, item: tuple, sel) -> None:
         seq, job, attempt = item

@@ -61,7 +61,7 @@ def test_timeout_below_the_task_default_is_honoured():
     from evalharness.scoring import StandardScoring
 
     class Recorder:
-        def run(self, jobs):
+        def run(self, jobs, cancel=None):
             self.limits = [job.limits for job in jobs]
             return iter(())
 

@@ -45,8 +45,8 @@ class ForceSuspicious:
     def __init__(self, pool):
         self.pool = pool
 
-    def run(self, jobs):
-        for key, verdict in self.pool.run(jobs):
+    def run(self, jobs, cancel=None):
+        for key, verdict in self.pool.run(jobs, cancel):
             yield key, replace(verdict, status="suspicious", detail=MARKED) if verdict.passed else verdict
 
 
