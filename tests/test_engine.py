@@ -268,9 +268,9 @@ def test_a_second_pass_gets_the_auto_slots_of_the_first(transformer, monkeypatch
     assert gen.plan(many, settings, None) == first
 
 
-@pytest.mark.parametrize("settings", [
-    SamplingSettings(temperature=0.9, top_p=0.9, top_k=6, max_new_tokens=20),
-    SamplingSettings(max_new_tokens=20, speculative=4),
+@pytest.mark.parametrize("settings", [  # 7 s each: the one with most ops runs by default
+    pytest.param(SamplingSettings(temperature=0.9, top_p=0.9, top_k=6, max_new_tokens=20), marks=pytest.mark.slow),
+    pytest.param(SamplingSettings(max_new_tokens=20, speculative=4), marks=pytest.mark.slow),
     SamplingSettings(temperature=0.9, top_p=0.9, max_new_tokens=20, speculative=3),
 ], ids=["sampling", "speculative-greedy", "speculative-sampling"])
 def test_the_decode_step_traces_into_one_graph(transformer, settings):

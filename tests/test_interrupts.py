@@ -180,7 +180,8 @@ def test_ctrl_c_while_the_commands_load_is_one_line(tiny, tmp_path):
 
 @pytest.mark.parametrize("name, signals, code, word", [
     ("run", (signal.SIGINT, signal.SIGINT), 130, "interrupted"),  # Ctrl-C twice in quick succession
-    ("run", (signal.SIGTERM,), 143, "terminated"),  # a CI runner's timeout
+    pytest.param("run", (signal.SIGTERM,), 143, "terminated",  # a CI runner's timeout; generate's case below
+                 marks=pytest.mark.slow),  # takes the same way out (5 s saved in the default suite)
     ("generate", (signal.SIGTERM,), 143, "terminated"),
 ])
 def test_signals_mid_generation_end_cleanly_and_a_rerun_resumes(tiny, whole, tmp_path, name, signals, code, word):
@@ -234,6 +235,7 @@ def test_ctrl_c_while_run_executes_keeps_every_result_and_writes_none_after_the_
     assert results[:len(done)] == done  # kept as they were, the rest executed once
 
 
+@pytest.mark.slow  # 7 s; the default suite stops execution with Ctrl-C in `run` above
 def test_sigterm_while_execute_runs_ends_cleanly_and_a_rerun_resumes(whole, tmp_path):
     """`execute` judges in the main thread: SIGTERM there is 143 and one line, not death by signal."""
     samples = tmp_path / "slow.jsonl"
