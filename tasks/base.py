@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import ClassVar, Mapping, Sequence
@@ -202,10 +203,21 @@ def imported_modules(*sources: str, skip: frozenset = frozenset({"typing", "sys"
 
 
 def parse_quietly(source: str) -> ast.Module | None:
-    """The AST of dataset code, or None; datasets hold invalid escapes like "\\w" in plain strings."""
+    """The AST of dataset code, or None where it does not parse."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return ast.parse(source)
+        return parse_source(source)
     except (SyntaxError, ValueError):
         return None
+
+
+_PARSE_LOCK = threading.Lock()
+
+
+def parse_source(source: str, mode: str = "exec") -> ast.AST:
+    """ast.parse without warnings (datasets hold invalid escapes like "\\w" in plain strings), one
+    call at a time: CPython 3.11 keeps the AST converter's recursion depth in interpreter-wide state,
+    so two threads parsing at once can fail with "SystemError: AST constructor recursion depth
+    mismatch" (seen in CI, where the hostile-program tests build three tiers' jobs in parallel)."""
+    with _PARSE_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ast.parse(source, mode=mode)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .base import (TASK_VERSION, LiteralChecks, NotLiteral, Problem, Task, TaskError, TestProgram, imported_modules,
-                   parse_quietly)
+                   parse_quietly, parse_source)
 from .data import check_task_ids, one_file, read_records
 from .literal import literal_calls
 
@@ -59,7 +59,7 @@ def prompt_helpers(prompt: str, reference: str, entry_point: str) -> str:
 def _check_parameter(task_id: str, test: str) -> str:
     """The name `check(candidate)` calls the solution by (its first parameter)."""
     try:
-        tree = ast.parse(test)
+        tree = parse_source(test)
     except (SyntaxError, ValueError) as e:
         raise NotLiteral(f"{task_id}: the test does not parse: {e}") from None
     for node in tree.body:

@@ -19,9 +19,8 @@ import ast
 import builtins
 import collections
 import math
-import warnings
 
-from .base import NotLiteral, parse_quietly
+from .base import NotLiteral, parse_quietly, parse_source
 
 BUILTIN_NAMES = frozenset(dir(builtins))
 # A call in any of these can run more than once (or never be reached in a knowable order).
@@ -165,7 +164,7 @@ def parse_literal(text: str):
     `OrderedDict([('a', 1)])`, `deque([1])`). Anything else is a ValueError.
     """
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = parse_source(text.strip(), mode="eval")
         return ast.literal_eval(_Containers().visit(tree).body)
     except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError) as e:
         raise ValueError(f"not a literal: {type(e).__name__}") from None
@@ -255,8 +254,6 @@ class _Scope(ast.NodeVisitor):
 
 def _parse(source: str, task_id: str, label: str) -> ast.Module:
     try:
-        with warnings.catch_warnings():  # datasets hold invalid escapes like "\w" in plain strings
-            warnings.simplefilter("ignore")
-            return ast.parse(source)
+        return parse_source(source)
     except (SyntaxError, ValueError) as e:
         raise NotLiteral(f"{task_id}: the {label} do not parse: {e}") from None

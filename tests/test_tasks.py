@@ -427,3 +427,41 @@ def test_tasks_command_lists_every_task(shared_data, capsys):
     rows = {line.split()[0]: line.split()[1:3] for line in lines[1:]}
     assert rows["mbpp"] == ["2", "500"] and rows["mbpp-sanitized"] == ["2", "257"] and rows["mbpp-plus"] == ["2", "378"]
     assert set(TASKS) <= set(rows)
+
+
+def test_threads_can_read_task_code_at_once():
+    """CPython 3.11's ast.parse keeps its recursion depth in interpreter-wide state: two threads
+    parsing while a garbage collection runs Python finalizers raised "SystemError: AST constructor
+    recursion depth mismatch" (in CI, building the hostile programs of three tiers in parallel).
+    Every parse of task code goes through one lock (tasks.base.parse_source)."""
+    import gc
+    import threading
+
+    from evalharness.tasks.base import imported_modules
+
+    source = "import math\n" + "".join(f"def f{i}(x):\n    return [y * {i} for y in range(x) if y % 3]\n"
+                                       for i in range(300))
+    errors = []
+
+    class Finalized:
+        def __del__(self):  # Python code inside a collection: a chance for the GIL to change hands
+            sum(range(100))
+
+    def parse_while_collecting():
+        try:
+            for _ in range(30):
+                garbage = [Finalized() for _ in range(200)]
+                for g in garbage:
+                    g.cycle = g  # only the cyclic collector frees them, at an allocation mid-parse
+                del garbage
+                assert imported_modules(source) == ("math",)
+        except SystemError as e:
+            errors.append(e)
+
+    gc.collect()
+    threads = [threading.Thread(target=parse_while_collecting) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
