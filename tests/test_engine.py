@@ -228,7 +228,7 @@ def test_a_cache_the_host_memory_cannot_hold_is_a_one_line_error(transformer, mo
     gen = Generator(transformer, tok, "cpu")
     many = requests_for(PROMPTS, 20)
     width = gen.plan(many, settings)[2]
-    room = int(10 * transformer.cache_bytes(1, width, 1) / engine.CUDA_MEMORY_MARGIN) + 1
+    room = int(10 * transformer.cache_bytes(1, width, 1) / engine.MEMORY_MARGIN) + 1
     monkeypatch.setattr(engine, "available_host_memory", lambda: room)
     assert gen.plan(many, settings, None)[0] == 10 - len(PROMPTS)  # auto: fewer than 32 when 32 do not fit
     assert gen.plan(requests_for(PROMPTS[:1], 3), settings, 10**20)[0] == 3  # capped at the samples, as before
@@ -263,7 +263,7 @@ def test_a_second_pass_gets_the_auto_slots_of_the_first(transformer, monkeypatch
     held = lambda: sum(b.numel() * b.element_size() for b in transformer.buffers() if b.dim() >= 4)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (pool - held(), pool))
     first = gen.plan(many, settings, None)
-    assert first[0] == int(50 * engine.CUDA_MEMORY_MARGIN) - len(PROMPTS)
+    assert first[0] == int(50 * engine.MEMORY_MARGIN) - len(PROMPTS)
     transformer.setup_cache(first[0] + first[1], first[2], 1)  # what the first pass holds
     assert gen.plan(many, settings, None) == first
 

@@ -53,7 +53,7 @@ KV_BUCKET = 64  # attention reads the cache up to a multiple of this, eager
 # without this a speculative sample's bits depended on its neighbours.
 INVARIANT_KV_BLOCK = 512
 COMPILED_KV_BUCKETS = 4  # compiled: at most this many kv_len values per pass (on CUDA, a CUDA graph each)
-CUDA_MEMORY_MARGIN = 0.9  # of free memory (host memory on CPU), for the cache; the rest is activations and slack
+MEMORY_MARGIN = 0.9  # of free memory (CUDA) or available host memory (CPU) for the cache; the rest: activations, slack
 
 
 @dataclass
@@ -337,7 +337,7 @@ class Generator:
         else:
             torch.cuda.empty_cache()
             free, _ = torch.cuda.mem_get_info(self.device)
-        return int(free * CUDA_MEMORY_MARGIN) // self.model.cache_bytes(1, seq_len, heads)
+        return int(free * MEMORY_MARGIN) // self.model.cache_bytes(1, seq_len, heads)
 
     def batch_size_for(self, requested: int | None, seq_len: int, heads: int, staging: int) -> int:
         """Slots for a pass: the request, else all that memory holds (CUDA) or CPU_BATCH_SIZE (fewer where
